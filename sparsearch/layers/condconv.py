@@ -1,0 +1,254 @@
+"""CondConv (seed 001): per-example kernels mixed from n experts, ``(Σ_i α_i W_i) * x``.
+
+Two executions of the same parameters, equal up to float rounding (seed 001, Fig. 1):
+
+- ``"experts"``: the mixture-of-experts form ``Σ_i α_i (W_i * x)``, one convolution with n·out
+  output channels followed by the weighted sum; efficient for large batches (what the seed trains with).
+- ``"mixed"``: one mixed kernel per example, then one convolution with the batch folded into the
+  groups (``bmm`` for pointwise kernels); costs n·|W| multiply-adds per example to mix, then one conv.
+- ``"auto"`` (default): the form measured faster for the batch size at hand; see :func:`pick_form`.
+
+Routing (seed 001, §3): global average pool of the input -> a registered routing function
+(sigmoid by default); ``route(x)`` returns (B, n) weights, or (B, n, out) with ``per_channel=True``.
+``forward(x, routing_weights=...)`` accepts weights computed elsewhere, so layers of one block can
+share a routing function (CC-MobileNetV2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from sparsearch.layers.routing import create_routing
+
+__all__ = ["FORMS", "CondConv2d", "CondLinear", "pick_form"]
+
+FORMS = ("auto", "experts", "mixed")
+
+
+def pick_form(batch: int, experts: int, mix_macs: int, conv_macs: int) -> str:
+    """Choose the faster execution for one batch from multiply-accumulate counts per example.
+
+    The mixed form costs ``mix_macs + conv_macs`` per example, the experts form ``experts·conv_macs``;
+    but a batch-folded convolution runs at a fraction of a batched one's speed on CPUs, so the mixed
+    form is chosen when it does at most half the experts form's work, or for a single example.
+    ``benchmarks/bench_layers.py`` measures the two forms side by side.
+    """
+    if batch == 1:
+        return "mixed"
+    return "mixed" if 2 * (mix_macs + conv_macs) <= experts * conv_macs else "experts"
+
+
+def _init_experts(weight: Tensor, bias: Tensor | None) -> None:
+    """nn.Conv2d/nn.Linear initialisation applied to each expert with its own fan-in."""
+    for i in range(weight.shape[0]):
+        nn.init.kaiming_uniform_(weight[i], a=math.sqrt(5))
+    if bias is not None:
+        fan_in = math.prod(weight.shape[2:])  # in/groups · kh · kw of one expert
+        bound = 1 / math.sqrt(fan_in)
+        nn.init.uniform_(bias, -bound, bound)
+
+
+def _check_form(execution: str) -> str:
+    if execution not in FORMS:
+        raise ValueError(f"execution must be one of {FORMS}, got {execution!r}")
+    return execution
+
+
+def _check_routing_weights(alpha: Tensor, batch: int, experts: int, channels: int) -> None:
+    if alpha.shape not in ((batch, experts), (batch, experts, channels)):
+        raise ValueError(
+            f"routing weights must have shape ({batch}, {experts}) or ({batch}, {experts}, {channels}),"
+            f" got {tuple(alpha.shape)}"
+        )
+
+
+class CondConv2d(nn.Module):
+    """Conditionally parameterised convolution; arguments mirror :class:`torch.nn.Conv2d`.
+
+    Args:
+        num_experts: n, kernels mixed per example.
+        routing: a registered routing function name (``"constant"`` gives α = 1).
+        per_channel: one routing weight per expert and output channel.
+        hidden: routing hidden layer size.
+        routing_k: experts kept by selecting routing functions (noisy top-k).
+        execution: ``"auto"``, ``"experts"`` or ``"mixed"``; can be changed at any time.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        num_experts: int = 8,
+        routing: str = "sigmoid",
+        *,
+        per_channel: bool = False,
+        hidden: str = "none",
+        routing_k: int | None = None,
+        execution: str = "auto",
+    ) -> None:
+        super().__init__()
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be a positive int, got {num_experts=}")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels and out_channels must be divisible by groups, got "
+                f"{in_channels=}, {out_channels=}, {groups=}"
+            )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
+        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        self.groups, self.num_experts = groups, num_experts
+        self.execution = _check_form(execution)
+        kh, kw = self.kernel_size
+        self.weight = nn.Parameter(torch.empty(num_experts, out_channels, in_channels // groups, kh, kw))
+        self.bias = nn.Parameter(torch.empty(num_experts, out_channels)) if bias else None
+        _init_experts(self.weight, self.bias)
+        self.router = create_routing(
+            routing, in_channels, num_experts,
+            channels=out_channels if per_channel else None, hidden=hidden, k=routing_k,
+        )
+
+    def route(self, x: Tensor) -> Tensor:
+        """Routing weights from the input's global average pool: (B, n) or (B, n, out)."""
+        return self.router(x.mean(dim=(2, 3))).weights
+
+    def forward(self, x: Tensor, routing_weights: Tensor | None = None) -> Tensor:
+        alpha = self.route(x) if routing_weights is None else routing_weights
+        _check_routing_weights(alpha, x.shape[0], self.num_experts, self.out_channels)
+        form = self.execution
+        if form == "auto":
+            form = pick_form(x.shape[0], self.num_experts, self.weight[0].numel(), self._conv_macs(x))
+        return self._mixed(x, alpha) if form == "mixed" else self._experts(x, alpha)
+
+    def _conv_macs(self, x: Tensor) -> int:
+        """Multiply-accumulates of one expert's convolution for one example of x."""
+        h, w = (
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip(
+                x.shape[2:], self.padding, self.dilation, self.kernel_size, self.stride, strict=True
+            )
+        )
+        return self.weight[0].numel() * h * w
+
+    def _conv(self, x: Tensor, weight: Tensor, groups: int) -> Tensor:
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups)
+
+    def _experts(self, x: Tensor, alpha: Tensor) -> Tensor:
+        """Σ_i α_i (W_i * x) as one convolution with n·out channels."""
+        n, out, g = self.num_experts, self.out_channels, self.groups
+        # Arrange kernels group-major so each conv group yields all n experts' outputs of that group.
+        w = self.weight.view(n, g, out // g, *self.weight.shape[2:]).transpose(0, 1)  # (g, n, out/g, ...)
+        y = self._conv(x, w.reshape(g * n * (out // g), *self.weight.shape[2:]), g)  # (B, g·n·out/g, H', W')
+        b, _, ho, wo = y.shape
+        y = y.view(b, g, n, out // g, ho, wo)  # (B, g, n, out/g, H', W')
+        a = alpha.view(b, n, g, out // g) if alpha.dim() == 3 else alpha[:, :, None, None].expand(b, n, g, 1)
+        y = (y * a.transpose(1, 2)[..., None, None]).sum(dim=2).reshape(b, out, ho, wo)
+        if self.bias is not None:
+            y = y + self._mixed_bias(alpha)[:, :, None, None]
+        return y
+
+    def _mixed(self, x: Tensor, alpha: Tensor) -> Tensor:
+        """(Σ_i α_i W_i) * x: one kernel per example, the batch folded into the groups."""
+        b = x.shape[0]
+        kernel = self.weight.shape[1:]  # (out, in/g, kh, kw)
+        if alpha.dim() == 2:
+            w = (alpha @ self.weight.view(self.num_experts, -1)).view(b, *kernel)  # (B, out, in/g, kh, kw)
+        else:
+            w = torch.einsum("bno,noikl->boikl", alpha, self.weight)  # (B, out, in/g, kh, kw)
+        pointwise = kernel[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
+        if pointwise and self.groups == 1:
+            hi, wi = x.shape[2:]
+            y = torch.bmm(w.view(b, self.out_channels, -1), x.reshape(b, self.in_channels, hi * wi))
+            y = y.view(b, self.out_channels, hi, wi)
+        else:
+            y = self._conv(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *kernel[1:]), b * self.groups)
+            y = y.view(b, self.out_channels, *y.shape[2:])  # from (1, B·out, H', W')
+        if self.bias is not None:
+            y = y + self._mixed_bias(alpha)[:, :, None, None]
+        return y
+
+    def _mixed_bias(self, alpha: Tensor) -> Tensor:
+        """(B, out) per-example bias Σ_i α_i b_i."""
+        assert self.bias is not None
+        if alpha.dim() == 2:
+            return alpha @ self.bias
+        return (alpha * self.bias).sum(dim=1)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups}, "
+                f"num_experts={self.num_experts}, execution={self.execution!r}")
+
+
+class CondLinear(nn.Module):
+    """Conditionally parameterised linear layer: ``(Σ_i α_i W_i) x + Σ_i α_i b_i``, routed from x itself.
+
+    Args mirror :class:`torch.nn.Linear`, plus those of :class:`CondConv2d`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        num_experts: int = 8,
+        routing: str = "sigmoid",
+        *,
+        per_channel: bool = False,
+        hidden: str = "none",
+        routing_k: int | None = None,
+        execution: str = "auto",
+    ) -> None:
+        super().__init__()
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be a positive int, got {num_experts=}")
+        self.in_features, self.out_features, self.num_experts = in_features, out_features, num_experts
+        self.execution = _check_form(execution)
+        self.weight = nn.Parameter(torch.empty(num_experts, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(num_experts, out_features)) if bias else None
+        _init_experts(self.weight, self.bias)
+        self.router = create_routing(
+            routing, in_features, num_experts,
+            channels=out_features if per_channel else None, hidden=hidden, k=routing_k,
+        )
+
+    def route(self, x: Tensor) -> Tensor:
+        """Routing weights (B, n) or (B, n, out) from the input features."""
+        return self.router(x).weights
+
+    def forward(self, x: Tensor, routing_weights: Tensor | None = None) -> Tensor:
+        alpha = self.route(x) if routing_weights is None else routing_weights
+        b, n, out = x.shape[0], self.num_experts, self.out_features
+        _check_routing_weights(alpha, b, n, out)
+        form = self.execution
+        if form == "auto":
+            # Mixing costs as much as the product itself (spatial size 1): experts form unless B = 1.
+            form = pick_form(b, n, self.weight[0].numel(), self.weight[0].numel())
+        if form == "mixed":
+            if alpha.dim() == 2:
+                w = (alpha @ self.weight.view(n, -1)).view(b, out, -1)  # (B, out, in)
+            else:
+                w = torch.einsum("bno,noi->boi", alpha, self.weight)  # (B, out, in)
+            y = torch.bmm(w, x[:, :, None]).squeeze(-1)  # (B, out)
+        else:
+            y = F.linear(x, self.weight.view(n * out, -1)).view(b, n, out)  # (B, n, out) every expert
+            a = alpha if alpha.dim() == 3 else alpha[:, :, None]
+            y = (y * a).sum(dim=1)
+        if self.bias is not None:
+            y = y + (alpha @ self.bias if alpha.dim() == 2 else (alpha * self.bias).sum(dim=1))
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, num_experts={self.num_experts}, "
+                f"execution={self.execution!r}")

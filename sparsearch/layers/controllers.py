@@ -1,0 +1,147 @@
+"""Gate controllers: score the C paths of a block per example and pick the top k (seed 000, §2.1).
+
+A controller returns :class:`Gates`: the chosen path indices, a 0/1 mask and the gate values (routing
+weights zeroed outside the top k) that scale the chosen paths' outputs.
+
+Ties: ranking is by the routing scores (logits), which separate paths that ReLU or saturation would
+make equal. Where scores still tie exactly (e.g. a constant input at initialisation), the tie goes to
+the earlier path in a random order, drawn anew at each training step and fixed per layer in eval, so
+ties never systematically favour the lowest indices.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from sparsearch.layers.routing import Routing, create_routing
+
+__all__ = ["Gates", "ImageGate", "QuestionGate", "select_top_k"]
+
+
+class Gates(NamedTuple):
+    """Per-example path selection of one block."""
+
+    index: Tensor  # (B, k) chosen paths, in descending score order
+    mask: Tensor  # (B, C) 1.0 where chosen
+    weights: Tensor  # (B, C) gate values, zero outside the chosen paths
+
+
+def select_top_k(scores: Tensor, k: int, order: Tensor) -> Tensor:
+    """Indices of the k highest scores per row; exact ties go to the path earlier in ``order``.
+
+    Args:
+        scores: (B, C) ranking scores.
+        k: paths to keep, 1 <= k <= C.
+        order: (C,) a permutation of the paths used to break ties.
+
+    Returns:
+        (B, k) path indices.
+    """
+    permuted = scores[:, order]  # (B, C) columns in tie-break order
+    pos = torch.sort(permuted, dim=1, descending=True, stable=True).indices[:, :k]  # (B, k)
+    return order[pos]
+
+
+class _GateController(nn.Module):
+    """Shared selection logic; subclasses compute the routing output from the block input."""
+
+    def __init__(self, num_paths: int, k: int, routing: Routing) -> None:
+        super().__init__()
+        if not 1 <= k <= num_paths:
+            raise ValueError(f"k must be in 1..{num_paths} (the cardinality), got {k=}")
+        if routing.name == "constant" and k < num_paths:
+            raise ValueError(f"constant routing cannot rank paths; use k == {num_paths}, got {k=}")
+        self.num_paths = num_paths
+        self.k = k
+        self.routing = routing
+        self.register_buffer("tiebreak", torch.randperm(num_paths), persistent=False)
+
+    def select(self, weights: Tensor, scores: Tensor) -> Gates:
+        b, c = scores.shape
+        if self.k == c:
+            index = torch.arange(c, device=scores.device).expand(b, c)
+            return Gates(index, torch.ones_like(weights), weights)
+        order = torch.randperm(c, device=scores.device) if self.training else self.tiebreak
+        index = select_top_k(scores.detach(), self.k, order)  # (B, k)
+        mask = torch.zeros_like(weights).scatter_(1, index, 1.0)  # (B, C)
+        return Gates(index, mask, weights * mask)
+
+
+class ImageGate(_GateController):
+    """Image-conditioned controller: global average pool of the block input -> routing.
+
+    Args:
+        in_channels: channels of the block input.
+        num_paths: C, the paths to score.
+        k: paths kept per example.
+        routing: a registered routing function name.
+        hidden: routing hidden layer size (see :data:`~sparsearch.layers.routing.HIDDEN_SIZES`).
+    """
+
+    def __init__(
+        self, in_channels: int, num_paths: int, k: int, routing: str = "softmax", *, hidden: str = "none"
+    ) -> None:
+        super().__init__(num_paths, k, create_routing(routing, in_channels, num_paths, hidden=hidden, k=k))
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Gates:
+        if cond is not None:
+            raise ValueError("ImageGate takes no cond; build the block with cond_dim to condition on it")
+        weights, scores = self.routing(x.mean(dim=(2, 3)))  # (B, C) each
+        return self.select(weights, scores)
+
+
+class QuestionGate(_GateController):
+    """Question-conditioned controller (seed 000, App. B).
+
+    Soft attention over the image grid from image and question features, then
+    ``u = W_I·ṽ_I + v_Q`` and routing(u) (the seed's MLP + ReLU + L1 is ``routing="relu_l1"``)::
+
+        h_A = tanh(W_IA v_i + W_QA v_Q + b_A)      per grid cell i
+        p   = softmax_i(W_P h_A + b_P)
+        ṽ_I = Σ_i p_i v_i
+
+    Args:
+        in_channels: channels of the block input (A, features per grid cell).
+        cond_dim: width of the question vector (B in the seed).
+        num_paths: C, the paths to score.
+        k: paths kept per example.
+        routing: a registered routing function name.
+        attention_dim: hidden width of the attention (defaults to ``cond_dim``).
+        hidden: routing hidden layer size.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        cond_dim: int,
+        num_paths: int,
+        k: int,
+        routing: str = "relu_l1",
+        *,
+        attention_dim: int | None = None,
+        hidden: str = "none",
+    ) -> None:
+        if cond_dim < 1:
+            raise ValueError(f"cond_dim must be a positive int, got {cond_dim=}")
+        super().__init__(num_paths, k, create_routing(routing, cond_dim, num_paths, hidden=hidden, k=k))
+        att = attention_dim or cond_dim
+        self.cond_dim = cond_dim
+        self.image_att = nn.Linear(in_channels, att, bias=False)  # W_IA
+        self.question_att = nn.Linear(cond_dim, att)  # W_QA, b_A
+        self.att_logit = nn.Linear(att, 1)  # W_P, b_P
+        self.image_proj = nn.Linear(in_channels, cond_dim)  # W_I: image features -> question space
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Gates:
+        if cond is None or cond.shape != (x.shape[0], self.cond_dim):
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(f"QuestionGate needs cond of shape ({x.shape[0]}, {self.cond_dim}), got {got}")
+        v = x.flatten(2).transpose(1, 2)  # (B, HW, A) one feature vector per grid cell
+        h = torch.tanh(self.image_att(v) + self.question_att(cond)[:, None, :])  # (B, HW, att)
+        p = self.att_logit(h).squeeze(-1).softmax(dim=1)  # (B, HW)
+        attended = torch.bmm(p[:, None, :], v).squeeze(1)  # (B, A)
+        u = self.image_proj(attended) + cond  # (B, cond_dim) query in the question space
+        weights, scores = self.routing(u)
+        return self.select(weights, scores)

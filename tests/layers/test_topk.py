@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sparsearch.layers import TopKBottleneck, cv_squared
+
+
+def _flops(module: torch.nn.Module, *args: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter:
+        module(*args)
+    return counter.get_total_flops()
+
+
+def _pair(block: TopKBottleneck) -> tuple[TopKBottleneck, TopKBottleneck]:
+    masked, sparse = block, copy.deepcopy(block)
+    masked.execution, sparse.execution = "masked", "sparse"
+    return masked, sparse
+
+
+def _run(block: TopKBottleneck, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    torch.manual_seed(7)  # same tie-break order and routing noise for both executions
+    return block(x, cond)
+
+
+CASES = [
+    dict(in_channels=64, out_channels=64, cardinality=8, width=4, k=3),
+    dict(in_channels=32, out_channels=64, cardinality=8, width=4, k=2, stride=2),
+    dict(in_channels=48, out_channels=48, cardinality=12, width=4, k=6, routing="relu_l1", cond_dim=10),
+    dict(in_channels=32, out_channels=32, cardinality=8, width=2, k=2, routing="noisy_topk"),
+    dict(in_channels=32, out_channels=32, cardinality=4, width=8, k=1, routing="sigmoid"),
+]
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"C{c['cardinality']}k{c['k']}s{c.get('stride', 1)}")
+def test_sparse_equals_masked_outputs_gradients_and_running_stats(case: dict, train: bool) -> None:
+    block = TopKBottleneck(**case).train(train)
+    for bn in (block.bn_reduce, block.bn_conv):  # non-trivial running statistics for eval
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 1.5)
+    masked, sparse = _pair(block)
+    torch.manual_seed(3)
+    x = torch.randn(6, case["in_channels"], 9, 9)
+    cond = torch.randn(6, case["cond_dim"]) if "cond_dim" in case else None
+    a, b = _run(masked, x, cond), _run(sparse, x, cond)
+    assert a.shape == b.shape
+    assert (a - b).abs().max() <= 1e-5
+    selected = masked.last_gates.index
+    assert torch.equal(selected, sparse.last_gates.index)
+    assert len({tuple(row) for row in selected.sort(1).values.tolist()}) > 1  # examples differ
+    (a.square().sum()).backward()
+    (b.square().sum()).backward()
+    for (name, pa), pb in zip(masked.named_parameters(), sparse.parameters(), strict=True):
+        if pa.grad is None:
+            assert pb.grad is None, name
+        else:
+            assert torch.allclose(pa.grad, pb.grad, atol=1e-4, rtol=1e-4), name
+    for name, buf in masked.named_buffers():
+        assert torch.allclose(buf.float(), dict(sparse.named_buffers())[name].float(), atol=1e-6), name
+
+
+def test_k_equal_c_is_the_dense_block_in_both_executions() -> None:
+    masked, sparse = _pair(TopKBottleneck(32, 32, 8, 4, k=8).eval())
+    x = torch.randn(2, 32, 6, 6)
+    assert torch.equal(masked(x), sparse(x))
+    assert masked.last_gates.mask.sum().item() == 2 * 8
+
+
+def test_constant_routing_with_k_equal_c_is_the_plain_resnext_block() -> None:
+    block = TopKBottleneck(32, 32, 8, 4, k=8, routing="constant").eval()
+    x = torch.randn(2, 32, 6, 6)
+    h = torch.relu(block.bn_reduce(block.reduce(x)))
+    h = torch.relu(block.bn_conv(block.conv(h)))
+    plain = torch.relu(block.bn_expand(block.expand(h)) + x)
+    assert torch.allclose(block(x), plain, atol=1e-6)
+
+
+def test_executed_flops_are_k_over_c_of_the_paths_plus_the_fixed_part_exactly() -> None:
+    block = TopKBottleneck(64, 64, cardinality=8, width=4, k=2).eval()
+    x = torch.randn(4, 64, 8, 8)
+    # One path per example, 2 FLOPs per MAC on an 8×8 map (64 positions):
+    # reduce 64·4·64 = 16384, 3×3 4·4·9·64 = 9216, expand 4·64·64 = 16384 -> 41984 MACs = 83968 FLOPs.
+    path = 2 * (64 * 4 * 64 + 4 * 4 * 9 * 64 + 4 * 64 * 64)
+    assert path == 83968
+    fixed = 2 * 64 * 8  # controller: Linear(64 -> 8) on the pooled input; identity shortcut
+    block.execution = "sparse"
+    assert _flops(block, x) == 4 * (2 * path + fixed) == 675840
+    block.execution = "masked"
+    assert _flops(block, x) == 4 * (8 * path + fixed) == 2691072
+
+
+def test_executed_flops_with_stride_and_projection_shortcut() -> None:
+    block = TopKBottleneck(32, 64, cardinality=8, width=4, k=3, stride=2).eval()
+    x = torch.randn(2, 32, 8, 8)
+    # reduce at 8×8: 32·4·64 = 8192; 3×3 and expand at 4×4: 4·4·9·16 = 2304, 4·64·16 = 4096 MACs
+    path = 2 * (8192 + 2304 + 4096)  # 29184 FLOPs
+    fixed = 2 * (32 * 64 * 16) + 2 * 32 * 8  # projection 1×1 stride 2 (65536) + controller (512)
+    assert _flops(block, x) == 2 * (3 * path + fixed) == 307200
+
+
+def test_balance_loss_is_cv_squared_of_summed_gate_values() -> None:
+    assert cv_squared(torch.tensor([1.0, 3.0])).item() == pytest.approx(0.25)  # σ² 1 / μ² 4
+    assert cv_squared(torch.tensor([2.0, 2.0, 2.0])).item() == 0.0
+    block = TopKBottleneck(32, 32, 8, 4, k=2)
+    block(torch.randn(5, 32, 4, 4))
+    importance = block.last_gates.weights.sum(0)
+    assert torch.allclose(block.balance_loss, importance.var(unbiased=False) / importance.mean() ** 2)
+    block.balance_loss.backward()  # differentiable, reaches the controller
+    assert block.gate.routing.trunk.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(k=9), "k=9 must be in 1..8"),
+        (dict(k=0), "k=0 must be in 1..8"),
+        (dict(k=2, width=0), "width must be a positive int, got width=0"),
+        (dict(k=2, execution="fast"), "execution must be one of"),
+        (dict(k=2, routing="argmax"), "unknown routing 'argmax'"),
+    ],
+)
+def test_bad_arguments_raise_with_the_value(kwargs: dict, message: str) -> None:
+    args = dict(in_channels=16, out_channels=16, cardinality=8, width=4) | kwargs
+    with pytest.raises(ValueError, match=message):
+        TopKBottleneck(**args)

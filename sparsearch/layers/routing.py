@@ -164,7 +164,9 @@ class ReluL1Routing(Routing):
 
 @register_routing
 class NoisyTopKRouting(Routing):
-    """Noisy top-k gating (Shazeer et al. 2017): softmax over the k largest of logits + N(0,1)·softplus(noise).
+    """Noisy top-k gating (Shazeer et al. 2017).
+
+    Softmax over the k largest of ``logits + N(0, 1)·softplus(noise_logits)``.
 
     The noise is drawn in training only; the remaining n - k weights are exactly zero.
     """

@@ -125,7 +125,9 @@ class TopKBottleneck(nn.Module):
         else:
             self.shortcut = nn.Identity()
         if cond_dim is None:
-            self.gate: ImageGate | QuestionGate = ImageGate(in_channels, cardinality, k, routing, hidden=hidden)
+            self.gate: ImageGate | QuestionGate = ImageGate(
+                in_channels, cardinality, k, routing, hidden=hidden
+            )
         else:
             self.gate = QuestionGate(in_channels, cond_dim, cardinality, k, routing, hidden=hidden)
         self.balance_loss: Tensor | None = None  # CV² of the last batch's path importance

@@ -89,7 +89,9 @@ class ImageGate(_GateController):
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Gates:
         if cond is not None:
             raise ValueError("ImageGate takes no cond; build the block with cond_dim to condition on it")
-        weights, scores = self.routing(x.mean(dim=(2, 3)))  # (B, C) each
+        # Constant routing reads nothing: skip the pooling pass (a view of the right batch instead).
+        pooled = x.mean(dim=(2, 3)) if self.routing.has_parameters else x[:, :, 0, 0]  # (B, in)
+        weights, scores = self.routing(pooled)  # (B, C) each
         return self.select(weights, scores)
 
 

@@ -148,11 +148,9 @@ class TopKBottleneck(nn.Module):
         self.last_gates = gates
         # Importance = summed gate values per path over the batch (seed 000, App. C).
         self.balance_loss = cv_squared(gates.weights.sum(dim=0))
-        if self._execution == "sparse" and self.k < self.cardinality:
-            paths = self._sparse_paths(x, gates)
-        else:
-            paths = self._masked_paths(x, gates)
-        return F.relu(self.bn_expand(paths) + self.shortcut(x))
+        if self._execution == "masked" or (self.training and self.k == self.cardinality):
+            return F.relu(self.bn_expand(self._masked_paths(x, gates)) + self.shortcut(x))
+        return self._sparse_tail(x, *self._sparse_paths(x, gates))
 
     def _masked_paths(self, x: Tensor, gates: Gates) -> Tensor:
         """All C paths on all examples; unselected paths weighted zero. Returns Σ g_c·expand_c."""
@@ -172,8 +170,12 @@ class TopKBottleneck(nn.Module):
         b, s, hh, ww = h.shape
         return _path_batch_norm(h.view(b, s, hh * ww), channel, member, bn).view(b, s, hh, ww)
 
-    def _sparse_paths(self, x: Tensor, gates: Gates) -> Tensor:
-        """Only the k chosen paths of each example run. Returns Σ g_c·expand_c."""
+    def _sparse_paths(self, x: Tensor, gates: Gates) -> tuple[Tensor, Tensor]:
+        """Only the k chosen paths of each example run, up to the expand.
+
+        Returns the chosen paths' activations (B, k·d, H'·W') and their gate-scaled expand weights
+        (B, out, k·d), so that ``Σ g_c·expand_c(path_c)`` is their batched product.
+        """
         b, _, hi, wi = x.shape
         k, d, cin, cout = self.k, self.width, self.in_channels, self.out_channels
         # Global channel ids of each example's chosen paths: path c owns channels c·d .. c·d+d-1.
@@ -188,8 +190,34 @@ class TopKBottleneck(nn.Module):
         h = F.relu(_path_batch_norm(h.view(b, k * d, ho * wo), channel, member, self.bn_conv))
         g = gates.weights.gather(1, gates.index).repeat_interleave(d, dim=1)  # (B, k·d)
         w_expand = self.expand.weight.view(cout, -1).t()[channel]  # (B, k·d, out)
-        w_expand = (w_expand * g[:, :, None]).transpose(1, 2)  # (B, out, k·d) gate-scaled
-        return torch.bmm(w_expand, h).view(b, cout, ho, wo)
+        return h, (w_expand * g[:, :, None]).transpose(1, 2)  # (B, k·d, H'·W'), (B, out, k·d) gate-scaled
+
+    def _sparse_tail(self, x: Tensor, h: Tensor, w_expand: Tensor) -> Tensor:
+        """ReLU(BN(w_expand @ h) + shortcut(x)) from the chosen paths' activations.
+
+        In eval the expand BN is folded: its scale into the gathered weights, its shift into the
+        residual, to which ``baddbmm`` adds the paths (in place under no_grad/inference_mode): two
+        passes over the output for the whole epilogue instead of four, and no extra multiply-adds.
+        """
+        b, cout = x.shape[0], self.out_channels
+        if self.training:
+            residual = self.shortcut(x)
+            paths = torch.bmm(w_expand, h).view_as(residual)
+            return F.relu(self.bn_expand(paths) + residual)
+        bn = self.bn_expand
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (out,)
+        shift = bn.bias - bn.running_mean * scale  # (out,)
+        if isinstance(self.shortcut, nn.Identity):
+            residual = x + shift[:, None, None]  # (B, out, H, W), a fresh tensor
+        else:
+            conv, sbn = self.shortcut
+            residual = F.batch_norm(conv(x), sbn.running_mean, sbn.running_var, sbn.weight,
+                                    sbn.bias + shift, False, 0.0, sbn.eps)
+        acc = residual.view(b, cout, -1)  # (B, out, H'·W')
+        w = w_expand * scale[:, None]
+        # Accumulating into the residual in place saves a pass; autograd needs the out-of-place form.
+        out = torch.baddbmm(acc, w, h) if torch.is_grad_enabled() else torch.baddbmm(acc, w, h, out=acc)
+        return out.relu_().view_as(residual)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "

@@ -91,7 +91,7 @@ def bench_condconv(repeats: int) -> list[dict[str, object]]:
                 "batch": batch, "kernel_size": kernel, "experts": 8,
                 "speedup": t["experts"]["best"] / t["mixed"]["best"],
                 "speedup_median": t["experts"]["median"] / t["mixed"]["median"],
-                "form": pick_form(batch, 8, layer.weight[0].numel(), layer._conv_macs(x)),
+                "form": pick_form(batch, 8, layer._kernel_numel, layer._conv_macs(x)),
                 "faster_form": "mixed" if t["mixed"]["best"] <= t["experts"]["best"] else "experts",
                 "auto_vs_experts": t["experts"]["best"] / t["auto"]["best"], "ms": t,
             })

@@ -136,28 +136,29 @@ class CondConv2d(nn.Module):
         _check_routing_weights(alpha, x.shape[0], self.num_experts, self.out_channels)
         form = self.execution
         if form == "auto":
-            form = pick_form(x.shape[0], self.num_experts, self.weight[0].numel(), self._conv_macs(x))
+            form = pick_form(x.shape[0], self.num_experts, self._kernel_numel, self._conv_macs(x))
         return self._mixed(x, alpha) if form == "mixed" else self._experts(x, alpha)
+
+    @property
+    def _kernel_numel(self) -> int:
+        """|W|, parameters of one expert's kernel."""
+        _, out, in_g, kh, kw = self.weight.shape
+        return out * in_g * kh * kw
 
     def _conv_macs(self, x: Tensor) -> int:
         """Multiply-accumulates of one expert's convolution for one example of x."""
-        h, w = (
-            (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, p, d, k, s in zip(
-                x.shape[2:], self.padding, self.dilation, self.kernel_size, self.stride, strict=True
-            )
-        )
-        return self.weight[0].numel() * h * w
-
-    def _conv(self, x: Tensor, weight: Tensor, groups: int) -> Tensor:
-        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups)
+        (ph, pw), (dh, dw), (kh, kw), (sh, sw) = self.padding, self.dilation, self.kernel_size, self.stride
+        h = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        w = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        return self._kernel_numel * h * w
 
     def _experts(self, x: Tensor, alpha: Tensor) -> Tensor:
         """Σ_i α_i (W_i * x) as one convolution with n·out channels."""
         n, out, g = self.num_experts, self.out_channels, self.groups
         # Arrange kernels group-major so each conv group yields all n experts' outputs of that group.
         w = self.weight.view(n, g, out // g, *self.weight.shape[2:]).transpose(0, 1)  # (g, n, out/g, ...)
-        y = self._conv(x, w.reshape(g * n * (out // g), *self.weight.shape[2:]), g)  # (B, g·n·out/g, H', W')
+        w = w.reshape(g * n * (out // g), *self.weight.shape[2:])
+        y = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, g)  # (B, g·n·out/g, H', W')
         b, _, ho, wo = y.shape
         if alpha.dim() == 2:  # one weight per expert: a (B·g, 1, n) @ (B·g, n, out/g·H'·W') product
             a = alpha[:, None, None, :].expand(b, g, 1, n).reshape(b * g, 1, n)
@@ -178,17 +179,17 @@ class CondConv2d(nn.Module):
             w = (alpha @ self.weight.view(self.num_experts, -1)).view(b, *kernel)  # (B, out, in/g, kh, kw)
         else:
             w = torch.einsum("bno,noikl->boikl", alpha, self.weight)  # (B, out, in/g, kh, kw)
+        bias = None if self.bias is None else self._mixed_bias(alpha)  # (B, out)
         pointwise = kernel[2:] == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
         if pointwise and self.groups == 1:
             hi, wi = x.shape[2:]
-            y = torch.bmm(w.view(b, self.out_channels, -1), x.reshape(b, self.in_channels, hi * wi))
-            y = y.view(b, self.out_channels, hi, wi)
-        else:
-            y = self._conv(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *kernel[1:]), b * self.groups)
-            y = y.view(b, self.out_channels, *y.shape[2:])  # from (1, B·out, H', W')
-        if self.bias is not None:
-            y = y + self._mixed_bias(alpha)[:, :, None, None]
-        return y
+            w, x = w.view(b, self.out_channels, -1), x.reshape(b, self.in_channels, hi * wi)
+            y = torch.bmm(w, x) if bias is None else torch.baddbmm(bias[:, :, None], w, x)
+            return y.view(b, self.out_channels, hi, wi)
+        flat_bias = None if bias is None else bias.reshape(-1)  # (B·out,) one bias per folded group
+        y = F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *kernel[1:]), flat_bias,
+                     self.stride, self.padding, self.dilation, b * self.groups)
+        return y.view(b, self.out_channels, *y.shape[2:])  # from (1, B·out, H', W')
 
     def _mixed_bias(self, alpha: Tensor) -> Tensor:
         """(B, out) per-example bias Σ_i α_i b_i."""
@@ -245,7 +246,7 @@ class CondLinear(nn.Module):
         _check_routing_weights(alpha, b, n, out)
         form = self.execution
         if form == "auto":
-            form = pick_form(b, n, self.weight[0].numel(), self.weight[0].numel())
+            form = pick_form(b, n, self.in_features * out, self.in_features * out)  # spatial size 1
         if form == "mixed":
             if alpha.dim() == 2:
                 w = (alpha @ self.weight.view(n, -1)).view(b, out, -1)  # (B, out, in)

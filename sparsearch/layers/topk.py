@@ -59,10 +59,11 @@ def _path_batch_norm(h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNor
         with torch.no_grad():
             seen = count > 0
             unbiased = var * count / (count - 1).clamp_min(1)
-            m = bn.momentum
+            bn.num_batches_tracked += 1
+            # momentum=None means a cumulative average, as in nn.BatchNorm2d.
+            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
             bn.running_mean[seen] = (1 - m) * bn.running_mean[seen] + m * mean[seen]
             bn.running_var[seen] = (1 - m) * bn.running_var[seen] + m * unbiased[seen]
-            bn.num_batches_tracked += 1
         scale = bn.weight / torch.sqrt(var + bn.eps)  # (C·d,)
         return centred * scale[channel][..., None] + bn.bias[channel][..., None]
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)

@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sparsearch.layers import TopKBottleneck, cv_squared
+from sparsearch.layers.topk import _path_batch_norm
 
 
 def _flops(module: torch.nn.Module, *args: torch.Tensor) -> int:
@@ -61,6 +62,20 @@ def test_sparse_equals_masked_outputs_gradients_and_running_stats(case: dict, tr
             assert torch.allclose(pa.grad, pb.grad, atol=1e-4, rtol=1e-4), name
     for name, buf in masked.named_buffers():
         assert torch.allclose(buf.float(), dict(sparse.named_buffers())[name].float(), atol=1e-6), name
+
+
+def test_path_batch_norm_follows_nn_batchnorm_running_statistics() -> None:
+    block = TopKBottleneck(16, 16, 4, 4, k=4)  # k = C: every example in every path's statistics
+    reference = copy.deepcopy(block.bn_reduce)
+    for momentum in (0.1, None):
+        block.bn_reduce.momentum = reference.momentum = momentum
+        h = torch.randn(5, 16, 3, 3)
+        channel = torch.arange(16).expand(5, 16)
+        out = _path_batch_norm(h.view(5, 16, 9), channel, torch.ones(5, 16), block.bn_reduce)
+        assert torch.allclose(out.view(5, 16, 3, 3), reference(h), atol=1e-5)
+        assert torch.allclose(block.bn_reduce.running_mean, reference.running_mean, atol=1e-6)
+        assert torch.allclose(block.bn_reduce.running_var, reference.running_var, atol=1e-6)
+        assert block.bn_reduce.num_batches_tracked == reference.num_batches_tracked
 
 
 def test_k_equal_c_runs_every_path_in_both_executions() -> None:

@@ -7,6 +7,10 @@ C paths of width d: 1×1 reduce (in -> d) -> BN -> ReLU -> 3×3 (d -> d, stride)
 
 The expand BN, the shortcut and the controller are the fixed part; the paths are the conditional part.
 
+With ``experts = n > 1`` the three path convolutions are CondConv (seed 001): each holds n kernels,
+mixed per example by routing weights computed once per block from the block input (global average
+pool -> sigmoid routing, shared by the three convolutions as in CC-MobileNetV2).
+
 Two executions of the same parameters (``execution``):
 
 - ``"masked"``: every path runs on every example; unselected paths are zeroed (the reference).
@@ -26,7 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsearch.layers.balance import cv_squared
+from sparsearch.layers.condconv import CondConv2d
 from sparsearch.layers.controllers import Gates, ImageGate, QuestionGate
+from sparsearch.layers.routing import create_routing
 
 __all__ = ["EXECUTIONS", "TopKBottleneck"]
 
@@ -86,6 +92,8 @@ class TopKBottleneck(nn.Module):
             ``forward`` needs ``cond``.
         hidden: routing hidden layer size.
         execution: ``"sparse"`` or ``"masked"``; can be changed at any time.
+        experts: CondConv experts per path convolution (1: plain convolutions).
+        expert_routing: routing function of the CondConv experts.
     """
 
     def __init__(
@@ -101,23 +109,38 @@ class TopKBottleneck(nn.Module):
         cond_dim: int | None = None,
         hidden: str = "none",
         execution: str = "sparse",
+        experts: int = 1,
+        expert_routing: str = "sigmoid",
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("cardinality", cardinality), ("width", width), ("stride", stride)):
+                            ("cardinality", cardinality), ("width", width), ("stride", stride),
+                            ("experts", experts)):
             if value < 1:
                 raise ValueError(f"{name} must be a positive int, got {name}={value}")
         if not 1 <= k <= cardinality:
             raise ValueError(f"k={k} must be in 1..{cardinality} (the cardinality)")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.cardinality, self.width, self.k, self.stride = cardinality, width, k, stride
+        self.experts = experts
         self.execution = execution
         inner = cardinality * width
-        self.reduce = nn.Conv2d(in_channels, inner, 1, bias=False)
+        if experts == 1:
+            self.reduce: nn.Module = nn.Conv2d(in_channels, inner, 1, bias=False)
+            self.conv: nn.Module = nn.Conv2d(inner, inner, 3, stride, 1, groups=cardinality, bias=False)
+            self.expand: nn.Module = nn.Conv2d(inner, out_channels, 1, bias=False)
+            self.expert_router = None
+        else:  # CondConv paths; their routing is computed once per block (expert_router)
+            def cond(cin: int, cout: int, size: int, **kw: int) -> CondConv2d:
+                return CondConv2d(cin, cout, size, bias=False, num_experts=experts, routing="constant",
+                                  execution="mixed", **kw)
+
+            self.reduce = cond(in_channels, inner, 1)
+            self.conv = cond(inner, inner, 3, stride=stride, padding=1, groups=cardinality)
+            self.expand = cond(inner, out_channels, 1)
+            self.expert_router = create_routing(expert_routing, in_channels, experts, hidden=hidden)
         self.bn_reduce = nn.BatchNorm2d(inner)
-        self.conv = nn.Conv2d(inner, inner, 3, stride, 1, groups=cardinality, bias=False)
         self.bn_conv = nn.BatchNorm2d(inner)
-        self.expand = nn.Conv2d(inner, out_channels, 1, bias=False)
         self.bn_expand = nn.BatchNorm2d(out_channels)
         if stride != 1 or in_channels != out_channels:
             self.shortcut: nn.Module = nn.Sequential(
@@ -149,21 +172,23 @@ class TopKBottleneck(nn.Module):
         self.last_gates = gates
         # Importance = summed gate values per path over the batch (seed 000, App. C).
         self.balance_loss = cv_squared(gates.weights.sum(dim=0))
+        alpha = None if self.expert_router is None else self.expert_router(x.mean(dim=(2, 3))).weights
         if self._execution == "masked" or (self.training and self.k == self.cardinality):
-            return F.relu(self.bn_expand(self._masked_paths(x, gates)) + self.shortcut(x))
-        return self._sparse_tail(x, *self._sparse_paths(x, gates))
+            return F.relu(self.bn_expand(self._masked_paths(x, gates, alpha)) + self.shortcut(x))
+        return self._sparse_tail(x, *self._sparse_paths(x, gates, alpha))
 
-    def _masked_paths(self, x: Tensor, gates: Gates) -> Tensor:
+    def _masked_paths(self, x: Tensor, gates: Gates, alpha: Tensor | None) -> Tensor:
         """All C paths on all examples; unselected paths weighted zero. Returns Σ g_c·expand_c."""
         b, d = x.shape[0], self.width
         channel = torch.arange(self.cardinality * d, device=x.device).expand(b, -1)  # (B, C·d)
         member = gates.mask.repeat_interleave(d, dim=1)  # (B, C·d)
-        h = self.reduce(x)  # (B, C·d, H, W)
+        run = (lambda conv, t: conv(t)) if alpha is None else (lambda conv, t: conv(t, alpha))
+        h = run(self.reduce, x)  # (B, C·d, H, W)
         h = F.relu(self._norm(h, channel, member, self.bn_reduce))
-        h = self.conv(h)  # (B, C·d, H', W')
+        h = run(self.conv, h)  # (B, C·d, H', W')
         h = F.relu(self._norm(h, channel, member, self.bn_conv))
         h = h * gates.weights.repeat_interleave(d, dim=1)[:, :, None, None]
-        return self.expand(h)  # (B, out, H', W')
+        return run(self.expand, h)  # (B, out, H', W')
 
     def _norm(self, h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNorm2d) -> Tensor:
         if self.k == self.cardinality:
@@ -171,7 +196,24 @@ class TopKBottleneck(nn.Module):
         b, s, hh, ww = h.shape
         return _path_batch_norm(h.view(b, s, hh * ww), channel, member, bn).view(b, s, hh, ww)
 
-    def _sparse_paths(self, x: Tensor, gates: Gates) -> tuple[Tensor, Tensor]:
+    def _rows(self, weight: Tensor, channel: Tensor, alpha: Tensor | None) -> Tensor:
+        """Each example's chosen rows of a path weight, mixed over experts when there are several.
+
+        Args:
+            weight: (C·d, ...) or, with experts, (n, C·d, ...).
+            channel: (B, S) row indices per example.
+            alpha: (B, n) expert routing weights, or None.
+
+        Returns:
+            (B, S, ...) per-example rows; gathering before mixing costs n·S·row MACs, not n·C·d·row.
+        """
+        if alpha is None:
+            return weight[channel]
+        rows = weight[:, channel]  # (n, B, S, ...)
+        mixed = torch.einsum("bn,nbr->br", alpha, rows.flatten(2))  # (B, S·row)
+        return mixed.view(rows.shape[1:])
+
+    def _sparse_paths(self, x: Tensor, gates: Gates, alpha: Tensor | None) -> tuple[Tensor, Tensor]:
         """Only the k chosen paths of each example run, up to the expand.
 
         Returns the chosen paths' activations (B, k·d, H'·W') and their gate-scaled expand weights
@@ -182,16 +224,19 @@ class TopKBottleneck(nn.Module):
         # Global channel ids of each example's chosen paths: path c owns channels c·d .. c·d+d-1.
         channel = (gates.index[:, :, None] * d + torch.arange(d, device=x.device)).reshape(b, k * d)
         member = torch.ones_like(channel, dtype=x.dtype)  # (B, k·d) every slot ran
-        w_reduce = self.reduce.weight.view(-1, cin)[channel]  # (B, k·d, in)
+        lead = () if alpha is None else (self.experts,)  # path weights: ([n,] rows, ...)
+        w_reduce = self._rows(self.reduce.weight.view(*lead, -1, cin), channel, alpha)  # (B, k·d, in)
         h = torch.bmm(w_reduce, x.reshape(b, cin, hi * wi))  # (B, k·d, H·W)
         h = F.relu(_path_batch_norm(h, channel, member, self.bn_reduce))
-        w_conv = self.conv.weight[channel.reshape(-1)]  # (B·k·d, d, 3, 3)
-        h = F.conv2d(h.reshape(1, b * k * d, hi, wi), w_conv, None, self.stride, 1, groups=b * k)
+        w_conv = self._rows(self.conv.weight.view(*lead, -1, d, 3, 3), channel, alpha)  # (B, k·d, d, 3, 3)
+        h = F.conv2d(h.reshape(1, b * k * d, hi, wi), w_conv.reshape(b * k * d, d, 3, 3), None,
+                     self.stride, 1, groups=b * k)
         ho, wo = h.shape[-2:]  # h: (1, B·k·d, H', W'), the batch folded into the groups
         h = F.relu(_path_batch_norm(h.view(b, k * d, ho * wo), channel, member, self.bn_conv))
         g = gates.weights.gather(1, gates.index).repeat_interleave(d, dim=1)  # (B, k·d)
-        w_expand = self.expand.weight.view(cout, -1).t()[channel]  # (B, k·d, out)
-        return h, (w_expand * g[:, :, None]).transpose(1, 2)  # (B, k·d, H'·W'), (B, out, k·d) gate-scaled
+        w_expand = self._rows(self.expand.weight.view(*lead, cout, -1).transpose(-1, -2), channel, alpha)
+        # w_expand: (B, k·d, out) -> gate-scaled (B, out, k·d); h: (B, k·d, H'·W')
+        return h, (w_expand * g[:, :, None]).transpose(1, 2)
 
     def _sparse_tail(self, x: Tensor, h: Tensor, w_expand: Tensor) -> Tensor:
         """ReLU(BN(w_expand @ h) + shortcut(x)) from the chosen paths' activations.
@@ -222,4 +267,5 @@ class TopKBottleneck(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "
-                f"width={self.width}, k={self.k}, stride={self.stride}, execution={self._execution!r}")
+                f"width={self.width}, k={self.k}, stride={self.stride}, experts={self.experts}, "
+                f"execution={self._execution!r}")

@@ -33,11 +33,12 @@ CASES = [
     dict(in_channels=48, out_channels=48, cardinality=12, width=4, k=6, routing="relu_l1", cond_dim=10),
     dict(in_channels=32, out_channels=32, cardinality=8, width=2, k=2, routing="noisy_topk"),
     dict(in_channels=32, out_channels=32, cardinality=4, width=8, k=1, routing="sigmoid"),
+    dict(in_channels=32, out_channels=48, cardinality=8, width=4, k=3, stride=2, experts=4),
 ]
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"C{c['cardinality']}k{c['k']}s{c.get('stride', 1)}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"C{c['cardinality']}k{c['k']}s{c.get('stride', 1)}n{c.get('experts', 1)}")
 def test_sparse_equals_masked_outputs_gradients_and_running_stats(case: dict, train: bool) -> None:
     block = TopKBottleneck(**case).train(train)
     for bn in (block.bn_reduce, block.bn_conv):  # non-trivial running statistics for eval
@@ -45,7 +46,8 @@ def test_sparse_equals_masked_outputs_gradients_and_running_stats(case: dict, tr
         bn.running_var.uniform_(0.5, 1.5)
     masked, sparse = _pair(block)
     torch.manual_seed(3)
-    x = torch.randn(6, case["in_channels"], 9, 9)
+    # Per-example channel offsets make the pooled features, hence the chosen paths, differ.
+    x = torch.randn(6, case["in_channels"], 9, 9) + 3 * torch.randn(6, case["in_channels"], 1, 1)
     cond = torch.randn(6, case["cond_dim"]) if "cond_dim" in case else None
     a, b = _run(masked, x, cond), _run(sparse, x, cond)
     assert a.shape == b.shape
@@ -111,6 +113,18 @@ def test_executed_flops_are_k_over_c_of_the_paths_plus_the_fixed_part_exactly() 
         assert _flops(block, x) == 675840
     block.execution = "masked"
     assert _flops(block, x) == 4 * (8 * path + fixed) == 2691072
+
+
+def test_executed_flops_with_condconv_experts_count_the_mixing() -> None:
+    block = TopKBottleneck(64, 64, cardinality=8, width=4, k=2, experts=4).eval()
+    x = torch.randn(4, 64, 8, 8)
+    path = 2 * (64 * 4 * 64 + 4 * 4 * 9 * 64 + 4 * 64 * 64)  # 83968 FLOPs, as without experts
+    row = 64 * 4 + 4 * 4 * 9 + 4 * 64  # one path's weights: 656
+    routing = 2 * (64 * 8 + 64 * 4)  # path controller Linear(64 -> 8) + expert routing Linear(64 -> 4)
+    block.execution = "sparse"  # mixes the k chosen paths' rows only: n·k·row MACs
+    assert _flops(block, x) == 4 * (2 * path + 2 * 4 * 2 * row + routing) == 719872
+    block.execution = "masked"  # CondConv2d mixes every path's kernel: n·C·row MACs
+    assert _flops(block, x) == 4 * (8 * path + 2 * 4 * 8 * row + routing) == 2861056
 
 
 def test_executed_flops_with_stride_and_projection_shortcut() -> None:

@@ -37,8 +37,12 @@ CASES = [
 ]
 
 
+def _case_id(c: dict) -> str:
+    return f"C{c['cardinality']}k{c['k']}s{c.get('stride', 1)}n{c.get('experts', 1)}"
+
+
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"C{c['cardinality']}k{c['k']}s{c.get('stride', 1)}n{c.get('experts', 1)}")
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_sparse_equals_masked_outputs_gradients_and_running_stats(case: dict, train: bool) -> None:
     block = TopKBottleneck(**case).train(train)
     for bn in (block.bn_reduce, block.bn_conv):  # non-trivial running statistics for eval
@@ -61,7 +65,8 @@ def test_sparse_equals_masked_outputs_gradients_and_running_stats(case: dict, tr
         if pa.grad is None:
             assert pb.grad is None, name
         else:
-            assert torch.allclose(pa.grad, pb.grad, atol=1e-4, rtol=1e-4), name
+            scale = pa.grad.abs().max().item() + 1e-6  # float32 rounding, relative to the gradient's size
+            assert (pa.grad - pb.grad).abs().max().item() <= 1e-5 * scale, name
     for name, buf in masked.named_buffers():
         assert torch.allclose(buf.float(), dict(sparse.named_buffers())[name].float(), atol=1e-6), name
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["SparsearchError"]
+__all__ = ["ConfigError", "SparsearchError"]
 
 
 class SparsearchError(Exception):
     """An error the user can fix (bad input, missing file); the CLI prints its message on one line."""
+
+
+class ConfigError(SparsearchError, ValueError):
+    """A configuration, search space or budget that cannot be used; the message names the bad key."""

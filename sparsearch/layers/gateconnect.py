@@ -2,7 +2,9 @@
 
 A module holds C residual bottleneck branches (in -> w 1×1, w -> w 3×3, w -> out 1×1, BN, ReLU).
 Branch j reads ``x_j = Σ_k g_jk · y_k`` from the previous module's branch outputs ``y_k`` and returns
-``y_j = ReLU(shortcut_j(x_j) + F_j(x_j))``. Exactly K (the fan-in) gates of each row of ``g`` are on.
+``y_j = ReLU(shortcut(x_j) + F_j(x_j))``; the shortcut is the identity, or one projection
+shared by the branches where the channels or the resolution change. Exactly K (the fan-in) gates of
+each row of ``g`` are on.
 
 Connectivity modes:
 
@@ -88,10 +90,11 @@ class GateConnectModule(nn.Module):
         self.bn_conv = nn.BatchNorm2d(inner)
         self.expand = nn.Conv2d(inner, c * out_channels, 1, groups=c, bias=False)
         self.bn_expand = nn.BatchNorm2d(c * out_channels)
+        # One projection shared by the branches (applied to each branch's input), so that a module
+        # has the parameters of the ResNeXt block it generalises (seed 003, Table 1: equal counts).
         if stride != 1 or in_channels != out_channels:
             self.shortcut: nn.Module = nn.Sequential(
-                nn.Conv2d(c * in_channels, c * out_channels, 1, stride, groups=c, bias=False),
-                nn.BatchNorm2d(c * out_channels),
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
             )
         else:
             self.shortcut = nn.Identity()
@@ -147,12 +150,18 @@ class GateConnectModule(nn.Module):
                 f"got {tuple(inputs.shape)}"
             )
         b, _, _, h, w = inputs.shape
-        x = torch.einsum("jk,bkchw->bjchw", self._step_gates(), inputs)  # (B, C, in, H, W)
-        x = x.reshape(b, self.cardinality * self.in_channels, h, w)  # branches stacked on channels
+        if self.num_inputs == 1:  # one input, every gate on: each branch reads it as it is
+            x = inputs.expand(b, self.cardinality, *inputs.shape[2:])  # (B, C, in, H, W)
+        else:
+            x = torch.einsum("jk,bkchw->bjchw", self._step_gates(), inputs)  # (B, C, in, H, W)
+        c = self.cardinality
+        residual = self.shortcut(x.reshape(b * c, self.in_channels, h, w))  # (B·C, out, H', W')
+        x = x.reshape(b, c * self.in_channels, h, w)  # branches stacked on channels
         y = F.relu(self.bn_reduce(self.reduce(x)))
         y = F.relu(self.bn_conv(self.conv(y)))
-        y = F.relu(self.bn_expand(self.expand(y)) + self.shortcut(x))  # (B, C·out, H', W')
-        return y.view(b, self.cardinality, self.out_channels, *y.shape[2:])  # (B, C, out, H', W')
+        y = self.bn_expand(self.expand(y))  # (B, C·out, H', W')
+        y = F.relu(y.view(b, c, self.out_channels, *y.shape[2:]) + residual.view(b, c, *residual.shape[1:]))
+        return y  # (B, C, out, H', W')
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "

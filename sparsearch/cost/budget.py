@@ -1,0 +1,39 @@
+"""Compute budgets: ``50GFLOPs``, ``50 GFLOPs``, ``32GMACs``, ``300MFLOPs``, ``5e10`` (FLOPs)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from sparsearch.errors import ConfigError
+
+__all__ = ["format_flops", "parse_budget"]
+
+_PREFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:([KMGT]?)(FLOPs|MACs))?\s*$")
+_FORMS = "write e.g. 50GFLOPs, 50 GFLOPs, 32GMACs, 300MFLOPs or 5e10 (FLOPs)"
+
+
+def parse_budget(text: str) -> int:
+    """FLOPs in a budget string; MACs count twice (FLOPs = 2 × MACs).
+
+    Raises:
+        ConfigError: for anything but a positive finite amount in the accepted forms.
+    """
+    match = _BUDGET.match(text or "")
+    if match is None:
+        raise ConfigError(f"budget {text!r} not understood; {_FORMS}")
+    number, prefix, unit = match.groups()
+    value = float(number) * _PREFIX[prefix or ""] * (2 if unit == "MACs" else 1)
+    if not math.isfinite(value) or value < 1:
+        raise ConfigError(f"budget {text!r} must be a positive, finite amount of at least 1 FLOP; {_FORMS}")
+    return round(value)
+
+
+def format_flops(flops: float, unit: str = "FLOPs") -> str:
+    """``63.9 GFLOPs``; ``unit="MACs"`` divides by two first."""
+    value = flops / 2 if unit == "MACs" else flops
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"

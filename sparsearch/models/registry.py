@@ -1,0 +1,55 @@
+"""Model registry: ``create_model(name, **config)`` builds a registered layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from sparsearch.errors import ConfigError
+from sparsearch.models import layouts
+from sparsearch.models.config import NetConfig, with_knobs
+from sparsearch.models.resnext import SparseResNeXt
+
+__all__ = ["create_model", "layout", "model_names", "register_layout"]
+
+_LAYOUTS: dict[str, Callable[..., NetConfig]] = {}
+_KNOBS = ("k", "experts", "routing", "fan_in")
+
+
+def register_layout(name: str, factory: Callable[..., NetConfig]) -> None:
+    """Register a function returning a :class:`NetConfig` under ``name``."""
+    if name in _LAYOUTS:
+        raise ValueError(f"layout {name!r} is already registered")
+    _LAYOUTS[name] = factory
+
+
+def model_names() -> list[str]:
+    return sorted(_LAYOUTS)
+
+
+def layout(name: str, **config: object) -> NetConfig:
+    """The configuration of layout ``name``; knob arguments (k, experts, routing, fan_in) are applied
+    with :func:`~sparsearch.models.config.with_knobs`, the rest go to the layout's factory."""
+    try:
+        factory = _LAYOUTS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(model_names())}") from None
+    knobs = {key: config.pop(key) for key in _KNOBS if key in config}
+    try:
+        net = factory(**config)
+    except TypeError as err:  # an argument the layout does not take
+        raise ConfigError(f"model {name!r}: {err}") from None
+    return with_knobs(net, **knobs) if knobs else net
+
+
+def create_model(name: str, **config: object) -> nn.Module:
+    """Build layout ``name``: e.g. ``create_model("resnext101_32x4d", input_size=448, k=16,
+    routing="softmax")``."""
+    return SparseResNeXt(layout(name, **config))
+
+
+register_layout("resnext101_32x4d", layouts.resnext101_32x4d)
+register_layout("clevr_cnn", layouts.clevr_cnn)
+register_layout("gateconnect_cifar", layouts.gateconnect_cifar)
+register_layout("gateconnect_mini_imagenet", layouts.gateconnect_mini_imagenet)

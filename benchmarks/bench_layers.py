@@ -61,15 +61,23 @@ def bench_topk(repeats: int) -> list[dict[str, object]]:
             sparse = TopKBottleneck(ch, ch, c, d, k=k).eval()
             masked = TopKBottleneck(ch, ch, c, d, k=k, execution="masked").eval()
             masked.load_state_dict(sparse.state_dict())
-            t = _time_ms({"dense": dense[fastest], "sparse": lambda b=sparse, x=x: b(x),
-                          "masked": lambda m=masked, x=x: m(x)}, repeats)
-            rows.append({
-                "batch": batch, "k": k, "C": c, "ideal": c / k,
-                "speedup": t["dense"]["best"] / t["sparse"]["best"],
-                "speedup_median": t["dense"]["median"] / t["sparse"]["median"],
-                "masked_speedup": t["dense"]["best"] / t["masked"]["best"],
-                "dense": fastest, "ms": t,
-            })
+            t = _time_ms(
+                {"dense": dense[fastest], "sparse": lambda b=sparse, x=x: b(x), "masked": lambda m=masked, x=x: m(x)},
+                repeats,
+            )
+            rows.append(
+                {
+                    "batch": batch,
+                    "k": k,
+                    "C": c,
+                    "ideal": c / k,
+                    "speedup": t["dense"]["best"] / t["sparse"]["best"],
+                    "speedup_median": t["dense"]["median"] / t["sparse"]["median"],
+                    "masked_speedup": t["dense"]["best"] / t["masked"]["best"],
+                    "dense": fastest,
+                    "ms": t,
+                }
+            )
     return rows
 
 
@@ -81,49 +89,63 @@ def bench_condconv(repeats: int) -> list[dict[str, object]]:
             x = torch.randn(batch, 256, 14, 14)
             alpha = layer.route(x)
 
-            def run(form: str, layer: CondConv2d = layer, x: torch.Tensor = x,
-                    alpha: torch.Tensor = alpha) -> torch.Tensor:
+            def run(
+                form: str, layer: CondConv2d = layer, x: torch.Tensor = x, alpha: torch.Tensor = alpha
+            ) -> torch.Tensor:
                 layer.execution = form
                 return layer(x, alpha)
 
             t = _time_ms({form: (lambda f=form: run(f)) for form in ("experts", "mixed", "auto")}, repeats)
-            rows.append({
-                "batch": batch, "kernel_size": kernel, "experts": 8,
-                "speedup": t["experts"]["best"] / t["mixed"]["best"],
-                "speedup_median": t["experts"]["median"] / t["mixed"]["median"],
-                "form": pick_form(batch, 8, layer._kernel_numel, layer._conv_macs(x)),
-                "faster_form": "mixed" if t["mixed"]["best"] <= t["experts"]["best"] else "experts",
-                "auto_vs_experts": t["experts"]["best"] / t["auto"]["best"], "ms": t,
-            })
+            rows.append(
+                {
+                    "batch": batch,
+                    "kernel_size": kernel,
+                    "experts": 8,
+                    "speedup": t["experts"]["best"] / t["mixed"]["best"],
+                    "speedup_median": t["experts"]["median"] / t["mixed"]["median"],
+                    "form": pick_form(batch, 8, layer._kernel_numel, layer._conv_macs(x)),
+                    "faster_form": "mixed" if t["mixed"]["best"] <= t["experts"]["best"] else "experts",
+                    "auto_vs_experts": t["experts"]["best"] / t["auto"]["best"],
+                    "ms": t,
+                }
+            )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="rounds of timed runs; each round runs every variant once per position")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds of timed runs; each round runs every variant once per position"
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     torch.manual_seed(0)
     with torch.inference_mode():
-        result = {"threads": torch.get_num_threads(), "topk": bench_topk(args.repeats),
-                  "condconv": bench_condconv(args.repeats)}
+        result = {
+            "threads": torch.get_num_threads(),
+            "topk": bench_topk(args.repeats),
+            "condconv": bench_condconv(args.repeats),
+        }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"top-k block, C=32 d=4 256ch 28x28, {result['threads']} threads; "
-          "speedup vs fastest dense (best times)")
+    print(f"top-k block, C=32 d=4 256ch 28x28, {result['threads']} threads; speedup vs fastest dense (best times)")
     for r in result["topk"]:
-        print(f"  batch {r['batch']:>2} k {r['k']:>2}: sparse {r['speedup']:5.2f}x "
-              f"(ideal {r['ideal']:4.1f}x, {r['speedup'] / r['ideal']:.2f} of ideal; "
-              f"median {r['speedup_median']:.2f}x), masked {r['masked_speedup']:4.2f}x, dense={r['dense']}")
+        print(
+            f"  batch {r['batch']:>2} k {r['k']:>2}: sparse {r['speedup']:5.2f}x "
+            f"(ideal {r['ideal']:4.1f}x, {r['speedup'] / r['ideal']:.2f} of ideal; "
+            f"median {r['speedup_median']:.2f}x), masked {r['masked_speedup']:4.2f}x, dense={r['dense']}"
+        )
     print("CondConv n=8 256ch 14x14; mixed-kernel vs mixture-of-experts form (best times)")
     for r in result["condconv"]:
-        print(f"  batch {r['batch']:>2} {r['kernel_size']}x{r['kernel_size']}: mixed {r['speedup']:5.2f}x, "
-              f"auto picks {r['form']} (faster: {r['faster_form']}), "
-              f"auto {r['auto_vs_experts']:.2f}x experts")
+        print(
+            f"  batch {r['batch']:>2} {r['kernel_size']}x{r['kernel_size']}: mixed {r['speedup']:5.2f}x, "
+            f"auto picks {r['form']} (faster: {r['faster_form']}), "
+            f"auto {r['auto_vs_experts']:.2f}x experts"
+        )
+
 
 if __name__ == "__main__":
     main()

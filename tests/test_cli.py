@@ -10,8 +10,7 @@ from sparsearch.cli import main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sparsearch", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "sparsearch", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_version_and_help_through_the_installed_entry_point() -> None:

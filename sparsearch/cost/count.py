@@ -82,8 +82,7 @@ def _topk_block(b: BlockPlan, config: NetConfig) -> LayerCost:
     if n > 1:  # CondConv paths: the block's expert routing, and mixing n kernels per example
         fixed += routing_macs(config.expert_routing, cin, n)
         params += routing_params(config.expert_routing, cin, n)
-        return LayerCost(b.name, "topk", c * path + n * c * row + fixed, k * path + n * k * row + fixed,
-                         params)
+        return LayerCost(b.name, "topk", c * path + n * c * row + fixed, k * path + n * k * row + fixed, params)
     return LayerCost(b.name, "topk", c * path + fixed, k * path + fixed, params)
 
 
@@ -94,8 +93,13 @@ def _question_gate_macs(cin: int, q: int, paths: int, routing: str, hw: tuple[in
 
 
 def _question_gate_params(cin: int, q: int, paths: int, routing: str) -> int:
-    return (linear_params(cin, q, bias=False) + linear_params(q, q) + linear_params(q, 1)
-            + linear_params(cin, q) + routing_params(routing, q, paths))
+    return (
+        linear_params(cin, q, bias=False)
+        + linear_params(q, q)
+        + linear_params(q, 1)
+        + linear_params(cin, q)
+        + routing_params(routing, q, paths)
+    )
 
 
 def _gateconnect_module(b: BlockPlan) -> LayerCost:
@@ -129,6 +133,7 @@ def count(config: NetConfig) -> CostReport:
         layers.append(LayerCost("head", "classifier", macs, macs, linear_params(last, c.num_classes)))
     elif c.head == "conv":
         macs = conv_macs(last, c.head_channels, 1, p.out_size)
-        layers.append(LayerCost("head", "conv", macs, macs,
-                                conv_params(last, c.head_channels, 1) + bn_params(c.head_channels)))
+        layers.append(
+            LayerCost("head", "conv", macs, macs, conv_params(last, c.head_channels, 1) + bn_params(c.head_channels))
+        )
     return CostReport(tuple(layers))

@@ -49,16 +49,14 @@ def _trunk(fin: int, outputs: int, hidden: str) -> list[tuple[int, int]]:
     return [(fin, width), (width, outputs)]
 
 
-def routing_macs(kind: str, fin: int, experts: int, channels: int | None = None,
-                 hidden: str = "none") -> int:
+def routing_macs(kind: str, fin: int, experts: int, channels: int | None = None, hidden: str = "none") -> int:
     """Per example, at inference (noisy top-k draws no noise in eval)."""
     if kind == "constant":
         return 0
     return sum(linear_macs(a, b) for a, b in _trunk(fin, experts * (channels or 1), hidden))
 
 
-def routing_params(kind: str, fin: int, experts: int, channels: int | None = None,
-                   hidden: str = "none") -> int:
+def routing_params(kind: str, fin: int, experts: int, channels: int | None = None, hidden: str = "none") -> int:
     if kind == "constant":
         return 0
     outputs = experts * (channels or 1)

@@ -123,8 +123,12 @@ class CondConv2d(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_experts, out_channels)) if bias else None
         _init_experts(self.weight, self.bias)
         self.router = create_routing(
-            routing, in_channels, num_experts,
-            channels=out_channels if per_channel else None, hidden=hidden, k=routing_k,
+            routing,
+            in_channels,
+            num_experts,
+            channels=out_channels if per_channel else None,
+            hidden=hidden,
+            k=routing_k,
         )
 
     def route(self, x: Tensor) -> Tensor:
@@ -187,8 +191,15 @@ class CondConv2d(nn.Module):
             y = torch.bmm(w, x) if bias is None else torch.baddbmm(bias[:, :, None], w, x)
             return y.view(b, self.out_channels, hi, wi)
         flat_bias = None if bias is None else bias.reshape(-1)  # (B·out,) one bias per folded group
-        y = F.conv2d(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *kernel[1:]), flat_bias,
-                     self.stride, self.padding, self.dilation, b * self.groups)
+        y = F.conv2d(
+            x.reshape(1, -1, *x.shape[2:]),
+            w.reshape(-1, *kernel[1:]),
+            flat_bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            b * self.groups,
+        )
         return y.view(b, self.out_channels, *y.shape[2:])  # from (1, B·out, H', W')
 
     def _mixed_bias(self, alpha: Tensor) -> Tensor:
@@ -199,9 +210,11 @@ class CondConv2d(nn.Module):
         return (alpha * self.bias).sum(dim=1)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, groups={self.groups}, "
-                f"num_experts={self.num_experts}, execution={self.execution!r}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, groups={self.groups}, "
+            f"num_experts={self.num_experts}, execution={self.execution!r}"
+        )
 
 
 class CondLinear(nn.Module):
@@ -232,8 +245,12 @@ class CondLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_experts, out_features)) if bias else None
         _init_experts(self.weight, self.bias)
         self.router = create_routing(
-            routing, in_features, num_experts,
-            channels=out_features if per_channel else None, hidden=hidden, k=routing_k,
+            routing,
+            in_features,
+            num_experts,
+            channels=out_features if per_channel else None,
+            hidden=hidden,
+            k=routing_k,
         )
 
     def route(self, x: Tensor) -> Tensor:
@@ -262,5 +279,4 @@ class CondLinear(nn.Module):
         return y
 
     def extra_repr(self) -> str:
-        return (f"{self.in_features}, {self.out_features}, num_experts={self.num_experts}, "
-                f"execution={self.execution!r}")
+        return f"{self.in_features}, {self.out_features}, num_experts={self.num_experts}, execution={self.execution!r}"

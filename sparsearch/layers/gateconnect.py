@@ -66,9 +66,14 @@ class GateConnectModule(nn.Module):
     ) -> None:
         super().__init__()
         num_inputs = cardinality if num_inputs is None else num_inputs
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("cardinality", cardinality), ("width", width), ("stride", stride),
-                            ("num_inputs", num_inputs)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("cardinality", cardinality),
+            ("width", width),
+            ("stride", stride),
+            ("num_inputs", num_inputs),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be a positive int, got {name}={value}")
         if connectivity not in CONNECTIVITIES:
@@ -146,8 +151,7 @@ class GateConnectModule(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         if inputs.dim() != 5 or inputs.shape[1:3] != (self.num_inputs, self.in_channels):
             raise ValueError(
-                f"expected input of shape (B, {self.num_inputs}, {self.in_channels}, H, W), "
-                f"got {tuple(inputs.shape)}"
+                f"expected input of shape (B, {self.num_inputs}, {self.in_channels}, H, W), got {tuple(inputs.shape)}"
             )
         b, _, _, h, w = inputs.shape
         if self.num_inputs == 1:  # one input, every gate on: each branch reads it as it is
@@ -164,9 +168,11 @@ class GateConnectModule(nn.Module):
         return y  # (B, C, out, H', W')
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "
-                f"width={self.width}, fan_in={self.fan_in}, num_inputs={self.num_inputs}, "
-                f"connectivity={self.connectivity!r}, frozen={self.frozen}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "
+            f"width={self.width}, fan_in={self.fan_in}, num_inputs={self.num_inputs}, "
+            f"connectivity={self.connectivity!r}, frozen={self.frozen}"
+        )
 
 
 def _gate_modules(model: nn.Module) -> Iterator[GateConnectModule]:

@@ -63,9 +63,7 @@ class Routing(nn.Module, ABC):
     ) -> None:
         super().__init__()
         if in_features < 1 or num_experts < 1:
-            raise ValueError(
-                f"routing needs in_features >= 1 and num_experts >= 1, got {in_features=}, {num_experts=}"
-            )
+            raise ValueError(f"routing needs in_features >= 1 and num_experts >= 1, got {in_features=}, {num_experts=}")
         if channels is not None and channels < 1:
             raise ValueError(f"channels must be a positive int or None, got {channels=}")
         if hidden not in HIDDEN_SIZES:
@@ -83,9 +81,7 @@ class Routing(nn.Module, ABC):
             self.trunk = nn.Linear(in_features, outputs)
         else:
             width = max(1, round(in_features * factor))
-            self.trunk = nn.Sequential(
-                nn.Linear(in_features, width), nn.ReLU(inplace=True), nn.Linear(width, outputs)
-            )
+            self.trunk = nn.Sequential(nn.Linear(in_features, width), nn.ReLU(inplace=True), nn.Linear(width, outputs))
 
     def logits(self, features: Tensor) -> Tensor:
         """(B, in_features) -> (B, n) or (B, n, channels) logits."""

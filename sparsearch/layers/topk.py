@@ -113,9 +113,14 @@ class TopKBottleneck(nn.Module):
         expert_routing: str = "sigmoid",
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("cardinality", cardinality), ("width", width), ("stride", stride),
-                            ("experts", experts)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("cardinality", cardinality),
+            ("width", width),
+            ("stride", stride),
+            ("experts", experts),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be a positive int, got {name}={value}")
         if not 1 <= k <= cardinality:
@@ -131,9 +136,11 @@ class TopKBottleneck(nn.Module):
             self.expand: nn.Module = nn.Conv2d(inner, out_channels, 1, bias=False)
             self.expert_router = None
         else:  # CondConv paths; their routing is computed once per block (expert_router)
+
             def cond(cin: int, cout: int, size: int, **kw: int) -> CondConv2d:
-                return CondConv2d(cin, cout, size, bias=False, num_experts=experts, routing="constant",
-                                  execution="mixed", **kw)
+                return CondConv2d(
+                    cin, cout, size, bias=False, num_experts=experts, routing="constant", execution="mixed", **kw
+                )
 
             self.reduce = cond(in_channels, inner, 1)
             self.conv = cond(inner, inner, 3, stride=stride, padding=1, groups=cardinality)
@@ -149,9 +156,7 @@ class TopKBottleneck(nn.Module):
         else:
             self.shortcut = nn.Identity()
         if cond_dim is None:
-            self.gate: ImageGate | QuestionGate = ImageGate(
-                in_channels, cardinality, k, routing, hidden=hidden
-            )
+            self.gate: ImageGate | QuestionGate = ImageGate(in_channels, cardinality, k, routing, hidden=hidden)
         else:
             self.gate = QuestionGate(in_channels, cond_dim, cardinality, k, routing, hidden=hidden)
         self.balance_loss: Tensor | None = None  # CV² of the last batch's path importance
@@ -229,8 +234,9 @@ class TopKBottleneck(nn.Module):
         h = torch.bmm(w_reduce, x.reshape(b, cin, hi * wi))  # (B, k·d, H·W)
         h = F.relu(_path_batch_norm(h, channel, member, self.bn_reduce))
         w_conv = self._rows(self.conv.weight.view(*lead, -1, d, 3, 3), channel, alpha)  # (B, k·d, d, 3, 3)
-        h = F.conv2d(h.reshape(1, b * k * d, hi, wi), w_conv.reshape(b * k * d, d, 3, 3), None,
-                     self.stride, 1, groups=b * k)
+        h = F.conv2d(
+            h.reshape(1, b * k * d, hi, wi), w_conv.reshape(b * k * d, d, 3, 3), None, self.stride, 1, groups=b * k
+        )
         ho, wo = h.shape[-2:]  # h: (1, B·k·d, H', W'), the batch folded into the groups
         h = F.relu(_path_batch_norm(h.view(b, k * d, ho * wo), channel, member, self.bn_conv))
         g = gates.weights.gather(1, gates.index).repeat_interleave(d, dim=1)  # (B, k·d)
@@ -257,8 +263,9 @@ class TopKBottleneck(nn.Module):
             residual = x + shift[:, None, None]  # (B, out, H, W), a fresh tensor
         else:
             conv, sbn = self.shortcut
-            residual = F.batch_norm(conv(x), sbn.running_mean, sbn.running_var, sbn.weight,
-                                    sbn.bias + shift, False, 0.0, sbn.eps)
+            residual = F.batch_norm(
+                conv(x), sbn.running_mean, sbn.running_var, sbn.weight, sbn.bias + shift, False, 0.0, sbn.eps
+            )
         acc = residual.view(b, cout, -1)  # (B, out, H'·W')
         w = w_expand * scale[:, None]
         # Accumulating into the residual in place saves a pass; autograd needs the out-of-place form.
@@ -266,6 +273,8 @@ class TopKBottleneck(nn.Module):
         return out.relu_().view_as(residual)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "
-                f"width={self.width}, k={self.k}, stride={self.stride}, experts={self.experts}, "
-                f"execution={self._execution!r}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, cardinality={self.cardinality}, "
+            f"width={self.width}, k={self.k}, stride={self.stride}, experts={self.experts}, "
+            f"execution={self._execution!r}"
+        )

@@ -71,9 +71,7 @@ class StageConfig:
             if not isinstance(self.fan_in, int) or isinstance(self.fan_in, bool) or not 1 <= self.fan_in <= c:
                 raise ConfigError(f"fan_in={self.fan_in!r} must be in 1..{c} (the cardinality) in {where}")
             if any(k < c for k in ks) or any(n > 1 for n in experts):
-                raise ConfigError(
-                    f"a GateConnect stage (fan_in set) takes neither top-k nor experts, in {where}"
-                )
+                raise ConfigError(f"a GateConnect stage (fan_in set) takes neither top-k nor experts, in {where}")
         object.__setattr__(self, "k", ks)
         object.__setattr__(self, "experts", experts)
         object.__setattr__(self, "routing", routings)
@@ -116,8 +114,7 @@ class NetConfig:
         if self.head == "conv" and self.head_channels < 1:
             raise ConfigError(f"head_channels={self.head_channels!r} must be a positive integer")
         if self.expert_routing not in routing_names() or self.expert_routing == "noisy_topk":
-            raise ConfigError(f"expert_routing={self.expert_routing!r}; allowed: constant, relu_l1, "
-                              "sigmoid, softmax")
+            raise ConfigError(f"expert_routing={self.expert_routing!r}; allowed: constant, relu_l1, sigmoid, softmax")
         if self.connectivity not in ("learned", "fixed_random"):
             raise ConfigError(f"connectivity={self.connectivity!r}; allowed: learned, fixed_random")
         names = [s.name for s in self.stages]
@@ -137,8 +134,10 @@ def with_knobs(config: NetConfig, **knobs: object) -> NetConfig:
     names = {s.name for s in config.stages}
     for key, value in knobs.items():
         if isinstance(value, dict) and set(value) - names:
-            raise ConfigError(f"{key} names unknown stage(s) {sorted(set(value) - names)}; "
-                              f"stages: {', '.join(s.name for s in config.stages)}")
+            raise ConfigError(
+                f"{key} names unknown stage(s) {sorted(set(value) - names)}; "
+                f"stages: {', '.join(s.name for s in config.stages)}"
+            )
     stages = []
     for stage in config.stages:
         changes = {}
@@ -205,11 +204,22 @@ def plan(config: NetConfig) -> Plan:
             stride = stage.stride if i == 0 else 1
             out_size = (_conv_out(size[0], 3, stride, 1), _conv_out(size[1], 3, stride, 1))
             inputs = branches if stage.multi_stream else 1
-            blocks.append(BlockPlan(
-                f"{stage.name}.{i}", stage, channels, stage.out_channels, stride, stage.k[i],
-                stage.experts[i], stage.routing[i], size, out_size, inputs,
-                min(stage.fan_in, inputs) if stage.multi_stream else None,
-            ))
+            blocks.append(
+                BlockPlan(
+                    f"{stage.name}.{i}",
+                    stage,
+                    channels,
+                    stage.out_channels,
+                    stride,
+                    stage.k[i],
+                    stage.experts[i],
+                    stage.routing[i],
+                    size,
+                    out_size,
+                    inputs,
+                    min(stage.fan_in, inputs) if stage.multi_stream else None,
+                )
+            )
             channels, size = stage.out_channels, out_size
             branches = stage.cardinality if stage.multi_stream else 1
     return Plan(config, stem, pooled, tuple(blocks))

@@ -16,8 +16,13 @@ from sparsearch.models.config import NetConfig, StageConfig
 __all__ = ["clevr_cnn", "gateconnect_cifar", "gateconnect_mini_imagenet", "resnext101_32x4d"]
 
 
-def resnext101_32x4d(input_size: int = 224, head: str = "classifier", num_classes: int = 1000,
-                     cardinality: int = 32, cond_dim: int | None = None) -> NetConfig:
+def resnext101_32x4d(
+    input_size: int = 224,
+    head: str = "classifier",
+    num_classes: int = 1000,
+    cardinality: int = 32,
+    cond_dim: int | None = None,
+) -> NetConfig:
     """ResNeXt-101 (32×4d): stages of 3, 4, 23, 3 blocks, path widths 4, 8, 16, 32, stride 2 from conv3.
 
     ``head="features"`` returns the conv5 grid (the VQA backbone: 14×14 at 448×448).
@@ -38,17 +43,25 @@ def clevr_cnn(input_size: int = 128, cardinality: int = 12, cond_dim: int | None
     d = 48 // cardinality
     if d * cardinality != 48:
         raise ConfigError(f"cardinality={cardinality} must divide the 48 channels of the CLEVR CNN")
-    stages = tuple(StageConfig(name, 1, 48, cardinality, d, stride)
-                   for name, stride in (("conv2", 1), ("conv3", 2), ("conv4", 2)))
-    return NetConfig(stages, input_size=input_size, stem_kernel=3, stem_stride=2, head="conv",
-                     head_channels=24, cond_dim=cond_dim)
+    stages = tuple(
+        StageConfig(name, 1, 48, cardinality, d, stride) for name, stride in (("conv2", 1), ("conv3", 2), ("conv4", 2))
+    )
+    return NetConfig(
+        stages, input_size=input_size, stem_kernel=3, stem_stride=2, head="conv", head_channels=24, cond_dim=cond_dim
+    )
 
 
 _CIFAR_DEPTHS = {20: 2, 29: 3}  # D = 2 + 3·M: modules per stage (3 stages)
 
 
-def gateconnect_cifar(depth: int = 29, width: int = 8, cardinality: int = 8, num_classes: int = 100,
-                      fan_in: int | None = None, input_size: int = 32) -> NetConfig:
+def gateconnect_cifar(
+    depth: int = 29,
+    width: int = 8,
+    cardinality: int = 8,
+    num_classes: int = 100,
+    fan_in: int | None = None,
+    input_size: int = 32,
+) -> NetConfig:
     """GateConnect's CIFAR network {D, w, C}: a 3×3 stem, three stages of M/3 modules, path widths
     w, 2w, 4w; outputs 64, 128, 256 (256, 512, 1024 and a 64-channel stem for w = 64, which is
     ResNeXt-29 8×64d). ``fan_in`` makes every stage a GateConnect stage."""
@@ -57,17 +70,30 @@ def gateconnect_cifar(depth: int = 29, width: int = 8, cardinality: int = 8, num
     per_stage = _CIFAR_DEPTHS[depth]
     stem, base = (64, 256) if width == 64 else (16, 64)
     stages = tuple(
-        StageConfig(f"stage{i + 1}", per_stage, base * 2**i, cardinality, width * 2**i,
-                    1 if i == 0 else 2, fan_in=fan_in)
+        StageConfig(
+            f"stage{i + 1}", per_stage, base * 2**i, cardinality, width * 2**i, 1 if i == 0 else 2, fan_in=fan_in
+        )
         for i in range(3)
     )
-    return NetConfig(stages, input_size=input_size, stem_channels=stem, stem_kernel=3, stem_stride=1,
-                     stem_pool=False, num_classes=num_classes)
+    return NetConfig(
+        stages,
+        input_size=input_size,
+        stem_channels=stem,
+        stem_kernel=3,
+        stem_stride=1,
+        stem_pool=False,
+        num_classes=num_classes,
+    )
 
 
-def gateconnect_mini_imagenet(depth: int = 29, width: int = 8, cardinality: int = 8,
-                              num_classes: int = 100, fan_in: int | None = None,
-                              input_size: int = 84) -> NetConfig:
+def gateconnect_mini_imagenet(
+    depth: int = 29,
+    width: int = 8,
+    cardinality: int = 8,
+    num_classes: int = 100,
+    fan_in: int | None = None,
+    input_size: int = 84,
+) -> NetConfig:
     """Seed 003's Mini-ImageNet networks: the CIFAR layout with a 3×3 max pool after the stem."""
     config = gateconnect_cifar(depth, width, cardinality, num_classes, fan_in, input_size)
     return replace(config, stem_pool=True)

@@ -29,8 +29,7 @@ class SparseResNeXt(nn.Module):
         self.plan: Plan = plan(config)
         c = config
         self.stem = nn.Sequential(
-            nn.Conv2d(c.in_channels, c.stem_channels, c.stem_kernel, c.stem_stride, c.stem_kernel // 2,
-                      bias=False),
+            nn.Conv2d(c.in_channels, c.stem_channels, c.stem_kernel, c.stem_stride, c.stem_kernel // 2, bias=False),
             nn.BatchNorm2d(c.stem_channels),
             nn.ReLU(inplace=True),
         )
@@ -41,22 +40,36 @@ class SparseResNeXt(nn.Module):
             s = b.stage
             if s.multi_stream:
                 block: nn.Module = GateConnectModule(
-                    b.in_channels, b.out_channels, s.cardinality, s.width, b.fan_in, b.stride,
-                    c.connectivity, num_inputs=b.num_inputs,
+                    b.in_channels,
+                    b.out_channels,
+                    s.cardinality,
+                    s.width,
+                    b.fan_in,
+                    b.stride,
+                    c.connectivity,
+                    num_inputs=b.num_inputs,
                 )
             else:
                 block = TopKBottleneck(
-                    b.in_channels, b.out_channels, s.cardinality, s.width, b.k, b.stride, b.routing,
-                    cond_dim=c.cond_dim, experts=b.experts, expert_routing=c.expert_routing,
+                    b.in_channels,
+                    b.out_channels,
+                    s.cardinality,
+                    s.width,
+                    b.k,
+                    b.stride,
+                    b.routing,
+                    cond_dim=c.cond_dim,
+                    experts=b.experts,
+                    expert_routing=c.expert_routing,
                 )
             self.blocks[b.name.replace(".", "_")] = block
         last = self.plan.out_channels
         if c.head == "classifier":
-            self.head: nn.Module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                                 nn.Linear(last, c.num_classes))
+            self.head: nn.Module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, c.num_classes))
         elif c.head == "conv":
-            self.head = nn.Sequential(nn.Conv2d(last, c.head_channels, 1, bias=False),
-                                      nn.BatchNorm2d(c.head_channels), nn.ReLU(inplace=True))
+            self.head = nn.Sequential(
+                nn.Conv2d(last, c.head_channels, 1, bias=False), nn.BatchNorm2d(c.head_channels), nn.ReLU(inplace=True)
+            )
         else:
             self.head = nn.Identity()
 
@@ -82,6 +95,5 @@ class SparseResNeXt(nn.Module):
 
     def balance_loss(self) -> Tensor | float:
         """Sum of the top-k blocks' CV² balancing terms from the last forward (seed 000, App. C)."""
-        terms = [m.balance_loss for m in self.modules()
-                 if isinstance(m, TopKBottleneck) and m.balance_loss is not None]
+        terms = [m.balance_loss for m in self.modules() if isinstance(m, TopKBottleneck) and m.balance_loss is not None]
         return sum(terms) if terms else 0.0

@@ -48,8 +48,14 @@ def test_clevr_cnn_against_seed_000_table_2() -> None:
 
 @pytest.mark.parametrize(
     ("text", "flops"),
-    [("50GFLOPs", 50 * 10**9), ("50 GFLOPs", 50 * 10**9), ("32GMACs", 64 * 10**9),
-     ("300MFLOPs", 3 * 10**8), ("5e10", 5 * 10**10), (" 1.5 TFLOPs ", 15 * 10**11)],
+    [
+        ("50GFLOPs", 50 * 10**9),
+        ("50 GFLOPs", 50 * 10**9),
+        ("32GMACs", 64 * 10**9),
+        ("300MFLOPs", 3 * 10**8),
+        ("5e10", 5 * 10**10),
+        (" 1.5 TFLOPs ", 15 * 10**11),
+    ],
 )
 def test_budgets_parse(text: str, flops: int) -> None:
     assert parse_budget(text) == flops

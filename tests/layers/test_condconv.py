@@ -35,9 +35,16 @@ def test_mixed_kernel_form_equals_mixture_of_experts_form(case: dict, batch: int
     # ... and both equal the definition Σ_i α_i (W_i * x + b_i), one convolution per expert.
     a = alpha if alpha.dim() == 3 else alpha[:, :, None].expand(-1, -1, layer.out_channels)
     reference = sum(
-        a[:, i, :, None, None] * nn.functional.conv2d(
-            x, layer.weight[i], None if layer.bias is None else layer.bias[i],
-            layer.stride, layer.padding, layer.dilation, layer.groups)
+        a[:, i, :, None, None]
+        * nn.functional.conv2d(
+            x,
+            layer.weight[i],
+            None if layer.bias is None else layer.bias[i],
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            layer.groups,
+        )
         for i in range(layer.num_experts)
     )
     assert (reference - mixed).abs().max() <= 1e-5
@@ -132,8 +139,9 @@ def test_shared_routing_weights_and_bad_arguments() -> None:
     layer = CondConv2d(8, 8, 1, num_experts=4)
     x = torch.randn(2, 8, 3, 3)
     shared = torch.full((2, 4), 0.25)
-    assert torch.allclose(layer(x, shared), nn.functional.conv2d(x, layer.weight.mean(0), layer.bias.mean(0)),
-                          atol=1e-6)
+    assert torch.allclose(
+        layer(x, shared), nn.functional.conv2d(x, layer.weight.mean(0), layer.bias.mean(0)), atol=1e-6
+    )
     message = r"routing weights must have shape \(2, 4\) or \(2, 4, 8\), got \(2, 3\)"
     with pytest.raises(ValueError, match=message):
         layer(x, torch.ones(2, 3))

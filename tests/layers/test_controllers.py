@@ -23,8 +23,7 @@ def _tied(gate: ImageGate) -> ImageGate:
 def test_ties_at_initialisation_do_not_always_pick_the_lowest_indices() -> None:
     x = torch.randn(4, 16, 5, 5)
     lowest = [0, 1, 2]
-    eval_picks = [_tied(ImageGate(16, 8, 3, "relu_l1")).eval()(x).index[0].sort().values.tolist()
-                  for _ in range(10)]
+    eval_picks = [_tied(ImageGate(16, 8, 3, "relu_l1")).eval()(x).index[0].sort().values.tolist() for _ in range(10)]
     assert any(p != lowest for p in eval_picks)  # each layer has its own tie order
     gate = _tied(ImageGate(16, 8, 3, "relu_l1"))
     chosen = torch.cat([gate(x).index.flatten() for _ in range(30)])  # training: a fresh order each step

@@ -50,8 +50,9 @@ def test_clip_after_a_step_and_gates_are_kept_apart_for_no_weight_decay() -> Non
     weights, gates = split_gate_parameters(model)
     assert gates == [model[0].gates, model[1].gates]
     assert len(weights) + len(gates) == len(list(model.parameters()))
-    opt = torch.optim.SGD([{"params": weights, "weight_decay": 5e-4},
-                           {"params": gates, "lr": 50.0, "weight_decay": 0.0}], lr=0.1)
+    opt = torch.optim.SGD(
+        [{"params": weights, "weight_decay": 5e-4}, {"params": gates, "lr": 50.0, "weight_decay": 0.0}], lr=0.1
+    )
     model(_inputs()).square().sum().backward()
     opt.step()
     clip_gates_(model)

@@ -23,13 +23,22 @@ def _execution(model: torch.nn.Module, execution: str) -> torch.nn.Module:
 
 
 SMALL = {  # every registered layout, small enough to run in a test, with conditional knobs on
-    "clevr_cnn": dict(input_size=64, k={"conv2": 6, "conv3": 3, "conv4": 12},
-                      routing={"conv2": "softmax", "conv3": "relu_l1", "conv4": "constant"},
-                      experts={"conv3": 4}),
+    "clevr_cnn": dict(
+        input_size=64,
+        k={"conv2": 6, "conv3": 3, "conv4": 12},
+        routing={"conv2": "softmax", "conv3": "relu_l1", "conv4": "constant"},
+        experts={"conv3": 4},
+    ),
     "gateconnect_cifar": dict(depth=20, width=4, fan_in=2, input_size=16, num_classes=10),
     "gateconnect_mini_imagenet": dict(depth=20, width=4, fan_in=1, input_size=24, num_classes=10),
-    "resnext101_32x4d": dict(input_size=32, cardinality=4, k={"conv4": 2, "conv5": 1}, routing="sigmoid",
-                             experts={"conv5": 2}, num_classes=10),
+    "resnext101_32x4d": dict(
+        input_size=32,
+        cardinality=4,
+        k={"conv4": 2, "conv5": 1},
+        routing="sigmoid",
+        experts={"conv5": 2},
+        num_classes=10,
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""Search spaces shipped with sparsearch (YAML files; see sparsearch.spaces)."""

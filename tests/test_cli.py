@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -48,3 +49,54 @@ def test_library_errors_become_one_line(capsys: pytest.CaptureFixture[str], monk
     monkeypatch.setattr("sparsearch.layers.routing_names", broken)
     assert cli.main(["routings"]) == 2
     assert capsys.readouterr().err == "error: space 'nope' not found; known: default\n"
+
+
+def test_spaces_lists_the_shipped_spaces(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spaces", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in listed] == ["clevr", "default", "gateconnect_cifar"]
+    assert all(s["description"] for s in listed)
+
+
+def test_flops_default_space_dense_over_budget_uniform_k16_within(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flops", "default", "--budget", "50GFLOPs", "--json"]) == 0
+    dense = json.loads(capsys.readouterr().out)
+    assert dense["total"]["executed_flops"] == 63_743_590_400
+    assert dense["budget"] == {"flops": 50 * 10**9, "within": False, "margin_flops": 50 * 10**9 - 63_743_590_400}
+    uniform = [
+        f"--set={s}.{knob}" for s in ("conv2", "conv3", "conv4", "conv5") for knob in ("k=16", "routing=softmax")
+    ]
+    assert main(["flops", "default", *uniform, "--budget", "50GFLOPs", "--json"]) == 0
+    k16 = json.loads(capsys.readouterr().out)
+    assert k16["total"]["executed_flops"] == 33_784_451_072
+    assert k16["budget"]["within"] is True
+    assert len(k16["layers"]) == 1 + 33  # stem and 33 blocks; the features head has no layer
+
+
+def test_flops_verify_compares_three_counters(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["flops", "clevr", "--set", "conv3.0.k=4", "--set", "conv3.routing=relu_l1", "--verify"]
+    assert main([*args, "--json"]) == 0
+    verify = json.loads(capsys.readouterr().out)["verify"]
+    assert verify == {"analytic_flops": 10_144_896, "flop_counter_flops": 10_144_896, "thop_flops": 10_144_896}
+    assert main(args) == 0
+    assert "  FlopCounterMode            10,144,896" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["flops", "default", "--budget", "-1"], "error: budget '-1' not understood; write e.g. 50GFLOPs"),
+        (["flops", "default", "--budget", ""], "error: budget '' not understood"),
+        (["flops", "nope"], "error: unknown space 'nope'; known: clevr, default, gateconnect_cifar"),
+        (
+            ["flops", "default", "--set", "conv3.k=40"],
+            "error: space default: conv3.k=40 is not allowed; allowed: 1..32",
+        ),
+        (["flops", "default", "--set", "conv3k"], "error: --set 'conv3k': expected stage.knob=value"),
+        (["flops", "missing.yaml"], "error: missing.yaml: cannot read the space file"),
+    ],
+)
+def test_flops_bad_input_is_one_line_and_exit_2(args: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1

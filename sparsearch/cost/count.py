@@ -20,7 +20,7 @@ from sparsearch.cost.formulas import (
 )
 from sparsearch.models.config import BlockPlan, NetConfig, plan
 
-__all__ = ["CostReport", "LayerCost", "count"]
+__all__ = ["CostReport", "LayerCost", "count", "gateconnect_module_cost", "topk_block_cost"]
 
 
 @dataclass(frozen=True)
@@ -61,29 +61,43 @@ class CostReport:
         return sum(layer.params for layer in self.layers)
 
 
-def _topk_block(b: BlockPlan, config: NetConfig) -> LayerCost:
-    s, cin, cout = b.stage, b.in_channels, b.out_channels
-    c, d, k, n = s.cardinality, s.width, b.k, b.experts
-    in_hw, out_hw = b.in_size, b.out_size
+def topk_block_cost(
+    cin: int,
+    cout: int,
+    cardinality: int,
+    width: int,
+    k: int,
+    experts: int,
+    stride: int,
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    routing: str,
+    cond_dim: int | None = None,
+    expert_routing: str = "sigmoid",
+) -> tuple[int, int, int]:
+    """(dense MACs, executed MACs, parameters) of one :class:`~sparsearch.layers.TopKBottleneck`."""
+    c, d, n = cardinality, width, experts
     # One path: 1×1 reduce at the input resolution, 3×3 and 1×1 expand at the output resolution.
     path = conv_macs(cin, d, 1, in_hw) + conv_macs(d, d, 3, out_hw) + conv_macs(d, cout, 1, out_hw)
     row = cin * d + d * d * 9 + d * cout  # one path's weights
     fixed = 0
     params = n * c * row + bn_params(c * d) * 2 + bn_params(cout)
-    if b.stride != 1 or cin != cout:
+    if stride != 1 or cin != cout:
         fixed += conv_macs(cin, cout, 1, out_hw)
         params += conv_params(cin, cout, 1) + bn_params(cout)
-    if config.cond_dim is None:
-        fixed += routing_macs(b.routing, cin, c)
-        params += routing_params(b.routing, cin, c)
+    if cond_dim is None:
+        fixed += routing_macs(routing, cin, c)
+        params += routing_params(routing, cin, c)
     else:
-        fixed += _question_gate_macs(cin, config.cond_dim, c, b.routing, in_hw)
-        params += _question_gate_params(cin, config.cond_dim, c, b.routing)
-    if n > 1:  # CondConv paths: the block's expert routing, and mixing n kernels per example
-        fixed += routing_macs(config.expert_routing, cin, n)
-        params += routing_params(config.expert_routing, cin, n)
-        return LayerCost(b.name, "topk", c * path + n * c * row + fixed, k * path + n * k * row + fixed, params)
-    return LayerCost(b.name, "topk", c * path + fixed, k * path + fixed, params)
+        fixed += _question_gate_macs(cin, cond_dim, c, routing, in_hw)
+        params += _question_gate_params(cin, cond_dim, c, routing)
+    if n == 1:
+        return c * path + fixed, k * path + fixed, params
+    # CondConv paths: the block's expert routing; mixing n kernels per example (the chosen rows only
+    # in the sparse execution, every row in the masked one).
+    fixed += routing_macs(expert_routing, cin, n)
+    params += routing_params(expert_routing, cin, n)
+    return c * path + n * c * row + fixed, k * path + n * k * row + fixed, params
 
 
 def _question_gate_macs(cin: int, q: int, paths: int, routing: str, hw: tuple[int, int]) -> int:
@@ -102,20 +116,52 @@ def _question_gate_params(cin: int, q: int, paths: int, routing: str) -> int:
     )
 
 
-def _gateconnect_module(b: BlockPlan) -> LayerCost:
-    s, cin, cout = b.stage, b.in_channels, b.out_channels
-    c, w = s.cardinality, s.width
-    in_hw, out_hw = b.in_size, b.out_size
+def gateconnect_module_cost(
+    cin: int,
+    cout: int,
+    cardinality: int,
+    width: int,
+    num_inputs: int,
+    stride: int,
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> tuple[int, int]:
+    """(MACs, parameters) of one :class:`~sparsearch.layers.GateConnectModule`; every branch runs."""
+    c, w = cardinality, width
     # x_j = Σ_k g_jk y_k as executed: a (C × inputs) matrix applied to every input element; a single
     # input is broadcast to the branches as it is.
-    macs = c * b.num_inputs * cin * in_hw[0] * in_hw[1] if b.num_inputs > 1 else 0
+    macs = c * num_inputs * cin * in_hw[0] * in_hw[1] if num_inputs > 1 else 0
     macs += c * (conv_macs(cin, w, 1, in_hw) + conv_macs(w, w, 3, out_hw) + conv_macs(w, cout, 1, out_hw))
-    params = c * b.num_inputs + c * (cin * w + w * w * 9 + w * cout)  # gates and branch convolutions
+    params = c * num_inputs + c * (cin * w + w * w * 9 + w * cout)  # gates and branch convolutions
     params += bn_params(c * w) * 2 + bn_params(c * cout)
-    if b.stride != 1 or cin != cout:  # one projection, shared by the branches, applied to each
+    if stride != 1 or cin != cout:  # one projection, shared by the branches, applied to each
         macs += c * conv_macs(cin, cout, 1, out_hw)
         params += conv_params(cin, cout, 1) + bn_params(cout)
-    return LayerCost(b.name, "gateconnect", macs, macs, params)
+    return macs, params
+
+
+def _block(b: BlockPlan, config: NetConfig) -> LayerCost:
+    s = b.stage
+    if s.multi_stream:
+        macs, params = gateconnect_module_cost(
+            b.in_channels, b.out_channels, s.cardinality, s.width, b.num_inputs, b.stride, b.in_size, b.out_size
+        )
+        return LayerCost(b.name, "gateconnect", macs, macs, params)
+    dense, executed, params = topk_block_cost(
+        b.in_channels,
+        b.out_channels,
+        s.cardinality,
+        s.width,
+        b.k,
+        b.experts,
+        b.stride,
+        b.in_size,
+        b.out_size,
+        b.routing,
+        config.cond_dim,
+        config.expert_routing,
+    )
+    return LayerCost(b.name, "topk", dense, executed, params)
 
 
 def count(config: NetConfig) -> CostReport:
@@ -126,7 +172,7 @@ def count(config: NetConfig) -> CostReport:
     stem_params = conv_params(c.in_channels, c.stem_channels, c.stem_kernel) + bn_params(c.stem_channels)
     layers = [LayerCost("stem", "stem", stem, stem, stem_params)]
     for b in p.blocks:
-        layers.append(_gateconnect_module(b) if b.stage.multi_stream else _topk_block(b, config))
+        layers.append(_block(b, config))
     last = p.out_channels
     if c.head == "classifier":
         macs = linear_macs(last, c.num_classes)

@@ -8,16 +8,17 @@ from torch import nn
 
 from sparsearch.errors import ConfigError
 from sparsearch.models import layouts
+from sparsearch.models.condconv_nets import CondNet, CondNetConfig
 from sparsearch.models.config import NetConfig, with_knobs
 from sparsearch.models.resnext import SparseResNeXt
 
 __all__ = ["create_model", "layout", "model_names", "register_layout"]
 
-_LAYOUTS: dict[str, Callable[..., NetConfig]] = {}
+_LAYOUTS: dict[str, Callable[..., NetConfig | CondNetConfig]] = {}
 _KNOBS = ("k", "experts", "routing", "fan_in")
 
 
-def register_layout(name: str, factory: Callable[..., NetConfig]) -> None:
+def register_layout(name: str, factory: Callable[..., NetConfig | CondNetConfig]) -> None:
     """Register a function returning a :class:`NetConfig` under ``name``."""
     if name in _LAYOUTS:
         raise ValueError(f"layout {name!r} is already registered")
@@ -28,14 +29,14 @@ def model_names() -> list[str]:
     return sorted(_LAYOUTS)
 
 
-def layout(name: str, **config: object) -> NetConfig:
+def layout(name: str, **config: object) -> NetConfig | CondNetConfig:
     """The configuration of layout ``name``; knob arguments (k, experts, routing, fan_in) are applied
     with :func:`~sparsearch.models.config.with_knobs`, the rest go to the layout's factory."""
     try:
         factory = _LAYOUTS[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(model_names())}") from None
-    knobs = {key: config.pop(key) for key in _KNOBS if key in config}
+    knobs = {key: config.pop(key) for key in _KNOBS if key in config} if name not in _CONDNETS else {}
     try:
         net = factory(**config)
     except TypeError as err:  # an argument the layout does not take
@@ -45,11 +46,25 @@ def layout(name: str, **config: object) -> NetConfig:
 
 def create_model(name: str, **config: object) -> nn.Module:
     """Build layout ``name``: e.g. ``create_model("resnext101_32x4d", input_size=448, k=16,
-    routing="softmax")``."""
-    return SparseResNeXt(layout(name, **config))
+    routing="softmax")`` or ``create_model("cc_mobilenet_v1", width=0.5, experts=8)``."""
+    net = layout(name, **config)
+    return CondNet(net) if isinstance(net, CondNetConfig) else SparseResNeXt(net)
+
+
+def _condnet(arch: str) -> Callable[..., CondNetConfig]:
+    def factory(**config: object) -> CondNetConfig:
+        return CondNetConfig(arch, **config)  # type: ignore[arg-type]
+
+    factory.__doc__ = f"Seed 001's CondConv {arch} (experts=1: the base network)."
+    return factory
+
+
+_CONDNETS = {"cc_mobilenet_v1": "mobilenet_v1", "cc_mobilenet_v2": "mobilenet_v2", "cc_resnet50": "resnet50"}
 
 
 register_layout("resnext101_32x4d", layouts.resnext101_32x4d)
 register_layout("clevr_cnn", layouts.clevr_cnn)
 register_layout("gateconnect_cifar", layouts.gateconnect_cifar)
 register_layout("gateconnect_mini_imagenet", layouts.gateconnect_mini_imagenet)
+for _name, _arch in _CONDNETS.items():
+    register_layout(_name, _condnet(_arch))

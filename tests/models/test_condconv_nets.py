@@ -79,7 +79,7 @@ def test_seed_001_rows_whose_parameters_differ(name: str, kwargs: dict, params: 
 def test_bad_condnet_arguments() -> None:
     with pytest.raises(ConfigError, match="experts=0 must be a positive integer"):
         layout("cc_mobilenet_v1", experts=0)
-    with pytest.raises(ConfigError, match="width=0.5 is not available for resnet50"):
+    with pytest.raises(ConfigError, match=r"width=0\.5 is not available for resnet50"):
         layout("cc_resnet50", width=0.5)
-    with pytest.raises(ConfigError, match="model 'cc_mobilenet_v1': .*unexpected keyword argument 'k'"):
+    with pytest.raises(ConfigError, match=r"model 'cc_mobilenet_v1': .*unexpected keyword argument 'k'"):
         layout("cc_mobilenet_v1", k=4)

@@ -41,7 +41,9 @@ def test_network_errors() -> None:
         NetConfig((stage,), head="pool")
     with pytest.raises(ConfigError, match="stage names must be unique"):
         NetConfig((stage, stage))
-    with pytest.raises(ConfigError, match="unknown model 'resnet'; known: clevr_cnn, gateconnect_cifar"):
+    with pytest.raises(
+        ConfigError, match="unknown model 'resnet'; known: cc_mobilenet_v1, cc_mobilenet_v2, cc_resnet50, clevr_cnn"
+    ):
         layout("resnet")
     with pytest.raises(ConfigError, match="k names unknown stage"):
         with_knobs(layout("clevr_cnn"), k={"conv9": 2})

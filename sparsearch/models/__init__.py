@@ -3,15 +3,21 @@
 from sparsearch.models.config import NetConfig, StageConfig, plan, with_knobs
 from sparsearch.models.registry import create_model, layout, model_names, register_layout
 from sparsearch.models.resnext import SparseResNeXt
+from sparsearch.models.vqa import VQAModel, create_vqa_model, soft_scores, vqa_accuracy, vqa_loss
 
 __all__ = [
     "NetConfig",
     "SparseResNeXt",
     "StageConfig",
+    "VQAModel",
     "create_model",
+    "create_vqa_model",
     "layout",
     "model_names",
     "plan",
     "register_layout",
+    "soft_scores",
+    "vqa_accuracy",
+    "vqa_loss",
     "with_knobs",
 ]

@@ -128,11 +128,12 @@ def _verify(config: object, analytic: int) -> dict[str, int]:
     import torch
 
     from sparsearch.cost.verify import flop_counter_flops, thop_macs
-    from sparsearch.models import SparseResNeXt
+    from sparsearch.models import build_model
 
-    model = SparseResNeXt(config).eval()
-    x = torch.randn(1, config.in_channels, config.input_size, config.input_size)
-    inputs = (x,) if config.cond_dim is None else (x, torch.randn(1, config.cond_dim))
+    model = build_model(config).eval()
+    x = torch.randn(1, getattr(config, "in_channels", 3), config.input_size, config.input_size)
+    cond_dim = getattr(config, "cond_dim", None)
+    inputs = (x,) if cond_dim is None else (x, torch.randn(1, cond_dim))
     return {
         "analytic_flops": analytic,
         "flop_counter_flops": flop_counter_flops(model, *inputs),

@@ -54,7 +54,7 @@ def test_library_errors_become_one_line(capsys: pytest.CaptureFixture[str], monk
 def test_spaces_lists_the_shipped_spaces(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["spaces", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in listed] == ["clevr", "default", "gateconnect_cifar"]
+    assert [s["name"] for s in listed] == ["clevr", "condconv_mobilenet_v1", "default", "gateconnect_cifar"]
     assert all(s["description"] for s in listed)
 
 
@@ -87,7 +87,10 @@ def test_flops_verify_compares_three_counters(capsys: pytest.CaptureFixture[str]
     [
         (["flops", "default", "--budget", "-1"], "error: budget '-1' not understood; write e.g. 50GFLOPs"),
         (["flops", "default", "--budget", ""], "error: budget '' not understood"),
-        (["flops", "nope"], "error: unknown space 'nope'; known: clevr, default, gateconnect_cifar"),
+        (
+            ["flops", "nope"],
+            "error: unknown space 'nope'; known: clevr, condconv_mobilenet_v1, default, gateconnect_cifar",
+        ),
         (
             ["flops", "default", "--set", "conv3.k=40"],
             "error: space default: conv3.k=40 is not allowed; allowed: 1..32",

@@ -7,7 +7,7 @@
   Static top-k blocks (all paths, no gate, one expert) run their masked execution so that thop
   counts their nn.Conv2d children itself; conditional blocks and GateConnect modules, whose work
   happens in functional calls thop cannot see, get hooks that apply the analytic formula to the
-  module's own attributes and input shape.
+  module's own attributes and input shape; so do CondConv2d and CondLinear (their mixed form).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sparsearch.cost.count import gateconnect_module_cost, topk_block_cost
-from sparsearch.layers import GateConnectModule, QuestionGate, TopKBottleneck
+from sparsearch.cost.formulas import routing_macs
+from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, QuestionGate, TopKBottleneck
 
 __all__ = ["flop_counter_flops", "is_static", "thop_macs"]
 
@@ -78,6 +79,23 @@ def _gateconnect_hook(module: GateConnectModule, inputs: tuple[Tensor, ...], out
     module.total_ops += x.shape[0] * macs
 
 
+def _routing_macs(router: nn.Module) -> int:
+    return routing_macs(router.name, router.in_features, router.num_experts, router.channels, router.hidden)
+
+
+def _condconv_hook(module: CondConv2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+    """Mixed (inference) form: mix n kernels, one convolution, and the layer's own routing if any."""
+    kernel = module.weight[0].numel()  # |W| = out · in/groups · kh · kw
+    macs = module.num_experts * kernel + kernel * output.shape[2] * output.shape[3]  # mix, then convolve
+    module.total_ops += inputs[0].shape[0] * (macs + _routing_macs(module.router))
+
+
+def _condlinear_hook(module: CondLinear, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+    n, fin, fout = module.num_experts, module.in_features, module.out_features
+    macs = n * fin * fout + fin * fout + (n * fout if module.bias is not None else 0)
+    module.total_ops += inputs[0].shape[0] * (macs + _routing_macs(module.router))
+
+
 @contextmanager
 def _masked_static_blocks(model: nn.Module):
     blocks = [m for m in model.modules() if isinstance(m, TopKBottleneck) and is_static(m)]
@@ -99,6 +117,8 @@ def thop_macs(model: nn.Module, *inputs: Tensor) -> int:
         nn.BatchNorm2d: _zero,
         nn.AdaptiveAvgPool2d: _zero,
         GateConnectModule: _gateconnect_hook,
+        CondConv2d: _condconv_hook,
+        CondLinear: _condlinear_hook,
     }
     with _masked_static_blocks(model) as static:
         if any(isinstance(m, TopKBottleneck) and m not in static for m in model.modules()):

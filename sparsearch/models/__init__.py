@@ -1,7 +1,7 @@
 """Models of the sparse ResNeXt family: configurations, seed layouts, the builder and a registry."""
 
 from sparsearch.models.config import NetConfig, StageConfig, plan, with_knobs
-from sparsearch.models.registry import create_model, layout, model_names, register_layout
+from sparsearch.models.registry import build_model, create_model, layout, model_names, register_layout
 from sparsearch.models.resnext import SparseResNeXt
 from sparsearch.models.vqa import VQAModel, create_vqa_model, soft_scores, vqa_accuracy, vqa_loss
 
@@ -10,6 +10,7 @@ __all__ = [
     "SparseResNeXt",
     "StageConfig",
     "VQAModel",
+    "build_model",
     "create_model",
     "create_vqa_model",
     "layout",

@@ -12,7 +12,7 @@ from sparsearch.models.condconv_nets import CondNet, CondNetConfig
 from sparsearch.models.config import NetConfig, with_knobs
 from sparsearch.models.resnext import SparseResNeXt
 
-__all__ = ["create_model", "layout", "model_names", "register_layout"]
+__all__ = ["build_model", "create_model", "layout", "model_names", "register_layout"]
 
 _LAYOUTS: dict[str, Callable[..., NetConfig | CondNetConfig]] = {}
 _KNOBS = ("k", "experts", "routing", "fan_in")
@@ -47,8 +47,12 @@ def layout(name: str, **config: object) -> NetConfig | CondNetConfig:
 def create_model(name: str, **config: object) -> nn.Module:
     """Build layout ``name``: e.g. ``create_model("resnext101_32x4d", input_size=448, k=16,
     routing="softmax")`` or ``create_model("cc_mobilenet_v1", width=0.5, experts=8)``."""
-    net = layout(name, **config)
-    return CondNet(net) if isinstance(net, CondNetConfig) else SparseResNeXt(net)
+    return build_model(layout(name, **config))
+
+
+def build_model(config: NetConfig | CondNetConfig) -> nn.Module:
+    """The module of a configuration, whichever family it belongs to."""
+    return CondNet(config) if isinstance(config, CondNetConfig) else SparseResNeXt(config)
 
 
 def _condnet(arch: str) -> Callable[..., CondNetConfig]:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from sparsearch.errors import ConfigError
 from sparsearch.layers import routing_names
 from sparsearch.models import NetConfig, layout, model_names
+from sparsearch.models.condconv_nets import CondNetConfig
 
 __all__ = ["DATASETS", "KNOBS", "Knob", "Proxy", "Space", "load_space", "parse_space"]
 
@@ -37,6 +38,21 @@ EXPERT_COUNTS = (1, 2, 4, 8, 16, 32)  # seed 001's expert counts
 _TOP = {"name", "description", "target", "proxy", "knobs"}
 _PROXY = {"dataset", "input_size", "width", "depth", "epochs", "num_classes"}
 _KNOB = {"per", "min", "max", "choices", "stages"}
+
+
+class _Unit(NamedTuple):
+    """Where knobs are set: a stage of a ResNeXt-family target, or the whole of a CondConv network."""
+
+    name: str
+    depth: int
+    cardinality: int
+    knobs: tuple[str, ...]
+
+
+def _units(target: NetConfig | CondNetConfig) -> tuple[_Unit, ...]:
+    if isinstance(target, CondNetConfig):  # seed 001: one expert count and routing for every CondConv layer
+        return (_Unit("condconv", 1, 0, ("experts", "routing")),)
+    return tuple(_Unit(s.name, s.depth, s.cardinality, KNOBS) for s in target.stages)
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ class Space:
     name: str
     description: str
     source: str  # the file it came from
-    target: NetConfig
+    target: NetConfig | CondNetConfig
     target_args: dict[str, Any]
     proxy: Proxy
     knobs: tuple[Knob, ...]
@@ -75,7 +91,7 @@ class Space:
         """Every searched parameter with its allowed values, e.g. ``{"conv3.k": (1, ..., 32)}``."""
         params: dict[str, tuple] = {}
         for knob in self.knobs:
-            for stage in self.target.stages:
+            for stage in _units(self.target):
                 if stage.name not in knob.stages:
                     continue
                 keys = (
@@ -87,8 +103,9 @@ class Space:
                     params[key] = knob.values[stage.name]
         return params
 
-    def knob_values(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Per-knob, per-stage settings for :func:`~sparsearch.models.with_knobs`."""
+    def knob_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Per-knob, per-stage settings for :func:`~sparsearch.models.with_knobs` (for a CondConv
+        network, the network-wide ``experts`` and ``routing``)."""
         allowed = self.parameters()
         unknown = set(values) - set(allowed)
         if unknown:
@@ -100,6 +117,8 @@ class Space:
                 raise ConfigError(
                     f"space {self.name}: {key}={value!r} is not allowed; allowed: {_describe(allowed[key])}"
                 )
+        if isinstance(self.target, CondNetConfig):  # network-wide knobs go to the layout as they are
+            return {key.split(".")[-1]: value for key, value in values.items()}
         knobs: dict[str, dict[str, Any]] = {}
         for knob in self.knobs:
             for stage in self.target.stages:
@@ -117,15 +136,15 @@ class Space:
                     knobs.setdefault(knob.name, {})[stage.name] = per_block
         return knobs
 
-    def target_config(self, values: dict[str, Any] | None = None) -> NetConfig:
+    def target_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig:
         """The target network with ``values`` applied (none: every knob off)."""
         return layout(self.target_args["model"], **self._layout_args(), **self.knob_values(values or {}))
 
-    def proxy_config(self, values: dict[str, Any] | None = None) -> NetConfig:
+    def proxy_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig:
         """The proxy network: the target scaled in width and depth, at the proxy's input size."""
         p = self.proxy
         args = self._layout_args() | {"input_size": p.input_size}
-        if p.num_classes is not None and self.target.head == "classifier":
+        if p.num_classes is not None and getattr(self.target, "head", "classifier") == "classifier":
             args["num_classes"] = p.num_classes
         base = layout(self.target_args["model"], **args, **self.knob_values(values or {}))
         return _scale(base, p.width, p.depth)
@@ -150,9 +169,11 @@ def _describe(allowed: tuple) -> str:
     return ", ".join(str(v) for v in allowed)
 
 
-def _scale(config: NetConfig, width: float, depth: tuple[int, ...] | None) -> NetConfig:
+def _scale(config: NetConfig | CondNetConfig, width: float, depth: tuple[int, ...] | None) -> NetConfig | CondNetConfig:
     """Channels × width (at least one per path), blocks per stage from ``depth``; knobs kept per
     block by position (block i of the proxy takes block ⌊i·target/proxy⌋ of the target)."""
+    if isinstance(config, CondNetConfig):
+        return replace(config, width=config.width * width)
 
     def ch(n: int) -> int:
         return max(1, round(n * width))
@@ -259,7 +280,7 @@ class _Validator:
             self.fail(key, f"{value} is out of range; allowed: {low}..{high if high is not None else ''}")
         return value
 
-    def proxy(self, value: Any, target: NetConfig) -> Proxy:
+    def proxy(self, value: Any, target: NetConfig | CondNetConfig) -> Proxy:
         data = self.mapping(value, "proxy", _PROXY)
         dataset = data.get("dataset", "digits")
         if dataset not in DATASETS:
@@ -268,6 +289,8 @@ class _Validator:
         if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width <= 1:
             self.fail("proxy.width", f"expected a number in (0, 1], got {width!r}")
         depth = data.get("depth")
+        if depth is not None and isinstance(target, CondNetConfig):
+            self.fail("proxy.depth", "a CondConv network keeps its depth; scale it with proxy.width")
         if depth is not None:
             if not isinstance(depth, list) or len(depth) != len(target.stages):
                 self.fail(
@@ -289,25 +312,33 @@ class _Validator:
             num_classes=None if classes is None else self.integer(classes, "proxy.num_classes", 2),
         )
 
-    def knob(self, name: str, value: Any, target: NetConfig) -> Knob:
+    def knob(self, name: str, value: Any, target: NetConfig | CondNetConfig) -> Knob:
         key = f"knobs.{name}"
         data = self.mapping(value, key, _KNOB)
+        units = _units(target)
+        if name not in units[0].knobs:
+            self.fail(key, f"{name} is not a knob of this target; knobs: {', '.join(units[0].knobs)}")
         per = data.get("per", "stage")
         if per not in ("stage", "block"):
             self.fail(f"{key}.per", f"{per!r} is not allowed; allowed: stage, block")
-        names = [s.name for s in target.stages]
+        names = [u.name for u in units]
         stages = data.get("stages", names)
         if not isinstance(stages, list) or not stages:
             self.fail(f"{key}.stages", f"expected a non-empty list of stages ({', '.join(names)}), got {stages!r}")
         for s in stages:
             if s not in names:
                 self.fail(f"{key}.stages", f"{s!r} is not a stage of the target; allowed: {', '.join(names)}")
-        if per == "block" and name == "fan_in":
-            self.fail(f"{key}.per", "fan_in is set per stage (a GateConnect stage); allowed: stage")
+        if per == "block" and (name == "fan_in" or isinstance(target, CondNetConfig)):
+            self.fail(f"{key}.per", f"{name} is set per stage here; allowed: stage")
         values = {}
-        for stage in target.stages:
-            if stage.name in stages:
-                values[stage.name] = self._values(name, key, data, stage.cardinality, stage.name)
+        for unit in units:
+            if unit.name in stages:
+                values[unit.name] = self._values(name, key, data, unit.cardinality, unit.name)
+                if isinstance(target, CondNetConfig) and "noisy_topk" in values[unit.name]:
+                    self.fail(
+                        f"{key}.choices",
+                        "noisy_topk routes paths, not CondConv experts; allowed: relu_l1, sigmoid, softmax",
+                    )
         return Knob(name, per, tuple(stages), values)
 
     def _values(self, name: str, key: str, data: dict, cardinality: int, stage: str) -> tuple:

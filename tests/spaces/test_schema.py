@@ -18,7 +18,7 @@ knobs:
 
 
 def test_shipped_spaces_load_and_the_default_budget_binds() -> None:
-    assert space_names() == ["clevr", "default", "gateconnect_cifar"]
+    assert space_names() == ["clevr", "condconv_mobilenet_v1", "default", "gateconnect_cifar"]
     space = get_space("default")
     assert space.parameters()["conv4.k"] == tuple(range(1, 33))
     assert space.parameters()["conv2.experts"] == (1, 2, 4, 8)
@@ -112,7 +112,26 @@ def test_structural_errors() -> None:
     assert "a GateConnect stage takes neither top-k nor experts" in _error(
         "name: g\ntarget: {model: gateconnect_cifar}\nknobs:\n  fan_in: {}\n  experts: {}\n"
     )
-    with pytest.raises(ConfigError, match="unknown space 'nope'; known: clevr, default, gateconnect_cifar"):
+    with pytest.raises(
+        ConfigError, match="unknown space 'nope'; known: clevr, condconv_mobilenet_v1, default, gateconnect_cifar"
+    ):
         get_space("nope")
     with pytest.raises(ConfigError, match=r"missing.yaml: cannot read the space file"):
         get_space("missing.yaml")
+
+
+def test_condconv_space_sets_network_wide_experts_and_routing() -> None:
+    space = get_space("condconv_mobilenet_v1")
+    assert space.parameters() == {
+        "condconv.experts": (1, 2, 4, 8, 16, 32),
+        "condconv.routing": ("sigmoid", "softmax", "relu_l1"),
+    }
+    target = space.target_config({"condconv.experts": 8, "condconv.routing": "softmax"})
+    assert (target.width, target.experts, target.routing) == (0.5, 8, "softmax")
+    assert round(count(target).executed_macs / 1e6) == 160  # seed 001, Table 1: 160M MADDs at 8 experts
+    proxy = space.proxy_config({"condconv.experts": 8})
+    assert (proxy.width, proxy.input_size, proxy.num_classes) == (0.25, 32, 10)
+    bad = "name: c\ntarget: {model: cc_mobilenet_v1}\nknobs:\n  k: {}\n"
+    assert _error(bad) == "bad.yaml: knobs.k: k is not a knob of this target; knobs: experts, routing"
+    bad = "name: c\ntarget: {model: cc_mobilenet_v1}\nproxy: {depth: [1]}\nknobs:\n  experts: {}\n"
+    assert "proxy.depth: a CondConv network keeps its depth" in _error(bad)

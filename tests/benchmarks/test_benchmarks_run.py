@@ -1,0 +1,38 @@
+"""The benchmarks run and print the JSON keys the docs rely on (slow: `make test-slow`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_bench_layers_json() -> None:
+    result = _run("bench_layers.py", "--repeats", "1")
+    assert {(r["batch"], r["k"]) for r in result["topk"]} == {(b, k) for b in (1, 32) for k in (32, 16, 8, 4)}
+    assert all({"batch", "k", "C", "speedup", "ideal"} <= set(r) for r in result["topk"])
+    assert all({"batch", "kernel_size", "experts", "speedup", "form"} <= set(r) for r in result["condconv"])
+
+
+@pytest.mark.slow
+def test_bench_cost_json() -> None:
+    result = _run("bench_cost.py", "--repeats", "1")
+    assert result["executed_flops"] == 33_784_451_072
+    assert result["analytic_ms"] < result["flop_counter_ms"]

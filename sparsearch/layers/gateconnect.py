@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsearch.layers._checks import check_positive
 from sparsearch.layers.controllers import select_top_k
 
 __all__ = ["CONNECTIVITIES", "GateConnectModule", "clip_gates_", "split_gate_parameters"]
@@ -66,16 +67,14 @@ class GateConnectModule(nn.Module):
     ) -> None:
         super().__init__()
         num_inputs = cardinality if num_inputs is None else num_inputs
-        for name, value in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("cardinality", cardinality),
-            ("width", width),
-            ("stride", stride),
-            ("num_inputs", num_inputs),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive int, got {name}={value}")
+        check_positive(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            cardinality=cardinality,
+            width=width,
+            stride=stride,
+            num_inputs=num_inputs,
+        )
         if connectivity not in CONNECTIVITIES:
             raise ValueError(f"connectivity must be one of {CONNECTIVITIES}, got {connectivity!r}")
         if connectivity == "fixed_full":

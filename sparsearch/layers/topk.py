@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsearch.layers._checks import check_positive
 from sparsearch.layers.balance import cv_squared
 from sparsearch.layers.condconv import CondConv2d
 from sparsearch.layers.controllers import Gates, ImageGate, QuestionGate
@@ -113,16 +114,14 @@ class TopKBottleneck(nn.Module):
         expert_routing: str = "sigmoid",
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("cardinality", cardinality),
-            ("width", width),
-            ("stride", stride),
-            ("experts", experts),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive int, got {name}={value}")
+        check_positive(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            cardinality=cardinality,
+            width=width,
+            stride=stride,
+            experts=experts,
+        )
         if not 1 <= k <= cardinality:
             raise ValueError(f"k={k} must be in 1..{cardinality} (the cardinality)")
         self.in_channels, self.out_channels = in_channels, out_channels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from torch import nn
 
@@ -30,18 +31,26 @@ def model_names() -> list[str]:
 
 
 def layout(name: str, **config: object) -> NetConfig | CondNetConfig:
-    """The configuration of layout ``name``; knob arguments (k, experts, routing, fan_in) are applied
-    with :func:`~sparsearch.models.config.with_knobs`, the rest go to the layout's factory."""
+    """The configuration of layout ``name``. Knob arguments (k, experts, routing, fan_in) are applied
+    to the layout's configuration: per stage with :func:`~sparsearch.models.config.with_knobs` for the
+    ResNeXt family, network-wide for the CondConv networks; the rest go to the layout's factory."""
     try:
         factory = _LAYOUTS[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(model_names())}") from None
-    knobs = {key: config.pop(key) for key in _KNOBS if key in config} if name not in _CONDNETS else {}
+    knobs = {key: config.pop(key) for key in _KNOBS if key in config}
     try:
         net = factory(**config)
     except TypeError as err:  # an argument the layout does not take
         raise ConfigError(f"model {name!r}: {err}") from None
-    return with_knobs(net, **knobs) if knobs else net
+    if not knobs:
+        return net
+    if isinstance(net, NetConfig):
+        return with_knobs(net, **knobs)
+    unknown = sorted(set(knobs) - {"experts", "routing"})
+    if unknown:
+        raise ConfigError(f"model {name!r} has no knob {unknown[0]!r}; its knobs: experts, routing")
+    return replace(net, **knobs)
 
 
 def create_model(name: str, **config: object) -> nn.Module:

@@ -81,5 +81,7 @@ def test_bad_condnet_arguments() -> None:
         layout("cc_mobilenet_v1", experts=0)
     with pytest.raises(ConfigError, match=r"width=0\.5 is not available for resnet50"):
         layout("cc_resnet50", width=0.5)
-    with pytest.raises(ConfigError, match=r"model 'cc_mobilenet_v1': .*unexpected keyword argument 'k'"):
+    with pytest.raises(ConfigError, match="model 'cc_mobilenet_v1' has no knob 'k'; its knobs: experts, routing"):
         layout("cc_mobilenet_v1", k=4)
+    with pytest.raises(ConfigError, match=r"model 'cc_mobilenet_v1': .*unexpected keyword argument 'depth'"):
+        layout("cc_mobilenet_v1", depth=4)

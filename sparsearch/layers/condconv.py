@@ -7,6 +7,8 @@ Two executions of the same parameters, equal up to float rounding (seed 001, Fig
 - ``"mixed"``: one mixed kernel per example, then one convolution with the batch folded into the
   groups (``bmm`` for pointwise kernels); costs n·|W| multiply-adds per example to mix, then one conv.
 - ``"auto"`` (default): the form measured faster for the batch size at hand; see :func:`pick_form`.
+  Cost counts (``sparsearch.cost``) assume the mixed form, which is what ``auto`` runs at batch 1 and
+  for spatial outputs; the experts form of a linear layer does n·|W| multiply-adds instead of (n+1)·|W|.
 
 Routing (seed 001, §3): global average pool of the input -> a registered routing function
 (sigmoid by default); ``route(x)`` returns (B, n) weights, or (B, n, out) with ``per_channel=True``.

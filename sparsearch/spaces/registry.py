@@ -7,7 +7,8 @@ from importlib import resources
 from pathlib import Path
 
 from sparsearch.errors import ConfigError
-from sparsearch.spaces.schema import Space, load_space, parse_space
+from sparsearch.spaces.schema import load_space, parse_space
+from sparsearch.spaces.space import Space
 
 __all__ = ["DEFAULT_SPACE", "get_space", "space_names"]
 

@@ -1,0 +1,176 @@
+"""A search space: its knobs, how their values map to the target and proxy configurations, and sampling.
+
+Spaces come from YAML files validated by :mod:`sparsearch.spaces.schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+from sparsearch.errors import ConfigError
+from sparsearch.models import NetConfig, layout
+from sparsearch.models.condconv_nets import CondNetConfig
+
+__all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "Space"]
+
+KNOBS = ("k", "experts", "routing", "fan_in")
+DATASETS = ("easy-vqa", "digits", "cifar10", "cifar100")
+EXPERT_COUNTS = (1, 2, 4, 8, 16, 32)  # seed 001's expert counts
+
+
+class _Unit(NamedTuple):
+    """Where knobs are set: a stage of a ResNeXt-family target, or the whole of a CondConv network."""
+
+    name: str
+    depth: int
+    cardinality: int
+    knobs: tuple[str, ...]
+
+
+def knob_units(target: NetConfig | CondNetConfig) -> tuple[_Unit, ...]:
+    if isinstance(target, CondNetConfig):  # seed 001: one expert count and routing for every CondConv layer
+        return (_Unit("condconv", 1, 0, ("experts", "routing")),)
+    return tuple(_Unit(s.name, s.depth, s.cardinality, KNOBS) for s in target.stages)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One searched knob: ``values`` per stage (ints or routing names), sampled per stage or block."""
+
+    name: str
+    per: str  # "stage" or "block"
+    stages: tuple[str, ...]  # stages it applies to; the others keep the knob off
+    values: dict[str, tuple]  # stage name -> allowed values
+
+
+@dataclass(frozen=True)
+class Proxy:
+    dataset: str  # where proxy accuracy comes from
+    input_size: int  # proxy input resolution
+    width: float  # multiplier of every channel count (stem, outputs, path widths), >= 1 channel
+    depth: tuple[int, ...] | None  # blocks per stage of the proxy (None: the target's)
+    epochs: int  # training epochs used to estimate accuracy
+    num_classes: int | None  # classifier outputs of the proxy (None: the target's)
+
+
+@dataclass(frozen=True)
+class Space:
+    """A validated search space; ``values`` below map parameter names (``conv3.k``) to choices."""
+
+    name: str
+    description: str
+    source: str  # the file it came from
+    target: NetConfig | CondNetConfig
+    target_args: dict[str, Any]
+    proxy: Proxy
+    knobs: tuple[Knob, ...]
+
+    def parameters(self) -> dict[str, tuple]:
+        """Every searched parameter with its allowed values, e.g. ``{"conv3.k": (1, ..., 32)}``."""
+        params: dict[str, tuple] = {}
+        for knob in self.knobs:
+            for stage in knob_units(self.target):
+                if stage.name not in knob.stages:
+                    continue
+                keys = (
+                    [f"{stage.name}.{knob.name}"]
+                    if knob.per == "stage"
+                    else [f"{stage.name}.{i}.{knob.name}" for i in range(stage.depth)]
+                )
+                for key in keys:
+                    params[key] = knob.values[stage.name]
+        return params
+
+    def knob_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Per-knob, per-stage settings for :func:`~sparsearch.models.with_knobs` (for a CondConv
+        network, the network-wide ``experts`` and ``routing``)."""
+        allowed = self.parameters()
+        unknown = set(values) - set(allowed)
+        if unknown:
+            raise ConfigError(
+                f"space {self.name}: unknown parameter(s) {sorted(unknown)}; parameters: {', '.join(allowed)}"
+            )
+        for key, value in values.items():
+            if value not in allowed[key]:
+                raise ConfigError(
+                    f"space {self.name}: {key}={value!r} is not allowed; allowed: {_describe(allowed[key])}"
+                )
+        if isinstance(self.target, CondNetConfig):  # network-wide knobs go to the layout as they are
+            return {key.split(".")[-1]: value for key, value in values.items()}
+        knobs: dict[str, dict[str, Any]] = {}
+        for knob in self.knobs:
+            for stage in self.target.stages:
+                if stage.name not in knob.stages:
+                    continue
+                if knob.per == "stage":
+                    key = f"{stage.name}.{knob.name}"
+                    if key in values:
+                        knobs.setdefault(knob.name, {})[stage.name] = values[key]
+                else:
+                    current = getattr(stage, knob.name)
+                    per_block = tuple(
+                        values.get(f"{stage.name}.{i}.{knob.name}", current[i]) for i in range(stage.depth)
+                    )
+                    knobs.setdefault(knob.name, {})[stage.name] = per_block
+        return knobs
+
+    def target_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig:
+        """The target network with ``values`` applied (none: every knob off)."""
+        return layout(self.target_args["model"], **self._layout_args(), **self.knob_values(values or {}))
+
+    def proxy_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig:
+        """The proxy network: the target scaled in width and depth, at the proxy's input size."""
+        p = self.proxy
+        args = self._layout_args() | {"input_size": p.input_size}
+        if p.num_classes is not None and getattr(self.target, "head", "classifier") == "classifier":
+            args["num_classes"] = p.num_classes
+        base = layout(self.target_args["model"], **args, **self.knob_values(values or {}))
+        return _scale(base, p.width, p.depth)
+
+    def _layout_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.target_args.items() if k != "model"}
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Draw every parameter from an Optuna trial; returns the values for :meth:`target_config`."""
+        values: dict[str, Any] = {}
+        for key, allowed in self.parameters().items():
+            if all(isinstance(v, int) for v in allowed) and allowed == tuple(range(allowed[0], allowed[-1] + 1)):
+                values[key] = trial.suggest_int(key, allowed[0], allowed[-1])
+            else:
+                values[key] = trial.suggest_categorical(key, list(allowed))
+        return values
+
+
+def _describe(allowed: tuple) -> str:
+    if len(allowed) > 6 and all(isinstance(v, int) for v in allowed):
+        return f"{allowed[0]}..{allowed[-1]}"
+    return ", ".join(str(v) for v in allowed)
+
+
+def _scale(config: NetConfig | CondNetConfig, width: float, depth: tuple[int, ...] | None) -> NetConfig | CondNetConfig:
+    """Channels × width (at least one per path), blocks per stage from ``depth``; knobs kept per
+    block by position (block i of the proxy takes block ⌊i·target/proxy⌋ of the target)."""
+    if isinstance(config, CondNetConfig):
+        return replace(config, width=config.width * width)
+
+    def ch(n: int) -> int:
+        return max(1, round(n * width))
+
+    stages = []
+    for i, s in enumerate(config.stages):
+        blocks = depth[i] if depth is not None else s.depth
+        pick = [j * s.depth // blocks for j in range(blocks)]
+        stages.append(
+            replace(
+                s,
+                depth=blocks,
+                out_channels=ch(s.out_channels),
+                width=ch(s.width),
+                k=tuple(s.k[j] for j in pick),
+                experts=tuple(s.experts[j] for j in pick),
+                routing=tuple(s.routing[j] for j in pick),
+            )
+        )
+    head_channels = ch(config.head_channels) if config.head == "conv" else config.head_channels
+    return replace(config, stages=tuple(stages), stem_channels=ch(config.stem_channels), head_channels=head_channels)

@@ -84,7 +84,7 @@ def flops(
 
     target_budget = None if budget is None else parse_budget(budget)
     chosen = get_space(space)
-    config = chosen.target_config(_parse_sets(sets or []))
+    config = chosen.target_config(chosen.expand(_parse_sets(sets or [])))
     report = count(config)
     result: dict[str, object] = {
         "space": chosen.name,
@@ -187,6 +187,197 @@ def _print_flops(result: dict) -> None:
             ("thop (2 x MACs)", "thop_flops"),
         ):
             console.print(f"  {label:<16} {v[key]:>20,}")
+
+
+@app.command("train")
+def train(
+    out: Annotated[
+        str, typer.Option("--out", help="Checkpoint directory to write (created; a checkpoint there is replaced).")
+    ],
+    space: Annotated[str, typer.Option(help="A shipped space name or a path to a space .yaml file.")] = "default",
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="A knob value: conv3.k=16, or k=16 for every stage (repeatable).")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="easy-vqa, digits, cifar10:DIR, cifar100:DIR or module:function (default: the space's proxy data)."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the space's proxy epochs).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default: 64; VQA 128).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, adamax or adamw (default: sgd; VQA adamax).")] = None,
+    balance_weight: Annotated[float | None, typer.Option(help="Weight of the CV² balance term (default 0.01).")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Cap on steps per epoch (quick runs).")] = None,
+    network: Annotated[str, typer.Option(help="proxy (the space's CPU proxy) or target.")] = "proxy",
+    connectivity: Annotated[
+        str | None, typer.Option(help="GateConnect stages: learned (default) or fixed_random (the baseline).")
+    ] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start from these weights: a checkpoint, .safetensors, .pt or .pth.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights, the split and the batch order.")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Train one configuration of a space and write a checkpoint (safetensors + config.json)."""
+    from sparsearch.spaces import get_space
+    from sparsearch.train import default_settings, resolve_device, train_space
+
+    chosen = get_space(space)
+    values = chosen.expand(_parse_sets(sets or []))
+    chosen.target_config(values)  # refuse bad values before loading any data
+    dataset = data or chosen.proxy.dataset
+    task = "vqa" if dataset == "easy-vqa" else "classification"
+    settings = default_settings(
+        task,
+        epochs=chosen.proxy.epochs if epochs is None else epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        balance_weight=balance_weight,
+        steps_per_epoch=steps_per_epoch,
+        seed=seed,
+    )
+    target = resolve_device(device)
+    with _progress(enabled=not json_out) as (on_step, on_epoch):
+        result = train_space(
+            chosen,
+            values,
+            settings,
+            target,
+            data=dataset,
+            network=network,
+            connectivity=connectivity,
+            init=init,
+            out=out,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    summary = {
+        "checkpoint": str(result.checkpoint),
+        "space": chosen.name,
+        "values": values,
+        "data": dataset,
+        "device": str(target),
+        **{k: v for k, v in result.metrics.items() if k != "epochs"},
+        "epochs": result.metrics["epochs"],
+    }
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    from sparsearch.cost import format_flops
+
+    m = result.metrics
+    typer.echo(
+        f"trained {len(result.history)} epoch(s) in {m['train_seconds']:.1f} s on {target}: "
+        f"val accuracy {m['val_accuracy']:.4f}, val loss {m['val_loss']:.4f} ({m['val_examples']} examples)"
+    )
+    typer.echo(
+        f"network: {format_flops(m['executed_flops'])} executed per example "
+        f"({format_flops(m['dense_flops'])} dense), {m['params']:,} parameters"
+    )
+    typer.echo(f"checkpoint: {result.checkpoint}")
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint directory written by sparsearch train.")],
+    data: Annotated[str | None, typer.Option(help="Data to evaluate on (default: the checkpoint's).")] = None,
+    split: Annotated[str, typer.Option(help="test (final reports) or val.")] = "test",
+    batch_size: Annotated[int, typer.Option(help="Examples per evaluation batch.")] = 256,
+    latency_batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.")] = 32,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a checkpoint: accuracy, loss, per-class report, FLOPs per example, latency."""
+    from sparsearch.train import evaluate_checkpoint, resolve_device
+
+    if batch_size < 1 or latency_batch < 1:
+        raise SparsearchError("--batch-size and --latency-batch must be positive integers")
+    result = evaluate_checkpoint(
+        checkpoint, resolve_device(device), data=data, split=split, batch_size=batch_size, latency_batch=latency_batch
+    )
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_eval(result)
+
+
+def _print_eval(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sparsearch.cost import format_flops
+
+    console = Console()
+    title = f"{result['checkpoint']} on {result['data']} ({result['split']}, {result['examples']} examples)"
+    table = Table(title=title)
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in result["per_class"].items():
+        table.add_row(
+            name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", str(row["support"])
+        )
+    console.print(table)
+    line = f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}"
+    if result["vqa_accuracy"] is not None:
+        line += f"  VQA accuracy {result['vqa_accuracy']:.4f}"
+    console.print(line)
+    console.print(
+        f"network {format_flops(result['network_executed_flops'])} executed per example "
+        f"({format_flops(result['network_dense_flops'])} dense); whole model {format_flops(result['model_flops'])}"
+    )
+    lat = result["latency"]
+    console.print(f"latency {lat['ms_per_batch']:.2f} ms per batch of {lat['batch']} on {lat['device']}")
+
+
+class _progress:
+    """Rich progress bars on an interactive terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None, None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} {task.fields[rate]:.0f} samples/s"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.bar.__enter__()
+        self.task = None
+        return self.on_step, self.on_epoch
+
+    def on_step(self, info) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("train", total=info.steps, epoch=info.epoch, loss=0.0, acc=0.0, rate=0.0)
+        self.bar.update(
+            self.task, completed=info.step, epoch=info.epoch, loss=info.loss, acc=info.accuracy, rate=info.samples_per_s
+        )
+
+    def on_epoch(self, stats) -> None:
+        self.bar.console.print(
+            f"epoch {stats.epoch}: train loss {stats.train_loss:.4f} acc {stats.train_accuracy:.4f} | "
+            f"val loss {stats.val_loss:.4f} acc {stats.val_accuracy:.4f} | {stats.seconds:.1f} s, "
+            f"{stats.samples_per_s:.0f} samples/s"
+        )
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 def main(argv: list[str] | None = None) -> int:

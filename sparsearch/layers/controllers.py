@@ -57,7 +57,8 @@ class _GateController(nn.Module):
         self.num_paths = num_paths
         self.k = k
         self.routing = routing
-        self.register_buffer("tiebreak", torch.randperm(num_paths), persistent=False)
+        # The eval tie-break order is saved with the weights, so a loaded model picks the same paths.
+        self.register_buffer("tiebreak", torch.randperm(num_paths))
 
     def select(self, weights: Tensor, scores: Tensor) -> Gates:
         b, c = scores.shape

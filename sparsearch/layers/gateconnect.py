@@ -105,8 +105,18 @@ class GateConnectModule(nn.Module):
         # Real-valued gates g̃ (learned mode); uniform start, so early draws explore every input.
         self.gates = nn.Parameter(torch.full((c, num_inputs), 0.5), requires_grad=connectivity == "learned")
         self.register_buffer("mask", self._initial_mask())  # binary connectivity when fixed or frozen
-        self.register_buffer("tiebreak", torch.randperm(num_inputs), persistent=False)
-        self.frozen = connectivity != "learned"
+        self.register_buffer("tiebreak", torch.randperm(num_inputs))
+        # Saved with the weights (a state dict restores a frozen connectivity as frozen).
+        self.register_buffer("frozen_flag", torch.tensor(connectivity != "learned"))
+
+    @property
+    def frozen(self) -> bool:
+        """True once the connectivity is fixed: ``mask`` is used and the gates no longer learn."""
+        return bool(self.frozen_flag)
+
+    @frozen.setter
+    def frozen(self, value: bool) -> None:
+        self.frozen_flag.fill_(bool(value))
 
     def _initial_mask(self) -> Tensor:
         c, n = self.cardinality, self.num_inputs

@@ -3,6 +3,7 @@
 from sparsearch.models.config import NetConfig, StageConfig, plan, with_knobs
 from sparsearch.models.registry import build_model, create_model, layout, model_names, register_layout
 from sparsearch.models.resnext import SparseResNeXt
+from sparsearch.models.serialize import config_from_dict, config_to_dict
 from sparsearch.models.vqa import VQAModel, create_vqa_model, soft_scores, vqa_accuracy, vqa_loss
 
 __all__ = [
@@ -11,6 +12,8 @@ __all__ = [
     "StageConfig",
     "VQAModel",
     "build_model",
+    "config_from_dict",
+    "config_to_dict",
     "create_model",
     "create_vqa_model",
     "layout",

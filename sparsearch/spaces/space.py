@@ -82,6 +82,30 @@ class Space:
                     params[key] = knob.values[stage.name]
         return params
 
+    def expand(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Shorthand keys spelled out: ``k`` sets every ``*.k`` parameter, ``conv3.k`` every block of
+        conv3 when k is searched per block; exact parameter names pass through. Later keys win."""
+        allowed = self.parameters()
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in allowed:
+                out[key] = value
+                continue
+            parts = key.split(".")
+            if len(parts) == 1:
+                matches = [p for p in allowed if p.split(".")[-1] == key]
+            elif len(parts) == 2:
+                matches = [p for p in allowed if p.startswith(parts[0] + ".") and p.split(".")[-1] == parts[1]]
+            else:
+                matches = []
+            if not matches:
+                raise ConfigError(
+                    f"space {self.name}: unknown parameter {key!r}; parameters: {', '.join(allowed)}"
+                    " (or a knob name alone for every stage)"
+                )
+            out.update(dict.fromkeys(matches, value))
+        return out
+
     def knob_values(self, values: dict[str, Any]) -> dict[str, Any]:
         """Per-knob, per-stage settings for :func:`~sparsearch.models.with_knobs` (for a CondConv
         network, the network-wide ``experts`` and ``routing``)."""

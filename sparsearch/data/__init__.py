@@ -1,0 +1,56 @@
+"""Data: easy-VQA, scikit-learn digits, CIFAR python-format directories and user plug-ins.
+
+``load_data(spec, input_size=..., seed=...)`` returns :class:`Datasets` with train, validation (carved
+from the training data, stratified and seeded) and test splits. Specs:
+
+- ``easy-vqa``: the VQA dataset of the easy-vqa package;
+- ``digits``: scikit-learn's handwritten digits;
+- ``cifar10:/path`` or ``cifar100:/path``: a CIFAR python-format directory;
+- ``mypkg.mymod:make_datasets``: a user plug-in (see :mod:`sparsearch.data.plugins`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sparsearch.data.base import TASKS, Batch, Datasets, Split, normalise
+from sparsearch.errors import ConfigError
+
+__all__ = ["BUILTIN", "TASKS", "Batch", "Datasets", "Split", "load_data", "normalise"]
+
+BUILTIN = ("easy-vqa", "digits", "cifar10:PATH", "cifar100:PATH")
+VAL_FRACTION = 0.1
+
+
+def load_data(
+    spec: str,
+    *,
+    input_size: int,
+    seed: int = 0,
+    val_fraction: float = VAL_FRACTION,
+    vocab: Sequence[str] | None = None,
+) -> Datasets:
+    """Load the data named by ``spec`` at ``input_size``×``input_size``; ``vocab`` fixes VQA tokens."""
+    if not isinstance(input_size, int) or input_size < 1:
+        raise ConfigError(f"input_size={input_size!r} must be a positive integer")
+    spec = spec.strip()
+    name, sep, rest = spec.partition(":")
+    if spec == "easy-vqa":
+        from sparsearch.data.easy_vqa import load_easy_vqa
+
+        return load_easy_vqa(input_size, val_fraction, seed, None if vocab is None else tuple(vocab))
+    if spec == "digits":
+        from sparsearch.data.digits import load_digits_data
+
+        return load_digits_data(input_size, val_fraction, seed)
+    if name in ("cifar10", "cifar100"):
+        if not rest:
+            raise ConfigError(f"data {spec!r}: give the directory, e.g. {name}:/data/{name}-python")
+        from sparsearch.data.cifar import load_cifar
+
+        return load_cifar(name, rest, input_size, val_fraction, seed)
+    if sep and rest and all(part.isidentifier() for part in name.split(".")) and rest.isidentifier():
+        from sparsearch.data.plugins import load_plugin
+
+        return load_plugin(spec, input_size, seed)
+    raise ConfigError(f"unknown data {spec!r}; use one of {', '.join(BUILTIN)}, or a plug-in module:function")

@@ -1,0 +1,86 @@
+"""User data plug-ins: ``--data mypkg.mymod:make_datasets``.
+
+The contract: ``make_datasets(input_size: int, seed: int)`` returns ``(train, val)`` or
+``(train, val, test)``. Each split is either a pair of tensors ``(images, labels)`` or a
+``torch.utils.data.Dataset`` whose items are ``(image, label)`` pairs. Images are (C, H, W), uint8 in
+0..255 or floating point in 0..1; labels are integer class ids from 0. Images of another size are
+resized to ``input_size``. The plug-in runs only because the user named it on the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sparsearch.data.base import Datasets, Split
+from sparsearch.data.images import resize_uint8
+from sparsearch.errors import ConfigError
+
+__all__ = ["load_plugin"]
+
+
+def _to_uint8(images: Tensor, where: str) -> Tensor:
+    if images.dtype == torch.uint8:
+        return images
+    if not images.is_floating_point():
+        raise ConfigError(f"{where}: images must be uint8 or floating point, got {images.dtype}")
+    return (images * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def _split(value: Any, where: str, input_size: int) -> Split:
+    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, Tensor) for v in value):
+        images, labels = value
+    elif isinstance(value, torch.utils.data.Dataset) and hasattr(value, "__len__"):
+        items = [value[i] for i in range(len(value))]
+        if not items or not all(isinstance(it, tuple | list) and len(it) == 2 for it in items):
+            raise ConfigError(f"{where}: a dataset must yield (image, label) pairs")
+        try:
+            images = torch.stack([torch.as_tensor(it[0]) for it in items])
+            labels = torch.tensor([int(it[1]) for it in items])
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: cannot stack its items into tensors ({err})") from None
+    else:
+        raise ConfigError(f"{where}: expected (images, labels) tensors or a Dataset, got {type(value).__name__}")
+    if images.dim() != 4 or labels.dim() != 1 or len(images) != len(labels) or len(labels) == 0:
+        raise ConfigError(
+            f"{where}: expected images (N, C, H, W) and labels (N,), "
+            f"got {tuple(images.shape)} and {tuple(labels.shape)}"
+        )
+    if labels.is_floating_point() or int(labels.min()) < 0:
+        raise ConfigError(f"{where}: labels must be integer class ids from 0")
+    return Split(resize_uint8(_to_uint8(images, where), input_size), labels.long())
+
+
+def load_plugin(spec: str, input_size: int, seed: int) -> Datasets:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # ImportError, or any error the module raises while importing
+        raise ConfigError(
+            f"data plug-in {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err})"
+        ) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"data plug-in {spec!r}: {module_name!r} has no function {attr!r}")
+    result = factory(input_size=input_size, seed=seed)
+    if not isinstance(result, tuple | list) or len(result) not in (2, 3):
+        raise ConfigError(f"data plug-in {spec!r}: must return (train, val) or (train, val, test)")
+    splits = [
+        _split(part, f"data plug-in {spec!r}, {name}", input_size)
+        for part, name in zip(result, ("train", "val", "test"), strict=False)
+    ]
+    channels = {s.images.shape[1] for s in splits}
+    if len(channels) != 1:
+        raise ConfigError(f"data plug-in {spec!r}: splits have different channel counts {sorted(channels)}")
+    count = max(int(s.labels.max()) for s in splits) + 1
+    return Datasets(
+        spec=spec,
+        task="classification",
+        train=splits[0],
+        val=splits[1],
+        test=splits[2] if len(splits) == 3 else None,
+        classes=tuple(str(c) for c in range(count)),
+    )

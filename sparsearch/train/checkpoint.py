@@ -1,0 +1,230 @@
+"""Checkpoints: a directory holding ``model.safetensors`` and ``config.json``. Nothing is unpickled.
+
+config.json records the model (configuration, task, classes, vocabulary), the space and its values,
+the data and training settings, metrics, usage statistics, library versions, and the SHA-256 of the
+weights file, so a truncated or altered file is refused before it is parsed.
+
+Writes are atomic: the files are written and synced in a temporary sibling directory, which is then
+renamed into place; an existing checkpoint is replaced only after the new one is complete.
+Weights from elsewhere (``.pt``/``.pth``) are read with ``torch.load(weights_only=True)``; a file
+that needs pickle code is refused, and the code never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from sparsearch import __version__
+from sparsearch.errors import SparsearchError
+from sparsearch.train.model import ModelSpec, build_task_model
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT",
+    "WEIGHTS_FILE",
+    "Checkpoint",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_weights_file",
+    "save_checkpoint",
+]
+
+FORMAT = "sparsearch-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class CheckpointError(SparsearchError):
+    """A checkpoint or weights file that cannot be used as it is."""
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    spec: ModelSpec
+    meta: dict[str, Any]  # the whole of config.json
+    path: Path
+
+
+def versions() -> dict[str, str]:
+    import optuna
+    import safetensors
+
+    return {
+        "sparsearch": __version__,
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+
+
+def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: Any) -> Path:
+    """Write ``model`` with ``spec`` and ``meta`` (space, data, training, metrics, usage...) to ``out``.
+
+    ``out`` must not exist, be empty, or hold a checkpoint (which is replaced); anything else is refused.
+    """
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or is_checkpoint(out))):
+        raise CheckpointError(f"{out} exists and is not a sparsearch checkpoint; refusing to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
+        _fsync(tmp / WEIGHTS_FILE)
+        record = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": spec.to_dict(),
+            **meta,
+            "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(tmp / WEIGHTS_FILE), "tensors": len(state)},
+            "versions": versions(),
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+        _fsync(tmp / CONFIG_FILE)
+        if out.exists():  # swap: the old checkpoint goes only once the new one is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, old / out.name)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a checkpoint directory (no such directory)")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path}: not a sparsearch checkpoint ({name} is missing)")
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path / CONFIG_FILE}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path / CONFIG_FILE}: not a sparsearch checkpoint (format is not {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path / CONFIG_FILE}: format version {meta.get('format_version')!r}; "
+            f"this sparsearch reads {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def _check_state(path: Path, expected: dict[str, Tensor], found: dict[str, Tensor]) -> None:
+    """Refuse weights that do not fit the model built from config.json, naming the first mismatch."""
+    for key, tensor in expected.items():
+        if key not in found:
+            raise CheckpointError(f"{path}: config.json does not match the weights: {key} is missing from the weights")
+        if tuple(found[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: config.json does not match the weights: {key} has shape {tuple(found[key].shape)} "
+                f"in the weights but {tuple(tensor.shape)} in the model"
+            )
+        if found[key].dtype != tensor.dtype:
+            raise CheckpointError(
+                f"{path}: config.json does not match the weights: {key} is {found[key].dtype}, "
+                f"the model has {tensor.dtype}"
+            )
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise CheckpointError(f"{path}: config.json does not match the weights: {extra[0]} is not in the model")
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    """The model of a checkpoint directory, in eval mode, with its config.json."""
+    path = Path(path)
+    meta = _read_config(path)
+    weights = path / WEIGHTS_FILE
+    recorded = meta.get("weights", {}).get("sha256") if isinstance(meta.get("weights"), dict) else None
+    if recorded != _sha256(weights):
+        raise CheckpointError(
+            f"{weights}: truncated or changed since it was written (SHA-256 differs from config.json)"
+        )
+    try:
+        spec = ModelSpec.from_dict(meta.get("model"))
+    except SparsearchError as err:
+        raise CheckpointError(f"{path / CONFIG_FILE}: {err}") from None
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
+    try:
+        model = build_task_model(spec)
+    except (SparsearchError, ValueError) as err:
+        raise CheckpointError(f"{path / CONFIG_FILE}: cannot build its model ({err})") from None
+    _check_state(path, model.state_dict(), state)
+    model.load_state_dict(state, strict=True)
+    return Checkpoint(model.to(device).eval(), spec, meta, path)
+
+
+def load_weights_file(path: str | Path) -> dict[str, Tensor]:
+    """A state dict from a sparsearch checkpoint directory, a ``.safetensors`` or a ``.pt``/``.pth`` file.
+
+    ``.pt``/``.pth`` files are read with ``torch.load(weights_only=True)``: a file that needs pickle
+    code (classes, functions) is refused before any of it runs.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return {k: v for k, v in load_checkpoint(path).model.state_dict().items()}
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if path.suffix not in (".pt", ".pth"):
+        raise CheckpointError(f"{path}: expected a checkpoint directory, .safetensors, .pt or .pth")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for pickle code; anything else for a damaged file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: refused: it needs pickle code to load, or is damaged ({first}); "
+            "save a plain state dict or safetensors instead"
+        ) from None
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in loaded.items()):
+        raise CheckpointError(f"{path}: expected a state dict (names to tensors)")
+    return loaded

@@ -1,0 +1,244 @@
+"""One training loop for classification and VQA, and evaluation.
+
+The loss is the task loss (cross-entropy; VQA: binary cross-entropy against soft scores) plus
+``balance_weight`` × the sum of the top-k blocks' CV² balance terms. A non-finite loss stops the run
+with :class:`TrainingError` naming the epoch and step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparsearch.data import Batch, Datasets, Split
+from sparsearch.errors import SparsearchError
+from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_, split_gate_parameters
+from sparsearch.models import vqa_loss
+from sparsearch.train.settings import TrainSettings
+from sparsearch.train.usage import UsageRecorder
+
+__all__ = ["EpochStats", "EvalResult", "StepInfo", "TrainingError", "evaluate", "fit", "resolve_device"]
+
+
+class TrainingError(SparsearchError):
+    """Training cannot go on (a non-finite loss)."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else the CPU; otherwise any torch device string."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise SparsearchError(f"device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SparsearchError(f"device {name!r}: CUDA is not available on this machine")
+    return device
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    epoch: int  # from 1
+    step: int  # within the epoch, from 1
+    steps: int  # steps in the epoch
+    loss: float
+    accuracy: float
+    samples_per_s: float
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    samples_per_s: float
+    lr: float
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    vqa_accuracy: float | None  # VQA only: mean soft score of the arg-max answer
+    examples: int
+    predictions: Tensor = field(repr=False)
+    labels: Tensor = field(repr=False)
+    usage: dict[str, Any] | None = None
+
+
+def _forward(model: nn.Module, batch: Batch) -> Tensor:
+    if batch.tokens is None:
+        return model(batch.images)
+    return model(batch.images, batch.tokens, batch.lengths)
+
+
+def _task_loss(logits: Tensor, batch: Batch, task: str) -> Tensor:
+    if task == "vqa":  # one answer per easy-VQA question: the soft score is 1 for it
+        scores = F.one_hot(batch.labels, logits.shape[1]).to(logits.dtype)
+        return vqa_loss(logits, scores)
+    return F.cross_entropy(logits, batch.labels)
+
+
+def _balance(model: nn.Module) -> Tensor | float:
+    terms = [m.balance_loss for m in model.modules() if isinstance(m, TopKBottleneck) and m.balance_loss is not None]
+    return sum(terms) if terms else 0.0
+
+
+def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    weights, gates = split_gate_parameters(model)
+    groups = [
+        {"params": [p for p in weights if p.requires_grad], "weight_decay": settings.weight_decay, "kind": "weights"}
+    ]
+    if gates:  # their own learning rate, no decay (seed 003, App. E)
+        groups.append({"params": gates, "weight_decay": 0.0, "kind": "gates"})
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0)
+    if settings.optimizer == "adamax":
+        return torch.optim.Adamax(groups, lr=settings.lr)
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+def _learned_gates(model: nn.Module) -> list[GateConnectModule]:
+    return [m for m in model.modules() if isinstance(m, GateConnectModule) and not m.frozen]
+
+
+def _phase_ends(settings: TrainSettings, total: int) -> list[int]:
+    """Global step at which each GateConnect phase ends."""
+    ends, acc = [], 0.0
+    for phase in settings.gate_phases:
+        acc += phase.share
+        ends.append(round(acc * total))
+    ends[-1] = total
+    return ends
+
+
+def fit(
+    model: nn.Module,
+    data: Datasets,
+    settings: TrainSettings,
+    device: torch.device,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> list[EpochStats]:
+    """Train ``model`` on ``data.train``, evaluating on ``data.val`` after each epoch."""
+    model.to(device)
+    optimizer = _optimizer(model, settings)
+    generator = torch.Generator().manual_seed(settings.seed)
+    steps = math.ceil(len(data.train) / settings.batch_size)
+    if settings.steps_per_epoch is not None:
+        steps = min(steps, settings.steps_per_epoch)
+    total = steps * settings.epochs
+    gated = _learned_gates(model)  # GateConnect modules still learning their connectivity
+    ends = _phase_ends(settings, total) if gated else []
+    history: list[EpochStats] = []
+    step_global = 0
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        seen, loss_sum, correct = 0, 0.0, 0
+        for step, batch in enumerate(data.train.batches(settings.batch_size, shuffle=True, generator=generator), 1):
+            if step > steps:
+                break
+            lr = _set_lr(optimizer, settings, step_global, total, ends, gated)
+            batch = batch.to(device)
+            logits = _forward(model, batch)
+            loss = _task_loss(logits, batch, data.task)
+            objective = loss + settings.balance_weight * _balance(model)
+            if not torch.isfinite(objective):
+                raise TrainingError(f"loss became {objective.item()} at epoch {epoch}, step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if settings.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            if gated:
+                clip_gates_(model)
+            step_global += 1
+            n = len(batch)
+            seen += n
+            loss_sum += loss.item() * n
+            correct += int((logits.argmax(1) == batch.labels).sum())
+            if on_step is not None:
+                elapsed = time.perf_counter() - start
+                on_step(StepInfo(epoch, step, steps, loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9)))
+        seconds = time.perf_counter() - start
+        val = evaluate(model, data.val, data.task, settings.eval_batch_size, device)
+        stats = EpochStats(
+            epoch, loss_sum / max(seen, 1), correct / max(seen, 1), val.loss, val.accuracy, seconds, seen / seconds, lr
+        )
+        history.append(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
+    for m in gated:  # a run shorter than phase 1 still ends with a fixed connectivity
+        m.freeze()
+    return history
+
+
+def _set_lr(
+    optimizer: torch.optim.Optimizer,
+    settings: TrainSettings,
+    step: int,
+    total: int,
+    ends: list[int],
+    gated: list[GateConnectModule],
+) -> float:
+    """Learning rate of this step; at the end of GateConnect phase 1, freezes the connectivity."""
+    if gated:
+        phase = next(i for i, end in enumerate(ends) if step < end or i == len(ends) - 1)
+        spec = settings.gate_phases[phase]
+        if not spec.learn_gates and not gated[0].frozen:
+            for m in gated:
+                m.freeze()
+        lr = settings.lr * spec.lr_scale
+        gate_lr = lr * settings.gate_lr_scale if spec.learn_gates else 0.0
+    else:
+        scale = 0.5 * (1 + math.cos(math.pi * step / total)) if settings.schedule == "cosine" else 1.0
+        lr, gate_lr = settings.lr * scale, 0.0
+    for group in optimizer.param_groups:
+        group["lr"] = gate_lr if group["kind"] == "gates" else lr
+    return lr
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, split: Split, task: str, batch_size: int, device: torch.device, *, usage: bool = False
+) -> EvalResult:
+    """Loss, accuracy (and VQA accuracy) of ``model`` in eval mode; with ``usage``, per-layer usage."""
+    model.to(device).eval()
+    predictions, labels = [], []
+    loss_sum = 0.0
+    recorder = UsageRecorder(model) if usage else None
+    if recorder is not None:
+        recorder.__enter__()
+    try:
+        for batch in split.batches(batch_size):
+            batch = batch.to(device)
+            logits = _forward(model, batch)
+            loss_sum += _task_loss(logits, batch, task).item() * len(batch)
+            predictions.append(logits.argmax(1).cpu())
+            labels.append(batch.labels.cpu())
+    finally:
+        if recorder is not None:
+            recorder.__exit__(None, None, None)
+    pred, true = torch.cat(predictions), torch.cat(labels)
+    accuracy = float((pred == true).double().mean())
+    return EvalResult(
+        loss=loss_sum / len(true),
+        accuracy=accuracy,
+        vqa_accuracy=accuracy if task == "vqa" else None,  # one answer per question: the soft score is 0 or 1
+        examples=len(true),
+        predictions=pred,
+        labels=true,
+        usage=None if recorder is None else recorder.summary(),
+    )

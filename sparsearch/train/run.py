@@ -1,0 +1,227 @@
+"""Train one configuration of a space end to end, and evaluate a checkpoint.
+
+``train_space`` is what ``sparsearch train`` runs and what a study's trial runs: data -> model of the
+configuration (the space's proxy by default) -> :func:`~sparsearch.train.loop.fit` -> validation with
+usage statistics -> checkpoint. ``evaluate_checkpoint`` is ``sparsearch eval``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsearch.cost import count
+from sparsearch.data import Datasets, load_data
+from sparsearch.errors import ConfigError
+from sparsearch.models import NetConfig
+from sparsearch.spaces import Space
+from sparsearch.train.checkpoint import CheckpointError, load_checkpoint, load_weights_file, save_checkpoint
+from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, _forward, evaluate, fit
+from sparsearch.train.model import ModelSpec, build_task_model
+from sparsearch.train.settings import TrainSettings
+
+__all__ = ["RunResult", "evaluate_checkpoint", "measure_latency", "train_space"]
+
+NETWORKS = ("proxy", "target")
+
+
+@dataclass
+class RunResult:
+    spec: ModelSpec
+    model: nn.Module
+    history: list[EpochStats]
+    val: EvalResult
+    seconds: float
+    metrics: dict[str, Any]
+    checkpoint: Path | None
+
+
+def _config(space: Space, values: dict[str, Any], network: str, connectivity: str | None):
+    if network not in NETWORKS:
+        raise ConfigError(f"network={network!r}; allowed: {', '.join(NETWORKS)}")
+    config = space.proxy_config(values) if network == "proxy" else space.target_config(values)
+    if connectivity is not None:
+        if not isinstance(config, NetConfig) or not any(s.multi_stream for s in config.stages):
+            raise ConfigError(f"space {space.name} has no GateConnect stage; --connectivity does not apply")
+        config = replace(config, connectivity=connectivity)
+    return config
+
+
+def model_spec(config, data: Datasets, settings: TrainSettings) -> ModelSpec:
+    vqa = {"hidden": settings.vqa_hidden, "embed_dim": settings.vqa_embed_dim, "dropout": settings.vqa_dropout}
+    return ModelSpec.for_data(config, data.task, data.classes, data.in_channels, data.vocab, vqa)
+
+
+def _init_weights(model: nn.Module, path: str) -> dict[str, int]:
+    """Copy the tensors of ``path`` whose names and shapes match; refuse a file that matches nothing."""
+    found = load_weights_file(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in found.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise CheckpointError(f"{path}: none of its {len(found)} tensors matches the model by name and shape")
+    model.load_state_dict(usable, strict=False)
+    return {"loaded": len(usable), "model_tensors": len(own), "file_tensors": len(found)}
+
+
+def train_space(
+    space: Space,
+    values: dict[str, Any],
+    settings: TrainSettings,
+    device: torch.device,
+    *,
+    data: str | None = None,
+    network: str = "proxy",
+    connectivity: str | None = None,
+    init: str | None = None,
+    out: str | Path | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> RunResult:
+    """Train the ``network`` of ``space`` at ``values`` on ``data`` (default: the space's proxy data)."""
+    config = _config(space, values, network, connectivity)
+    spec_data = data or space.proxy.dataset
+    datasets = load_data(
+        spec_data, input_size=config.input_size, seed=settings.seed, val_fraction=settings.val_fraction
+    )
+    spec = model_spec(config, datasets, settings)
+    torch.manual_seed(settings.seed)  # the same initial weights for the same seed
+    model = build_task_model(spec)
+    initialised = _init_weights(model, init) if init is not None else None
+    start = time.perf_counter()
+    history = fit(model, datasets, settings, device, on_step, on_epoch)
+    seconds = time.perf_counter() - start
+    val = evaluate(model, datasets.val, datasets.task, settings.eval_batch_size, device, usage=True)
+    cost = count(spec.config)
+    metrics = {
+        "split": "val",
+        "val_loss": val.loss,
+        "val_accuracy": val.accuracy,
+        "val_vqa_accuracy": val.vqa_accuracy,
+        "val_examples": val.examples,
+        "train_seconds": seconds,
+        "epochs": [vars(h) for h in history],
+        "executed_flops": cost.executed_flops,
+        "dense_flops": cost.dense_flops,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    checkpoint = None
+    if out is not None:
+        checkpoint = save_checkpoint(
+            out,
+            model,
+            spec,
+            space={"name": space.name, "source": space.source, "values": values, "network": network},
+            data={"spec": datasets.spec, "input_size": config.input_size, "val_fraction": settings.val_fraction},
+            training={**settings.to_dict(), "device": str(device), "init": init, "initialised": initialised},
+            target_cost=_cost_dict(count(space.target_config(values))),
+            metrics=metrics,
+            usage=val.usage,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+    return RunResult(spec, model, history, val, seconds, metrics, checkpoint)
+
+
+def _cost_dict(report) -> dict[str, int]:
+    return {
+        "executed_flops": report.executed_flops,
+        "dense_flops": report.dense_flops,
+        "executed_macs": report.executed_macs,
+        "params": report.params,
+    }
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, batch, repeats: int = 5) -> float:
+    """Median seconds of one eval forward pass of ``batch`` (after two warm-up passes)."""
+    model.eval()
+    sync = torch.cuda.synchronize if batch.images.is_cuda else (lambda: None)
+    times = []
+    for i in range(repeats + 2):
+        sync()
+        start = time.perf_counter()
+        _forward(model, batch)
+        sync()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _model_flops(model: nn.Module, batch) -> int:
+    from sparsearch.cost.verify import flop_counter_flops
+
+    one = batch.images[:1]
+    if batch.tokens is None:
+        return flop_counter_flops(model, one)
+    return flop_counter_flops(model, one, batch.tokens[:1], batch.lengths[:1])
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    device: torch.device,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    latency_batch: int = 32,
+) -> dict[str, Any]:
+    """Accuracy, loss, per-class report, FLOPs per example and measured latency of a checkpoint."""
+    from sklearn.metrics import classification_report
+
+    ckpt = load_checkpoint(path, device)
+    recorded = ckpt.meta.get("data", {})
+    spec_data = data or recorded.get("spec")
+    if not spec_data:
+        raise CheckpointError(f"{path}: config.json names no data; give --data")
+    settings = ckpt.meta.get("training", {})
+    datasets = load_data(
+        spec_data,
+        input_size=ckpt.spec.config.input_size,
+        seed=int(settings.get("seed", 0)),
+        val_fraction=float(settings.get("val_fraction", 0.1)),
+        vocab=ckpt.spec.vocab,
+    )
+    if datasets.task != ckpt.spec.task:
+        raise ConfigError(f"data {spec_data!r} is for {datasets.task}; the checkpoint's model does {ckpt.spec.task}")
+    if datasets.num_classes > len(ckpt.spec.classes) or datasets.in_channels != getattr(
+        ckpt.spec.config, "in_channels", 3
+    ):
+        raise ConfigError(f"data {spec_data!r} does not fit the checkpoint's model (classes or channels differ)")
+    chosen = datasets.split(split)
+    result = evaluate(ckpt.model, chosen, datasets.task, batch_size, device, usage=True)
+    names = list(ckpt.spec.classes)
+    report = classification_report(
+        result.labels.numpy(),
+        result.predictions.numpy(),
+        labels=list(range(len(names))),
+        target_names=names,
+        output_dict=True,
+        zero_division=0,
+    )
+    latency_batch = min(latency_batch, len(chosen))
+    batch = chosen.batch(torch.arange(latency_batch)).to(device)
+    seconds = measure_latency(ckpt.model, batch)
+    cost = count(ckpt.spec.config)
+    return {
+        "checkpoint": str(path),
+        "data": spec_data,
+        "split": split,
+        "examples": result.examples,
+        "loss": result.loss,
+        "accuracy": result.accuracy,
+        "vqa_accuracy": result.vqa_accuracy,
+        "per_class": {name: report[name] for name in names},
+        "network_executed_flops": cost.executed_flops,
+        "network_dense_flops": cost.dense_flops,
+        "model_flops": _model_flops(ckpt.model, batch),
+        "units": "per example; FLOPs = 2 x MACs; network = the CNN (analytic), model = everything (FlopCounterMode)",
+        "latency": {"batch": latency_batch, "ms_per_batch": seconds * 1e3, "device": str(device)},
+        "usage": result.usage,
+    }

@@ -27,8 +27,10 @@ _LAYOUT = {
     "cifar10": ([f"data_batch_{i}" for i in range(1, 6)], "test_batch", "batches.meta", "labels", "label_names"),
     "cifar100": (["train"], "test", "meta", "fine_labels", "fine_label_names"),
 }
-# What a CIFAR pickle may reference: numpy's array reconstruction, nothing else.
+# What a CIFAR pickle may reference: numpy's array reconstruction (and _codecs.encode, which pickles
+# written by Python 3 use for the arrays' bytes), nothing else.
 _ALLOWED = {
+    ("_codecs", "encode"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),

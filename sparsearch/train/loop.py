@@ -49,7 +49,8 @@ class StepInfo:
     epoch: int  # from 1
     step: int  # within the epoch, from 1
     steps: int  # steps in the epoch
-    loss: float
+    batch_loss: float  # task loss of this step's batch
+    loss: float  # mean task loss of the epoch so far
     accuracy: float
     samples_per_s: float
 
@@ -171,7 +172,11 @@ def fit(
             correct += int((logits.argmax(1) == batch.labels).sum())
             if on_step is not None:
                 elapsed = time.perf_counter() - start
-                on_step(StepInfo(epoch, step, steps, loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9)))
+                on_step(
+                    StepInfo(
+                        epoch, step, steps, loss.item(), loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9)
+                    )
+                )
         seconds = time.perf_counter() - start
         val = evaluate(model, data.val, data.task, settings.eval_batch_size, device)
         stats = EpochStats(

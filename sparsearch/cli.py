@@ -10,6 +10,7 @@ import typer
 from typer.exceptions import TyperException
 
 from sparsearch import __version__
+from sparsearch.console import TrainProgress, print_eval, print_flops
 from sparsearch.errors import SparsearchError
 
 app = typer.Typer(
@@ -121,7 +122,7 @@ def flops(
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
-        _print_flops(result)
+        print_flops(result)
 
 
 def _verify(config: object, analytic: int) -> dict[str, int]:
@@ -139,54 +140,6 @@ def _verify(config: object, analytic: int) -> dict[str, int]:
         "flop_counter_flops": flop_counter_flops(model, *inputs),
         "thop_flops": 2 * thop_macs(model, *inputs),
     }
-
-
-def _print_flops(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from sparsearch.cost import format_flops
-
-    table = Table(title=f"space {result['space']}: cost per example at {result['input_size']}x{result['input_size']}")
-    for column in ("layer", "kind", "dense", "executed", "executed MACs", "params"):
-        table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
-    for layer in result["layers"]:
-        table.add_row(
-            layer["name"],
-            layer["kind"],
-            format_flops(layer["dense_flops"]),
-            format_flops(layer["executed_flops"]),
-            format_flops(layer["executed_flops"], "MACs"),
-            f"{layer['params']:,}",
-        )
-    total = result["total"]
-    table.add_row(
-        "total",
-        "",
-        format_flops(total["dense_flops"]),
-        format_flops(total["executed_flops"]),
-        format_flops(total["executed_flops"], "MACs"),
-        f"{total['params']:,}",
-        style="bold",
-    )
-    console = Console()
-    console.print(table)
-    if "budget" in result:
-        b = result["budget"]
-        verdict = "within" if b["within"] else "OVER"
-        console.print(
-            f"budget {format_flops(b['flops'])}: executed {format_flops(total['executed_flops'])} is {verdict} "
-            f"budget by {format_flops(abs(b['margin_flops']))}"
-        )
-    if "verify" in result:
-        v = result["verify"]
-        console.print("verify, FLOPs of one example:")
-        for label, key in (
-            ("analytic", "analytic_flops"),
-            ("FlopCounterMode", "flop_counter_flops"),
-            ("thop (2 x MACs)", "thop_flops"),
-        ):
-            console.print(f"  {label:<16} {v[key]:>20,}")
 
 
 @app.command("train")
@@ -241,7 +194,7 @@ def train(
         seed=seed,
     )
     target = resolve_device(device)
-    with _progress(enabled=not json_out) as (on_step, on_epoch):
+    with TrainProgress(enabled=not json_out) as (on_step, on_epoch):
         result = train_space(
             chosen,
             values,
@@ -302,82 +255,7 @@ def eval_(
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
-        _print_eval(result)
-
-
-def _print_eval(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from sparsearch.cost import format_flops
-
-    console = Console()
-    title = f"{result['checkpoint']} on {result['data']} ({result['split']}, {result['examples']} examples)"
-    table = Table(title=title)
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, row in result["per_class"].items():
-        table.add_row(
-            name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", str(row["support"])
-        )
-    console.print(table)
-    line = f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}"
-    if result["vqa_accuracy"] is not None:
-        line += f"  VQA accuracy {result['vqa_accuracy']:.4f}"
-    console.print(line)
-    console.print(
-        f"network {format_flops(result['network_executed_flops'])} executed per example "
-        f"({format_flops(result['network_dense_flops'])} dense); whole model {format_flops(result['model_flops'])}"
-    )
-    lat = result["latency"]
-    console.print(f"latency {lat['ms_per_batch']:.2f} ms per batch of {lat['batch']} on {lat['device']}")
-
-
-class _progress:
-    """Rich progress bars on an interactive terminal; nothing otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None, None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} {task.fields[rate]:.0f} samples/s"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self.bar.__enter__()
-        self.task = None
-        return self.on_step, self.on_epoch
-
-    def on_step(self, info) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("train", total=info.steps, epoch=info.epoch, loss=0.0, acc=0.0, rate=0.0)
-        self.bar.update(
-            self.task, completed=info.step, epoch=info.epoch, loss=info.loss, acc=info.accuracy, rate=info.samples_per_s
-        )
-
-    def on_epoch(self, stats) -> None:
-        self.bar.console.print(
-            f"epoch {stats.epoch}: train loss {stats.train_loss:.4f} acc {stats.train_accuracy:.4f} | "
-            f"val loss {stats.val_loss:.4f} acc {stats.val_accuracy:.4f} | {stats.seconds:.1f} s, "
-            f"{stats.samples_per_s:.0f} samples/s"
-        )
-        if self.task is not None:
-            self.bar.remove_task(self.task)
-            self.task = None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+        print_eval(result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def config_from_dict(data: Any) -> NetConfig | CondNetConfig:
     if family != "resnext":
         raise ConfigError(f"model config: family={family!r}; allowed: resnext, condconv")
     stages = data.pop("stages", None)
-    if not isinstance(stages, list):
+    if not isinstance(stages, list | tuple):
         raise ConfigError("model config: 'stages' must be a list")
     data["stages"] = [_build(StageConfig, s, f"model config stage {i}") for i, s in enumerate(stages)]
     return _build(NetConfig, data, "model config")

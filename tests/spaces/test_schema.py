@@ -135,3 +135,12 @@ def test_condconv_space_sets_network_wide_experts_and_routing() -> None:
     assert _error(bad) == "bad.yaml: knobs.k: k is not a knob of this target; knobs: experts, routing"
     bad = "name: c\ntarget: {model: cc_mobilenet_v1}\nproxy: {depth: [1]}\nknobs:\n  experts: {}\n"
     assert "proxy.depth: a CondConv network keeps its depth" in _error(bad)
+
+
+def test_set_shorthands_expand_to_every_stage_or_block() -> None:
+    clevr = get_space("clevr")  # k per block, routing per stage
+    assert clevr.expand({"k": 6}) == {"conv2.0.k": 6, "conv3.0.k": 6, "conv4.0.k": 6}
+    default = get_space("default")  # later keys win over earlier ones
+    assert default.expand({"k": 16, "conv3.k": 8}) == {"conv2.k": 16, "conv3.k": 8, "conv4.k": 16, "conv5.k": 16}
+    with pytest.raises(ConfigError, match="unknown parameter 'fan_in'"):
+        default.expand({"fan_in": 2})

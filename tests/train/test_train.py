@@ -70,15 +70,16 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         ("default", {"k": 8, "routing": "relu_l1", "conv4.experts": 2}, "easy-vqa", 12, {"batch_size": 64}),
         ("gateconnect_cifar", {"fan_in": 2}, "digits", 20, {"batch_size": 32}),
         ("condconv_mobilenet_v1", {"experts": 4}, "cifar10", 12, {"batch_size": 16, "lr": 0.02}),
+        ("gateconnect_cifar", {"stage3.fan_in": 4}, "cifar100", 12, {"batch_size": 16}),
         ("gateconnect_cifar", {}, "plugin", 15, {"batch_size": 32}),
     ],
-    ids=["easy-vqa", "digits", "cifar10", "plugin"],
+    ids=["easy-vqa", "digits", "cifar10", "cifar100", "plugin"],
 )
 def test_loss_falls_on_each_builtin_dataset(
     tmp_path: Path, plugin: str, space: str, values: dict, data: str, steps: int, settings: dict
 ) -> None:
-    if data == "cifar10":
-        data = f"cifar10:{make_cifar(tmp_path / 'c10', per_class=12)}"
+    if data.startswith("cifar"):
+        data = f"{data}:{make_cifar(tmp_path / data, data, per_class=12)}"
     elif data == "plugin":
         data = plugin
     before, after = _loss_before_after(space, values, data, steps, **settings)

@@ -175,6 +175,7 @@ def train(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Train one configuration of a space and write a checkpoint (safetensors + config.json)."""
+    from sparsearch.data import data_task
     from sparsearch.spaces import get_space
     from sparsearch.train import default_settings, resolve_device, train_space
 
@@ -182,9 +183,8 @@ def train(
     values = chosen.expand(_parse_sets(sets or []))
     chosen.target_config(values)  # refuse bad values before loading any data
     dataset = data or chosen.proxy.dataset
-    task = "vqa" if dataset == "easy-vqa" else "classification"
     settings = default_settings(
-        task,
+        data_task(dataset),
         epochs=chosen.proxy.epochs if epochs is None else epochs,
         batch_size=batch_size,
         lr=lr,

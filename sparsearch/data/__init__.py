@@ -16,10 +16,15 @@ from collections.abc import Sequence
 from sparsearch.data.base import TASKS, Batch, Datasets, Split, normalise
 from sparsearch.errors import ConfigError
 
-__all__ = ["BUILTIN", "TASKS", "Batch", "Datasets", "Split", "load_data", "normalise"]
+__all__ = ["BUILTIN", "TASKS", "Batch", "Datasets", "Split", "data_task", "load_data", "normalise"]
 
 BUILTIN = ("easy-vqa", "digits", "cifar10:PATH", "cifar100:PATH")
 VAL_FRACTION = 0.1
+
+
+def data_task(spec: str) -> str:
+    """The task of the data named by ``spec``, known before loading it: easy-VQA is VQA, the rest classify."""
+    return "vqa" if spec.strip() == "easy-vqa" else "classification"
 
 
 def load_data(

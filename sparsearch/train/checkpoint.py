@@ -104,6 +104,7 @@ def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a checkpoint is an ordinary directory
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
         _fsync(tmp / WEIGHTS_FILE)

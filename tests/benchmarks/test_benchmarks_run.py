@@ -36,3 +36,10 @@ def test_bench_cost_json() -> None:
     result = _run("bench_cost.py", "--repeats", "1")
     assert result["executed_flops"] == 33_784_451_072
     assert result["analytic_ms"] < result["flop_counter_ms"]
+
+
+@pytest.mark.slow
+def test_bench_train_json() -> None:
+    result = _run("bench_train.py", "--steps", "1")
+    assert len(result["rows"]) == 9
+    assert all(r["samples_per_s"] > 0 and r["epoch_minutes"] > 0 for r in result["rows"])

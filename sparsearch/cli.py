@@ -158,7 +158,7 @@ def train(
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the space's proxy epochs).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default: 64; VQA 128).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 64).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd, adamax or adamw (default: sgd; VQA adamax).")] = None,
     balance_weight: Annotated[float | None, typer.Option(help="Weight of the CV² balance term (default 0.01).")] = None,

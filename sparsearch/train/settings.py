@@ -3,6 +3,8 @@
 - CNN classification: SGD with Nesterov momentum 0.9, weight decay 5e-4, cosine learning rate
   (seed 003, App. E uses SGD, momentum 0.9, weight decay 5e-4).
 - VQA: Adamax at 2e-3 with gradient-norm clipping at 0.25 (seed 002).
+- Batch 64 for both: on 2 CPU cores it gave the most samples/s of 64, 128 and 256 for every easy-VQA
+  network measured (``benchmarks/bench_train.py``).
 - The CV² balance term of the top-k gates (seed 000, App. C), weighted by ``balance_weight``.
 - GateConnect (seed 003, App. E): phase 1 learns the gates with their own learning rate (2× the
   weights'), then the connectivity is frozen to the top-K gates and the weights are fine-tuned in three
@@ -104,7 +106,5 @@ def default_settings(task: str, **overrides: Any) -> TrainSettings:
     """The seed recipe for ``task`` ("classification" or "vqa"), with ``overrides`` (None = keep)."""
     base = TrainSettings()
     if task == "vqa":  # seed 002: Adamax, gradient clipping, no weight decay, a constant rate
-        base = replace(
-            base, optimizer="adamax", lr=2e-3, weight_decay=0.0, grad_clip=0.25, schedule="constant", batch_size=128
-        )
+        base = replace(base, optimizer="adamax", lr=2e-3, weight_decay=0.0, grad_clip=0.25, schedule="constant")
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -7,6 +7,7 @@ with :class:`TrainingError` naming the epoch and step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -223,19 +224,13 @@ def evaluate(
     model.to(device).eval()
     predictions, labels = [], []
     loss_sum = 0.0
-    recorder = UsageRecorder(model) if usage else None
-    if recorder is not None:
-        recorder.__enter__()
-    try:
+    with UsageRecorder(model) if usage else contextlib.nullcontext() as recorder:
         for batch in split.batches(batch_size):
             batch = batch.to(device)
             logits = _forward(model, batch)
             loss_sum += _task_loss(logits, batch, task).item() * len(batch)
             predictions.append(logits.argmax(1).cpu())
             labels.append(batch.labels.cpu())
-    finally:
-        if recorder is not None:
-            recorder.__exit__(None, None, None)
     pred, true = torch.cat(predictions), torch.cat(labels)
     accuracy = float((pred == true).double().mean())
     return EvalResult(

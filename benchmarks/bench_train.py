@@ -16,8 +16,8 @@ import torch
 from sparsearch.data import load_data
 from sparsearch.spaces import get_space
 from sparsearch.train import build_task_model, default_settings
-from sparsearch.train.loop import _balance, _forward, _optimizer, _task_loss
-from sparsearch.train.run import _config, model_spec
+from sparsearch.train.loop import make_optimizer, train_step
+from sparsearch.train.run import model_spec, network_config
 
 CASES = (
     ("default", {}, "default proxy, knobs off"),
@@ -30,21 +30,18 @@ BATCHES = (64, 128, 256)
 def _step_seconds(space_name: str, values: dict, batch_size: int, steps: int) -> tuple[float, int]:
     """Median seconds of one training step (after two warm-up steps) and the epoch's example count."""
     space = get_space(space_name)
-    config = _config(space, space.expand(values), "proxy", None)
+    config = network_config(space, space.expand(values), "proxy")
     data = load_data(space.proxy.dataset, input_size=config.input_size)
     settings = default_settings(data.task, batch_size=batch_size)
     torch.manual_seed(0)
     model = build_task_model(model_spec(config, data, settings)).train()
-    optimizer = _optimizer(model, settings)
+    optimizer = make_optimizer(model, settings)
     batches = data.train.batches(batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
     times = []
     for i in range(steps + 2):
         batch = next(batches)
         start = time.perf_counter()
-        loss = _task_loss(_forward(model, batch), batch, data.task) + settings.balance_weight * _balance(model)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, batch, data.task, optimizer, settings)
         if i >= 2:
             times.append(time.perf_counter() - start)
     return statistics.median(times), len(data.train)

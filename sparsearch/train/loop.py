@@ -25,7 +25,18 @@ from sparsearch.models import vqa_loss
 from sparsearch.train.settings import TrainSettings
 from sparsearch.train.usage import UsageRecorder
 
-__all__ = ["EpochStats", "EvalResult", "StepInfo", "TrainingError", "evaluate", "fit", "resolve_device"]
+__all__ = [
+    "EpochStats",
+    "EvalResult",
+    "StepInfo",
+    "TrainingError",
+    "evaluate",
+    "fit",
+    "forward_batch",
+    "make_optimizer",
+    "resolve_device",
+    "train_step",
+]
 
 
 class TrainingError(SparsearchError):
@@ -79,7 +90,7 @@ class EvalResult:
     usage: dict[str, Any] | None = None
 
 
-def _forward(model: nn.Module, batch: Batch) -> Tensor:
+def forward_batch(model: nn.Module, batch: Batch) -> Tensor:
     if batch.tokens is None:
         return model(batch.images)
     return model(batch.images, batch.tokens, batch.lengths)
@@ -97,7 +108,7 @@ def _balance(model: nn.Module) -> Tensor | float:
     return sum(terms) if terms else 0.0
 
 
-def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     weights, gates = split_gate_parameters(model)
     groups = [
         {"params": [p for p in weights if p.requires_grad], "weight_decay": settings.weight_decay, "kind": "weights"}
@@ -135,7 +146,7 @@ def fit(
 ) -> list[EpochStats]:
     """Train ``model`` on ``data.train``, evaluating on ``data.val`` after each epoch."""
     model.to(device)
-    optimizer = _optimizer(model, settings)
+    optimizer = make_optimizer(model, settings)
     generator = torch.Generator().manual_seed(settings.seed)
     steps = math.ceil(len(data.train) / settings.batch_size)
     if settings.steps_per_epoch is not None:
@@ -154,18 +165,15 @@ def fit(
                 break
             lr = _set_lr(optimizer, settings, step_global, total, ends, gated)
             batch = batch.to(device)
-            logits = _forward(model, batch)
-            loss = _task_loss(logits, batch, data.task)
-            objective = loss + settings.balance_weight * _balance(model)
-            if not torch.isfinite(objective):
-                raise TrainingError(f"loss became {objective.item()} at epoch {epoch}, step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            if settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            if gated:
-                clip_gates_(model)
+            loss, logits = train_step(
+                model,
+                batch,
+                data.task,
+                optimizer,
+                settings,
+                clip_gates=bool(gated),
+                where=f"epoch {epoch}, step {step}",
+            )
             step_global += 1
             n = len(batch)
             seen += n
@@ -189,6 +197,35 @@ def fit(
     for m in gated:  # a run shorter than phase 1 still ends with a fixed connectivity
         m.freeze()
     return history
+
+
+def train_step(
+    model: nn.Module,
+    batch: Batch,
+    task: str,
+    optimizer: torch.optim.Optimizer,
+    settings: TrainSettings,
+    *,
+    clip_gates: bool = False,
+    where: str = "",
+) -> tuple[Tensor, Tensor]:
+    """One optimiser step on ``batch``; returns the task loss and the logits.
+
+    Raises :class:`TrainingError` (naming ``where``) if the loss is not finite, before any update.
+    """
+    logits = forward_batch(model, batch)
+    loss = _task_loss(logits, batch, task)
+    objective = loss + settings.balance_weight * _balance(model)
+    if not torch.isfinite(objective):
+        raise TrainingError(f"loss became {objective.item()}" + (f" at {where}" if where else ""))
+    optimizer.zero_grad(set_to_none=True)
+    objective.backward()
+    if settings.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    optimizer.step()
+    if clip_gates:
+        clip_gates_(model)
+    return loss, logits
 
 
 def _set_lr(
@@ -227,7 +264,7 @@ def evaluate(
     with UsageRecorder(model) if usage else contextlib.nullcontext() as recorder:
         for batch in split.batches(batch_size):
             batch = batch.to(device)
-            logits = _forward(model, batch)
+            logits = forward_batch(model, batch)
             loss_sum += _task_loss(logits, batch, task).item() * len(batch)
             predictions.append(logits.argmax(1).cpu())
             labels.append(batch.labels.cpu())

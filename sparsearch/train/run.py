@@ -24,11 +24,11 @@ from sparsearch.errors import ConfigError
 from sparsearch.models import NetConfig
 from sparsearch.spaces import Space
 from sparsearch.train.checkpoint import CheckpointError, load_checkpoint, load_weights_file, save_checkpoint
-from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, _forward, evaluate, fit
+from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fit, forward_batch
 from sparsearch.train.model import ModelSpec, build_task_model
 from sparsearch.train.settings import TrainSettings
 
-__all__ = ["RunResult", "evaluate_checkpoint", "measure_latency", "train_space"]
+__all__ = ["RunResult", "evaluate_checkpoint", "measure_latency", "model_spec", "network_config", "train_space"]
 
 NETWORKS = ("proxy", "target")
 
@@ -44,7 +44,9 @@ class RunResult:
     checkpoint: Path | None
 
 
-def _config(space: Space, values: dict[str, Any], network: str, connectivity: str | None):
+def network_config(space: Space, values: dict[str, Any], network: str, connectivity: str | None = None):
+    """The configuration trained for ``values``: the space's proxy or target, with the GateConnect
+    ``connectivity`` if given."""
     if network not in NETWORKS:
         raise ConfigError(f"network={network!r}; allowed: {', '.join(NETWORKS)}")
     config = space.proxy_config(values) if network == "proxy" else space.target_config(values)
@@ -86,7 +88,7 @@ def train_space(
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> RunResult:
     """Train the ``network`` of ``space`` at ``values`` on ``data`` (default: the space's proxy data)."""
-    config = _config(space, values, network, connectivity)
+    config = network_config(space, values, network, connectivity)
     spec_data = data or space.proxy.dataset
     datasets = load_data(
         spec_data, input_size=config.input_size, seed=settings.seed, val_fraction=settings.val_fraction
@@ -147,7 +149,7 @@ def measure_latency(model: nn.Module, batch, repeats: int = 5) -> float:
     for i in range(repeats + 2):
         sync()
         start = time.perf_counter()
-        _forward(model, batch)
+        forward_batch(model, batch)
         sync()
         if i >= 2:
             times.append(time.perf_counter() - start)

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import pickle
-import sys
-import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -118,32 +116,28 @@ def test_a_cifar_directory_missing_a_file_is_named(tmp_path: Path) -> None:
         load_data(f"cifar10:{root}", input_size=32)
 
 
+PLUGIN = """
+import torch
+from torch.utils.data import TensorDataset
+
+def make_datasets(input_size, seed):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(40) % 4
+    images = torch.rand(40, 1, 12, 12, generator=g) * 0.2
+    images[torch.arange(40), 0, labels, labels] = 1.0  # the class is where the bright pixel is
+    return TensorDataset(images, labels), (images[:8], labels[:8])
+
+def wrong(input_size, seed):
+    return "not datasets"
+"""
+
+
 @pytest.fixture
-def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "my_data_plugin.py").write_text(
-        textwrap.dedent(
-            """
-            import torch
-            from torch.utils.data import TensorDataset
-
-            def make_datasets(input_size, seed):
-                g = torch.Generator().manual_seed(seed)
-                labels = torch.arange(40) % 4
-                images = torch.rand(40, 1, 12, 12, generator=g) * 0.2
-                images[torch.arange(40), 0, labels, labels] = 1.0  # the class is where the bright pixel is
-                return TensorDataset(images, labels), (images[:8], labels[:8])
-
-            def wrong(input_size, seed):
-                return "not datasets"
-            """
-        )
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    sys.modules.pop("my_data_plugin", None)
+def plugin_dir(user_module) -> None:
+    user_module("my_data_plugin", PLUGIN)
 
 
-def test_a_plugin_returns_train_and_validation(plugin_dir: Path) -> None:
+def test_a_plugin_returns_train_and_validation(plugin_dir: None) -> None:
     d = load_data("my_data_plugin:make_datasets", input_size=16, seed=0)
     assert d.test is None and d.num_classes == 4 and d.in_channels == 1
     assert d.train.images.shape == (40, 1, 16, 16) and len(d.val) == 8
@@ -151,7 +145,7 @@ def test_a_plugin_returns_train_and_validation(plugin_dir: Path) -> None:
         d.split("test")
 
 
-def test_a_plugin_returning_the_wrong_type_is_refused(plugin_dir: Path) -> None:
+def test_a_plugin_returning_the_wrong_type_is_refused(plugin_dir: None) -> None:
     with pytest.raises(ConfigError, match=r"must return \(train, val\)"):
         load_data("my_data_plugin:wrong", input_size=16)
     with pytest.raises(ConfigError, match="has no function 'absent'"):

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import math
-import sys
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from sparsearch.train import (
     load_checkpoint,
     train_space,
 )
-from sparsearch.train.run import _config, model_spec
+from sparsearch.train.run import model_spec, network_config
 from tests.cifar_files import make_cifar
 
 CPU = torch.device("cpu")
@@ -29,7 +27,7 @@ CPU = torch.device("cpu")
 def _loss_before_after(space: str, values: dict, data: str, steps: int, **settings: object) -> tuple[float, float]:
     """Mean training loss of the first and of the last three steps of a ``steps``-step run."""
     chosen = get_space(space)
-    config = _config(chosen, chosen.expand(values), "proxy", None)
+    config = network_config(chosen, chosen.expand(values), "proxy", None)
     datasets = load_data(data, input_size=config.input_size, seed=0)
     task = datasets.task
     s = default_settings(task, steps_per_epoch=steps, **settings)
@@ -44,24 +42,21 @@ def _loss_before_after(space: str, values: dict, data: str, steps: int, **settin
 
 
 @pytest.fixture
-def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    (tmp_path / "bright_pixel_data.py").write_text(
-        textwrap.dedent(
-            """
-            import torch
+def plugin(user_module) -> str:
+    module = user_module(
+        "bright_pixel_data",
+        """
+        import torch
 
-            def make_datasets(input_size, seed):
-                g = torch.Generator().manual_seed(seed)
-                labels = torch.arange(200) % 4
-                images = torch.rand(200, 3, 16, 16, generator=g) * 0.2
-                images[torch.arange(200), :, 4 * labels, 4 * labels] = 1.0
-                return (images[:160], labels[:160]), (images[160:], labels[160:])
-            """
-        )
+        def make_datasets(input_size, seed):
+            g = torch.Generator().manual_seed(seed)
+            labels = torch.arange(200) % 4
+            images = torch.rand(200, 3, 16, 16, generator=g) * 0.2
+            images[torch.arange(200), :, 4 * labels, 4 * labels] = 1.0
+            return (images[:160], labels[:160]), (images[160:], labels[160:])
+        """,
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield "bright_pixel_data:make_datasets"
-    sys.modules.pop("bright_pixel_data", None)
+    return f"{module}:make_datasets"
 
 
 @pytest.mark.parametrize(
@@ -147,7 +142,7 @@ def test_training_is_repeatable_on_cpu() -> None:
 
 def test_gateconnect_phases_learn_the_gates_then_freeze_them() -> None:
     space = get_space("gateconnect_cifar")
-    config = _config(space, space.expand({"fan_in": 1}), "proxy", None)
+    config = network_config(space, space.expand({"fan_in": 1}), "proxy", None)
     data = load_data("digits", input_size=config.input_size)
     settings = default_settings("classification", epochs=2, steps_per_epoch=8, batch_size=32)
     model = build_task_model(model_spec(config, data, settings))
@@ -174,7 +169,7 @@ def test_fixed_random_connectivity_is_the_baseline_option() -> None:
 
 def test_a_non_finite_loss_stops_training_with_the_step() -> None:
     space = get_space("gateconnect_cifar")
-    config = _config(space, {}, "proxy", None)
+    config = network_config(space, {}, "proxy", None)
     data = load_data("digits", input_size=config.input_size)
     settings = default_settings("classification", epochs=1, steps_per_epoch=3, batch_size=32)
     model = build_task_model(model_spec(config, data, settings))

@@ -10,7 +10,7 @@ import typer
 from typer.exceptions import TyperException
 
 from sparsearch import __version__
-from sparsearch.console import TrainProgress, print_eval, print_flops
+from sparsearch.console import TrainProgress, print_eval, print_flops, print_study
 from sparsearch.errors import SparsearchError
 
 app = typer.Typer(
@@ -256,6 +256,90 @@ def eval_(
         typer.echo(json.dumps(result, indent=2))
     else:
         print_eval(result)
+
+
+@app.command("study")
+def study(
+    budget: Annotated[str, typer.Option(help="Target FLOPs per example, e.g. 50GFLOPs, 25GMACs, 5e10.")],
+    space: Annotated[str, typer.Option(help="A shipped space name or a path to a space .yaml file.")] = "default",
+    trials: Annotated[
+        int | None, typer.Option(help="Trials in the study, references included (default: supernet 100, train 5).")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<name>.db); postgresql://...")
+    ] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name (default: <space>-<budget>).")] = None,
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2, gp or random.")] = "tpe",
+    eval_mode: Annotated[
+        str, typer.Option("--eval", help="supernet (weight sharing, default) or train (each trial trains).")
+    ] = "supernet",
+    epochs: Annotated[int | None, typer.Option(help="Proxy training epochs (default: the space's).")] = None,
+    data: Annotated[str | None, typer.Option(help="Proxy data (default: the space's).")] = None,
+    supernets: Annotated[int, typer.Option(help="Supernet mode: structures (routing, experts) trained.")] = 2,
+    score_examples: Annotated[
+        int, typer.Option(help="Validation examples each configuration is scored on (0: all).")
+    ] = 1000,
+    finetune_steps: Annotated[
+        int, typer.Option(help="Supernet mode: fine-tuning steps per Pareto configuration.")
+    ] = 60,
+    finetune_top: Annotated[int, typer.Option(help="Supernet mode: Pareto configurations fine-tuned.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler, the split, the weights.")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
+    jobs: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Search a space under a FLOPs budget: proxy accuracy up, target FLOPs down (Optuna)."""
+    from sparsearch.cost import parse_budget
+    from sparsearch.spaces.registry import get_space_and_text
+    from sparsearch.study import Progress, StudySettings, default_storage_url, default_study_name, run_study
+
+    flops = parse_budget(budget)
+    if timeout is not None and not timeout > 0:
+        raise SparsearchError(f"--timeout {timeout}: give a positive number of seconds")
+    chosen, text = get_space_and_text(space)
+    settings = StudySettings(
+        space=chosen.name,
+        space_text=text,
+        space_source=chosen.source,
+        budget_flops=flops,
+        eval=eval_mode,
+        trials=trials,
+        epochs=epochs,
+        data=data,
+        sampler=sampler,
+        seed=seed,
+        supernets=supernets,
+        score_examples=score_examples,
+        finetune_steps=finetune_steps,
+        finetune_top=finetune_top,
+    )
+    name = study_name or default_study_name(chosen.name, flops)
+    url = storage or default_storage_url(name)
+    progress = Progress(settings.n_trials, flops)
+    run = run_study(settings, storage_url=url, name=name, device=device, jobs=jobs, timeout=timeout, progress=progress)
+    if json_out:
+        typer.echo(json.dumps({**run.summary, "report": str(run.report)}, indent=2))
+    else:
+        print_study(run.summary, str(run.report))
+
+
+@app.command("worker")
+def worker(
+    storage: Annotated[str, typer.Option(help="The study's storage URL, e.g. postgresql://user@host/db.")],
+    study_name: Annotated[str, typer.Option(help="The study to join.")],
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
+    seed: Annotated[int | None, typer.Option(help="Sampler seed of this worker (default: random).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop claiming trials after this many seconds.")] = None,
+) -> None:
+    """Join a study and run its queued trials until none is left."""
+    import time
+
+    from sparsearch.study import run_worker
+
+    deadline = None if timeout is None else time.time() + timeout
+    done = run_worker(storage, study_name, device=device, seed=seed, deadline=deadline)
+    typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 
 
 def main(argv: list[str] | None = None) -> int:

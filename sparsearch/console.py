@@ -129,3 +129,50 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+def print_study(summary: dict, report: str) -> None:
+    """The Pareto set of a study and where its report is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sparsearch.cost import format_flops
+
+    t = summary["trials"]
+    console = Console()
+    console.print(
+        f"study {summary['study']}: {t['complete']} complete ({t['feasible']} within {summary['budget']}, "
+        f"{t['infeasible']} over), {t['pruned']} stopped early, {t['fail']} failed; "
+        f"hypervolume {summary['hypervolume']:.4f}"
+    )
+    table = Table(title=f"Pareto set: proxy accuracy vs target FLOPs (budget {summary['budget']})")
+    for column in ("trial", "reference", "target FLOPs", "accuracy", "fine-tuned", "latency ms", "configuration"):
+        table.add_column(column, justify="right" if column not in ("reference", "configuration") else "left")
+    for row in summary["pareto"]:
+        tuned = row.get("finetuned", {}).get("accuracy")
+        latency = row.get("latency_ms")
+        values = row.get("values") or {}
+        table.add_row(
+            str(row["number"]),
+            row["reference"] or "",
+            format_flops(row["target"]["executed_flops"]),
+            f"{row['accuracy']:.4f}",
+            "" if tuned is None else f"{tuned:.4f}",
+            "" if latency is None else f"{latency:.1f}",
+            " ".join(f"{k}={v}" for k, v in values.items()),
+        )
+    console.print(table)
+    scoring = summary["scoring"]
+    if scoring["per_minute"]:
+        console.print(
+            f"scored {scoring['configurations_scored']} configurations, {scoring['per_minute']:.1f} per minute"
+        )
+    for ref in summary["references"]:
+        if ref["feasible"]:
+            line = f"{ref['reference']}: accuracy {ref['accuracy']:.4f}, beaten by {len(ref['beaten_by'])} trial(s)"
+            if "finetuned_accuracy" in ref:
+                line += f"; fine-tuned {ref['finetuned_accuracy']:.4f}, beaten by {len(ref['finetuned_beaten_by'])}"
+            console.print(line)
+        else:
+            console.print(f"{ref['reference']}: over budget ({format_flops(ref['target']['executed_flops'])})")
+    console.print(f"report: {report}")

@@ -118,6 +118,15 @@ class GateConnectModule(nn.Module):
     def frozen(self, value: bool) -> None:
         self.frozen_flag.fill_(bool(value))
 
+    def set_fan_in(self, fan_in: int) -> None:
+        """Use K = ``fan_in`` inputs per branch from now on (a weight-sharing supernet changes K per step);
+        only while the connectivity is still learned."""
+        if not 1 <= fan_in <= self.num_inputs:
+            raise ValueError(f"fan_in={fan_in} must be in 1..{self.num_inputs} (the inputs)")
+        if self.frozen and fan_in != self.fan_in:
+            raise ValueError("the connectivity is frozen; its fan-in can no longer change")
+        self.fan_in = fan_in
+
     def _initial_mask(self) -> Tensor:
         c, n = self.cardinality, self.num_inputs
         if self.connectivity == "fixed_random":

@@ -161,6 +161,14 @@ class TopKBottleneck(nn.Module):
         self.balance_loss: Tensor | None = None  # CV² of the last batch's path importance
         self.last_gates: Gates | None = None  # selection of the last batch (usage statistics)
 
+    def set_k(self, k: int) -> None:
+        """Run ``k`` paths per example from now on (a weight-sharing supernet changes k per step)."""
+        if not 1 <= k <= self.cardinality:
+            raise ValueError(f"k={k} must be in 1..{self.cardinality} (the cardinality)")
+        if self.gate.routing.name == "constant" and k < self.cardinality:
+            raise ValueError(f"constant routing cannot rank paths; use k == {self.cardinality}, got {k=}")
+        self.k = self.gate.k = self.gate.routing.k = k
+
     @property
     def execution(self) -> str:
         return self._execution

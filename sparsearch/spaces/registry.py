@@ -10,7 +10,7 @@ from sparsearch.errors import ConfigError
 from sparsearch.spaces.schema import load_space, parse_space
 from sparsearch.spaces.space import Space
 
-__all__ = ["DEFAULT_SPACE", "get_space", "space_names"]
+__all__ = ["DEFAULT_SPACE", "get_space", "get_space_and_text", "space_names"]
 
 DEFAULT_SPACE = "default"
 
@@ -27,12 +27,19 @@ def space_names() -> list[str]:
 
 def get_space(name_or_path: str) -> Space:
     """A shipped space by name, or a space file by path (anything ending in .yaml/.yml or containing /)."""
+    return get_space_and_text(name_or_path)[0]
+
+
+def get_space_and_text(name_or_path: str) -> tuple[Space, str]:
+    """:func:`get_space` and the YAML text it was parsed from (a study stores it for its workers)."""
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
-        return load_space(Path(name_or_path))
+        space = load_space(Path(name_or_path))
+        return space, Path(name_or_path).read_text(encoding="utf-8")
     shipped = _shipped()
     if name_or_path not in shipped:
         raise ConfigError(
             f"unknown space {name_or_path!r}; known: {', '.join(sorted(shipped))} (or a path to a .yaml file)"
         )
     entry = shipped[name_or_path]
-    return parse_space(entry.read_text(encoding="utf-8"), f"search_spaces/{entry.name}")
+    text = entry.read_text(encoding="utf-8")
+    return parse_space(text, f"search_spaces/{entry.name}"), text

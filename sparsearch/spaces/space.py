@@ -5,6 +5,7 @@ Spaces come from YAML files validated by :mod:`sparsearch.spaces.schema`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -155,10 +156,13 @@ class Space:
     def _layout_args(self) -> dict[str, Any]:
         return {k: v for k, v in self.target_args.items() if k != "model"}
 
-    def sample(self, trial: Any) -> dict[str, Any]:
-        """Draw every parameter from an Optuna trial; returns the values for :meth:`target_config`."""
+    def sample(self, trial: Any, keys: Iterable[str] | None = None) -> dict[str, Any]:
+        """Draw every parameter (or those named in ``keys``) from an Optuna trial; returns the values
+        for :meth:`target_config`."""
         values: dict[str, Any] = {}
-        for key, allowed in self.parameters().items():
+        params = self.parameters()
+        for key in params if keys is None else keys:
+            allowed = params[key]
             if all(isinstance(v, int) for v in allowed) and allowed == tuple(range(allowed[0], allowed[-1] + 1)):
                 values[key] = trial.suggest_int(key, allowed[0], allowed[-1])
             else:

@@ -143,8 +143,14 @@ def fit(
     device: torch.device,
     on_step: Callable[[StepInfo], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    *,
+    freeze_gates: bool = True,
 ) -> list[EpochStats]:
-    """Train ``model`` on ``data.train``, evaluating on ``data.val`` after each epoch."""
+    """Train ``model`` on ``data.train``, evaluating on ``data.val`` after each epoch.
+
+    GateConnect connectivity ends frozen to the top-K gates unless ``freeze_gates`` is False (a supernet
+    keeps learning it, so that it can rank inputs for any K).
+    """
     model.to(device)
     optimizer = make_optimizer(model, settings)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -194,7 +200,7 @@ def fit(
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
-    for m in gated:  # a run shorter than phase 1 still ends with a fixed connectivity
+    for m in gated if freeze_gates else ():  # a run shorter than phase 1 still ends with a fixed connectivity
         m.freeze()
     return history
 

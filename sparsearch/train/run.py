@@ -28,7 +28,16 @@ from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fi
 from sparsearch.train.model import ModelSpec, build_task_model
 from sparsearch.train.settings import TrainSettings
 
-__all__ = ["RunResult", "evaluate_checkpoint", "measure_latency", "model_spec", "network_config", "train_space"]
+__all__ = [
+    "RunResult",
+    "build_run",
+    "cost_dict",
+    "evaluate_checkpoint",
+    "measure_latency",
+    "model_spec",
+    "network_config",
+    "train_space",
+]
 
 NETWORKS = ("proxy", "target")
 
@@ -62,6 +71,28 @@ def model_spec(config, data: Datasets, settings: TrainSettings) -> ModelSpec:
     return ModelSpec.for_data(config, data.task, data.classes, data.in_channels, data.vocab, vqa)
 
 
+def build_run(
+    space: Space,
+    values: dict[str, Any],
+    settings: TrainSettings,
+    *,
+    data: str | None = None,
+    network: str = "proxy",
+    connectivity: str | None = None,
+) -> tuple[ModelSpec, Datasets, nn.Module]:
+    """The data and the freshly initialised model (seeded by ``settings.seed``) of one configuration."""
+    config = network_config(space, values, network, connectivity)
+    datasets = load_data(
+        data or space.proxy.dataset,
+        input_size=config.input_size,
+        seed=settings.seed,
+        val_fraction=settings.val_fraction,
+    )
+    spec = model_spec(config, datasets, settings)
+    torch.manual_seed(settings.seed)  # the same initial weights for the same seed
+    return spec, datasets, build_task_model(spec)
+
+
 def _init_weights(model: nn.Module, path: str) -> dict[str, int]:
     """Copy the tensors of ``path`` whose names and shapes match; refuse a file that matches nothing."""
     found = load_weights_file(path)
@@ -88,14 +119,8 @@ def train_space(
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> RunResult:
     """Train the ``network`` of ``space`` at ``values`` on ``data`` (default: the space's proxy data)."""
-    config = network_config(space, values, network, connectivity)
-    spec_data = data or space.proxy.dataset
-    datasets = load_data(
-        spec_data, input_size=config.input_size, seed=settings.seed, val_fraction=settings.val_fraction
-    )
-    spec = model_spec(config, datasets, settings)
-    torch.manual_seed(settings.seed)  # the same initial weights for the same seed
-    model = build_task_model(spec)
+    spec, datasets, model = build_run(space, values, settings, data=data, network=network, connectivity=connectivity)
+    config = spec.config
     initialised = _init_weights(model, init) if init is not None else None
     start = time.perf_counter()
     history = fit(model, datasets, settings, device, on_step, on_epoch)
@@ -123,7 +148,7 @@ def train_space(
             space={"name": space.name, "source": space.source, "values": values, "network": network},
             data={"spec": datasets.spec, "input_size": config.input_size, "val_fraction": settings.val_fraction},
             training={**settings.to_dict(), "device": str(device), "init": init, "initialised": initialised},
-            target_cost=_cost_dict(count(space.target_config(values))),
+            target_cost=cost_dict(count(space.target_config(values))),
             metrics=metrics,
             usage=val.usage,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -131,11 +156,13 @@ def train_space(
     return RunResult(spec, model, history, val, seconds, metrics, checkpoint)
 
 
-def _cost_dict(report) -> dict[str, int]:
+def cost_dict(report) -> dict[str, int]:
+    """The totals of a :class:`~sparsearch.cost.CostReport` as plain ints."""
     return {
         "executed_flops": report.executed_flops,
         "dense_flops": report.dense_flops,
         "executed_macs": report.executed_macs,
+        "dense_macs": report.dense_macs,
         "params": report.params,
     }
 

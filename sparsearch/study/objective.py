@@ -1,0 +1,192 @@
+"""One trial of a study: sample a configuration, cost it, and (when within budget) measure its accuracy.
+
+Objectives: proxy accuracy (maximise) and target executed FLOPs per example (minimise). The target
+cost is analytic, so it is known before anything trains: a configuration over budget is recorded as
+infeasible with ``trial.set_constraint`` (the violation as a fraction of the budget) and accuracy 0,
+and is never trained; constrained samplers learn the boundary from it.
+
+What each trial keeps (user attributes): ``values`` (every parameter of the space), ``target``
+(executed/dense FLOPs and MACs, params), ``feasible``, ``proxy`` (accuracy and the split it comes from,
+the proxy's FLOPs and params, measured latency), ``usage`` (per layer, on the scoring split),
+``seconds``, and in train mode the ``curve`` of accuracies at the early-stopping rungs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from sparsearch.cost import count
+from sparsearch.data import data_task, load_data
+from sparsearch.spaces import Space
+from sparsearch.study.early_stop import RUNGS, Peer, should_stop
+from sparsearch.study.settings import StudySettings
+from sparsearch.study.structure import Structure, choose_structures, elastic_parameters
+from sparsearch.study.supernet import Supernet, score_split
+from sparsearch.train.loop import StepInfo, evaluate, fit
+from sparsearch.train.run import build_run, cost_dict, measure_latency
+from sparsearch.train.settings import TrainSettings, default_settings
+
+__all__ = ["Evaluator"]
+
+
+class Evaluator:
+    """Evaluates the trials of one study in one process (its supernets are trained or loaded once)."""
+
+    def __init__(self, settings: StudySettings, space: Space, device: torch.device, artifacts: Path, log=None) -> None:
+        self.settings, self.space, self.device = settings, space, device
+        self.artifacts = Path(artifacts)
+        self.log = log or (lambda message: None)
+        self.data_spec = settings.data or space.proxy.dataset
+        self.train_settings: TrainSettings = default_settings(
+            data_task(self.data_spec), epochs=settings.epochs or space.proxy.epochs, seed=settings.seed
+        )
+        self.structures = (
+            choose_structures(space, settings.supernets, settings.seed) if settings.eval == "supernet" else []
+        )
+        self._supernets: dict[str, Supernet] = {}
+
+    @property
+    def data(self):
+        return load_data(
+            self.data_spec,
+            input_size=self.space.proxy.input_size,
+            seed=self.train_settings.seed,
+            val_fraction=self.train_settings.val_fraction,
+        )
+
+    # -- sampling -------------------------------------------------------------------------------
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        if self.settings.eval == "train":
+            return self.space.sample(trial)
+        label = trial.suggest_categorical("structure", [s.label for s in self.structures])
+        elastic = self.space.sample(trial, elastic_parameters(self.space))
+        return {**Structure.from_label(label).values(self.space), **elastic}
+
+    # -- the objective --------------------------------------------------------------------------
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        start = time.perf_counter()
+        values = self.sample(trial)
+        trial.set_user_attr("values", values)
+        trial.set_user_attr("eval", self.settings.eval)
+        target = cost_dict(count(self.space.target_config(values)))
+        flops = target["executed_flops"]
+        budget = self.settings.budget_flops
+        trial.set_user_attr("target", target)
+        trial.set_constraint("budget", (flops - budget) / budget)  # > 0: over budget
+        trial.set_user_attr("feasible", flops <= budget)
+        if flops > budget:
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            return 0.0, float(flops)
+        if self.settings.eval == "supernet":
+            accuracy, proxy, usage = self._score_supernet(trial, values)
+        else:
+            accuracy, proxy, usage = self._train(trial, values, flops)
+        trial.set_user_attr("proxy", proxy)
+        trial.set_user_attr("usage", usage)
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        return accuracy, float(flops)
+
+    def _proxy_attrs(self, values: dict[str, Any], model, split_name: str, result) -> dict[str, Any]:
+        cost = count(self.space.proxy_config(values))
+        split = self.data.val
+        batch = split.batch(torch.arange(min(self.settings.latency_batch, len(split)))).to(self.device)
+        return {
+            "accuracy": result.accuracy,
+            "split": split_name,
+            "examples": result.examples,
+            "executed_flops": cost.executed_flops,
+            "dense_flops": cost.dense_flops,
+            "params": cost.params,
+            "latency_ms": measure_latency(model, batch) * 1e3,
+            "latency_batch": len(batch),
+            "device": str(self.device),
+        }
+
+    def _split_name(self) -> str:
+        n = self.settings.score_examples
+        return "val" if n <= 0 or n >= len(self.data.val) else f"val[:{n}]"
+
+    # -- supernet mode --------------------------------------------------------------------------
+    def supernet(self, structure: Structure) -> Supernet:
+        """The supernet of ``structure``: in memory, else saved under the study's directory, else trained."""
+        if structure.label in self._supernets:
+            return self._supernets[structure.label]
+        path = self.artifacts / "supernets" / structure.label.replace(",", "_").replace("=", "-")
+        net = Supernet.load(path, self.space, structure, self.train_settings, self.data, self.device)
+        if net is None:
+            self.log(f"training the supernet {structure.label} ({self.train_settings.epochs} epoch(s))")
+            net = Supernet.train(self.space, structure, self.train_settings, self.device, data=self.data_spec)
+            net.save(path)
+            self.log(f"supernet {structure.label} trained in {net.train_seconds:.0f} s")
+        self._supernets[structure.label] = net
+        return net
+
+    def _score_supernet(self, trial: optuna.Trial, values: dict[str, Any]):
+        net = self.supernet(Structure.from_label(trial.params["structure"]))
+        split = score_split(self.data, self.settings.score_examples)
+        result = net.score(values, split, self.device, recalibrate=self.settings.recalibrate_batches)
+        proxy = self._proxy_attrs(values, net.model, self._split_name(), result)
+        proxy["supernet_train_seconds"] = net.train_seconds
+        return result.accuracy, proxy, result.usage
+
+    def finetune(self, frozen: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        """Fine-tune a scored configuration from its supernet; its accuracy on the whole validation split."""
+        start = time.perf_counter()
+        values = frozen.user_attrs["values"]
+        net = self.supernet(Structure.from_label(frozen.params["structure"]))
+        model, result = net.finetune(values, self.settings.finetune_steps, self.device)
+        proxy = self._proxy_attrs(values, model, "val", result)
+        return {
+            "accuracy": result.accuracy,
+            "split": "val",
+            "examples": result.examples,
+            "steps": self.settings.finetune_steps,
+            "latency_ms": proxy["latency_ms"],
+            "latency_batch": proxy["latency_batch"],
+            "seconds": time.perf_counter() - start,
+        }
+
+    # -- train mode -----------------------------------------------------------------------------
+    def _train(self, trial: optuna.Trial, values: dict[str, Any], flops: int):
+        settings = self.train_settings
+        _, data, model = build_run(self.space, values, settings, data=self.data_spec)
+        steps = math.ceil(len(data.train) / settings.batch_size)
+        if settings.steps_per_epoch is not None:
+            steps = min(steps, settings.steps_per_epoch)
+        total = steps * settings.epochs
+        rungs = sorted({max(1, round(r * total)) for r in RUNGS} - {total})
+        split = score_split(data, self.settings.score_examples)
+        curve: list[float] = []
+
+        def on_step(info: StepInfo) -> None:
+            done = (info.epoch - 1) * info.steps + info.step
+            if done not in rungs:
+                return
+            accuracy = evaluate(model, split, data.task, settings.eval_batch_size, self.device).accuracy
+            model.train()
+            curve.append(accuracy)
+            trial.set_user_attr("curve", curve)
+            peers = [
+                Peer(int(t.values[1]), tuple(t.user_attrs.get("curve", ())))
+                for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get("feasible") and t.user_attrs.get("eval") == "train"
+            ]
+            rung = len(curve) - 1
+            if should_stop(
+                rung, accuracy, flops, peers, margin=self.settings.stop_margin, min_peers=self.settings.stop_peers
+            ):
+                trial.set_user_attr("stopped_at", {"rung": rung, "step": done, "of": total, "accuracy": accuracy})
+                raise optuna.TrialPruned(f"behind {self.settings.stop_peers} cheaper trials at step {done} of {total}")
+
+        start = time.perf_counter()
+        fit(model, data, settings, self.device, on_step=on_step)
+        result = evaluate(model, data.val, data.task, settings.eval_batch_size, self.device, usage=True)
+        proxy = self._proxy_attrs(values, model, "val", result)
+        proxy["train_seconds"] = time.perf_counter() - start
+        return result.accuracy, proxy, result.usage

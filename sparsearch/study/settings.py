@@ -1,0 +1,84 @@
+"""What a study is: its space, budget, evaluation mode and their settings, stored with the study.
+
+The settings travel in the study's user attributes (``sparsearch``), with the space's YAML text, so a
+``sparsearch worker`` on another machine evaluates exactly what the study that created them asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from sparsearch.cost import format_flops
+from sparsearch.errors import ConfigError
+
+__all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name"]
+
+EVAL_MODES = ("supernet", "train")
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+DEFAULT_TRIALS = {"supernet": 100, "train": 5}  # about 10 minutes each on a 2-core CPU (default space)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    space: str  # the space's name
+    space_text: str  # its YAML, so that workers elsewhere parse the same space
+    space_source: str  # where it came from (messages only)
+    budget_flops: int  # target FLOPs per example a configuration may execute
+    eval: str = "supernet"
+    trials: int | None = None  # None: DEFAULT_TRIALS[eval]
+    epochs: int | None = None  # proxy training epochs (train mode; supernet training); None: the space's
+    data: str | None = None  # None: the space's proxy dataset
+    sampler: str = "tpe"
+    seed: int = 0
+    supernets: int = 2  # structures trained as supernets (the reference structure first)
+    score_examples: int = 1000  # validation examples each configuration is scored on (0: all)
+    recalibrate_batches: int = 4  # batch-norm statistics re-estimated per configuration (supernet)
+    finetune_steps: int = 60  # supernet mode: steps of fine-tuning of each Pareto configuration
+    finetune_top: int = 5  # ... at most this many Pareto configurations
+    stop_margin: float = 0.02  # train mode: early stop when this far behind ...
+    stop_peers: int = 3  # ... this many completed trials of no more FLOPs at the same point
+    latency_batch: int = 32
+
+    def __post_init__(self) -> None:
+        if self.eval not in EVAL_MODES:
+            raise ConfigError(f"eval={self.eval!r}; allowed: {', '.join(EVAL_MODES)}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler={self.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+        for key in ("trials", "epochs"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        for key in ("supernets", "stop_peers", "latency_batch", "finetune_top", "recalibrate_batches"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        for key in ("score_examples", "finetune_steps"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{key}={value!r} must be an integer >= 0")
+        if not isinstance(self.budget_flops, int) or self.budget_flops < 1:
+            raise ConfigError(f"budget={self.budget_flops!r} must be a positive number of FLOPs")
+
+    @property
+    def n_trials(self) -> int:
+        return self.trials if self.trials is not None else DEFAULT_TRIALS[self.eval]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def with_run_options(self, **options: Any) -> StudySettings:
+        """A copy with the options that may change between runs of one study (None = keep)."""
+        return replace(self, **{k: v for k, v in options.items() if v is not None})
+
+
+def default_study_name(space: str, budget_flops: int) -> str:
+    """``default-50GFLOPs``: the space and the budget, safe as a file name."""
+    budget = format_flops(budget_flops).replace(" ", "")
+    name = f"{space}-{budget}"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,124 @@
+"""How a space's parameters split for weight sharing, and the reference configurations of every study.
+
+**Elastic** knobs (top-k ``k``, GateConnect ``fan_in``) change which parts of a network run, not its
+weights: one network trained while they are sampled per step (a supernet) holds every setting of them.
+**Structural** knobs (CondConv ``experts``, gate ``routing``) change the weights themselves: each
+structural choice gets a supernet of its own. A structure sets every structural knob of every stage to
+one value (``routing=softmax,experts=1``), so a handful of supernets covers the study.
+
+**References** are the hand-designed configurations every study runs first so that the search can be
+compared with them at equal FLOPs: uniform k = C, C/2, C/4 (and fan-in K = C, C/2, C/4), with the
+reference structure: the first routing choice and the fewest experts the space allows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from sparsearch.errors import ConfigError
+from sparsearch.spaces import Space
+
+__all__ = [
+    "ELASTIC",
+    "Reference",
+    "Structure",
+    "candidate_structures",
+    "choose_structures",
+    "elastic_parameters",
+    "references",
+]
+
+ELASTIC = ("k", "fan_in")
+
+
+def _knob(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def elastic_parameters(space: Space) -> dict[str, tuple]:
+    """The parameters a supernet samples per step, with their allowed values."""
+    return {key: allowed for key, allowed in space.parameters().items() if _knob(key) in ELASTIC}
+
+
+@dataclass(frozen=True)
+class Structure:
+    """One value per structural knob, applied to every stage that searches it."""
+
+    settings: tuple[tuple[str, Any], ...]  # sorted (knob, value) pairs
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.settings) or "shared"
+
+    @classmethod
+    def from_label(cls, label: str) -> Structure:
+        if label == "shared":
+            return cls(())
+        pairs = []
+        for part in label.split(","):
+            key, _, value = part.partition("=")
+            pairs.append((key, int(value) if value.isdigit() else value))
+        return cls(tuple(sorted(pairs)))
+
+    def values(self, space: Space) -> dict[str, Any]:
+        """The structural parameters of ``space`` set to this structure."""
+        chosen = dict(self.settings)
+        return {key: chosen[_knob(key)] for key in space.parameters() if _knob(key) in chosen}
+
+
+def candidate_structures(space: Space) -> list[Structure]:
+    """Every structure, the reference first: values every stage allows, in the space's order."""
+    options: dict[str, list] = {}
+    for key, allowed in space.parameters().items():
+        knob = _knob(key)
+        if knob in ELASTIC:
+            continue
+        options[knob] = [v for v in options.get(knob, allowed) if v in allowed]
+    for knob, values in options.items():
+        if not values:
+            raise ConfigError(f"space {space.name}: no {knob} value is allowed in every stage")
+    # Fewest experts first: the reference structure is the plain (non-CondConv) network.
+    if "experts" in options:
+        options["experts"] = sorted(options["experts"])
+    knobs = sorted(options)
+    return [
+        Structure(tuple(zip(knobs, combo, strict=True))) for combo in itertools.product(*(options[k] for k in knobs))
+    ]
+
+
+def choose_structures(space: Space, count: int, seed: int) -> list[Structure]:
+    """The reference structure and ``count - 1`` others drawn at random (seeded) from the rest."""
+    if not elastic_parameters(space):
+        raise ConfigError(f"space {space.name} searches no k or fan-in, so nothing can share weights; use --eval train")
+    if count < 1:
+        raise ConfigError(f"supernets={count} must be a positive integer")
+    first, *rest = candidate_structures(space)
+    random.Random(seed).shuffle(rest)
+    return [first, *rest[: count - 1]]
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str  # "uniform k = C/2"
+    values: dict[str, Any]  # every parameter of the space
+
+
+def references(space: Space) -> list[Reference]:
+    """Uniform k (and fan-in) at C, C/2 and C/4 with the reference structure; none without k or fan-in."""
+    elastic = elastic_parameters(space)
+    if not elastic:
+        return []
+    base = candidate_structures(space)[0].values(space)
+    knobs = sorted({_knob(key) for key in elastic})
+    out = []
+    for divisor, label in ((1, "C"), (2, "C/2"), (4, "C/4")):
+        values = dict(base)
+        for key, allowed in elastic.items():
+            goal = max(allowed) / divisor  # the cardinality C over the divisor
+            values[key] = min(allowed, key=lambda v, goal=goal: (abs(v - goal), v))
+        names = " and ".join(f"{'k' if k == 'k' else 'fan-in K'} = {label}" for k in knobs)
+        out.append(Reference(f"uniform {names}", values))
+    return out

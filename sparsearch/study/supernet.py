@@ -1,0 +1,208 @@
+"""Weight-sharing supernets: one network per structure, trained once while k and K are sampled per step.
+
+A supernet is the space's proxy network at the structure's routing and experts, built with k = C (and
+K = C). During training, every step runs a configuration drawn uniformly: each elastic parameter
+(``conv3.k``, ``stage2.fan_in``) independently from its allowed values. GateConnect gates keep learning
+throughout (no freeze), since the fan-in they are ranked for changes per step.
+
+A configuration is scored by setting its k and K on the shared weights, re-estimating the batch-norm
+statistics on a few training batches (the statistics of a sum of k paths depend on k), and evaluating
+on a fixed part of the validation split. The Pareto configurations are then fine-tuned briefly from
+the shared weights and evaluated on the whole validation split.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsearch.data import Datasets, Split
+from sparsearch.layers import GateConnectModule, TopKBottleneck
+from sparsearch.models import plan
+from sparsearch.models.resnext import SparseResNeXt
+from sparsearch.spaces import Space
+from sparsearch.study.structure import Structure, elastic_parameters
+from sparsearch.train.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
+from sparsearch.train.loop import EvalResult, StepInfo, evaluate, fit
+from sparsearch.train.run import build_run
+from sparsearch.train.settings import GatePhase, TrainSettings
+
+__all__ = ["Supernet", "configure", "recalibrate_batch_norm", "score_split"]
+
+LEARN_GATES_THROUGHOUT = (GatePhase(1.0, 1.0, True),)
+
+
+def _backbone(model: nn.Module) -> SparseResNeXt:
+    for module in model.modules():
+        if isinstance(module, SparseResNeXt):
+            return module
+    raise TypeError("the model holds no SparseResNeXt backbone")
+
+
+def configure(model: nn.Module, space: Space, values: dict[str, Any]) -> None:
+    """Set the k and fan-in of ``values`` on the blocks of ``model`` (the proxy network of ``space``)."""
+    net = _backbone(model)
+    for block_plan in plan(space.proxy_config(values)).blocks:
+        block = net.blocks[block_plan.name.replace(".", "_")]
+        if isinstance(block, TopKBottleneck):
+            block.set_k(block_plan.k)
+        elif isinstance(block, GateConnectModule):
+            block.set_fan_in(block_plan.fan_in)
+
+
+def set_execution(model: nn.Module, execution: str) -> None:
+    for module in model.modules():
+        if isinstance(module, TopKBottleneck):
+            module.execution = execution
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, split: Split, batches: int, batch_size: int, device: torch.device):
+    """Re-estimate every batch norm's running statistics as the average over ``batches`` batches, with
+    the rest of the model in eval mode (gates rank as at inference)."""
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+        m.train()
+    generator = torch.Generator().manual_seed(0)  # the same batches for every configuration
+    from sparsearch.train.loop import forward_batch
+
+    for i, batch in enumerate(split.batches(batch_size, shuffle=True, generator=generator)):
+        if i >= batches:
+            break
+        forward_batch(model, batch.to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+def score_split(data: Datasets, examples: int) -> Split:
+    """The first ``examples`` of the validation split (0 or more than there are: all of it)."""
+    if examples <= 0 or examples >= len(data.val):
+        return data.val
+    return data.val.subset(torch.arange(examples))
+
+
+@dataclass
+class Supernet:
+    space: Space
+    structure: Structure
+    model: nn.Module
+    spec: Any  # ModelSpec
+    data: Datasets
+    settings: TrainSettings
+    train_seconds: float
+
+    @classmethod
+    def train(
+        cls,
+        space: Space,
+        structure: Structure,
+        settings: TrainSettings,
+        device: torch.device,
+        *,
+        data: str | None = None,
+        on_step=None,
+    ) -> Supernet:
+        """Build the supernet of ``structure`` and train it, sampling a configuration per step."""
+        settings = replace(settings, gate_phases=LEARN_GATES_THROUGHOUT)
+        full = {key: max(allowed) for key, allowed in elastic_parameters(space).items()}
+        values = {**structure.values(space), **full}
+        spec, datasets, model = build_run(space, values, settings, data=data)
+        elastic = elastic_parameters(space)
+        generator = torch.Generator().manual_seed(settings.seed + 1)
+
+        def sample() -> None:
+            drawn = {
+                key: allowed[int(torch.randint(len(allowed), (1,), generator=generator))]
+                for key, allowed in elastic.items()
+            }
+            configure(model, space, {**values, **drawn})
+
+        def step(info: StepInfo) -> None:
+            sample()  # the next step's configuration
+            if on_step is not None:
+                on_step(info)
+
+        sample()
+        start = time.perf_counter()
+        fit(model, datasets, settings, device, on_step=step, freeze_gates=False)
+        net = cls(space, structure, model, spec, datasets, settings, time.perf_counter() - start)
+        configure(model, space, values)
+        return net
+
+    def values(self, elastic: dict[str, Any]) -> dict[str, Any]:
+        return {**self.structure.values(self.space), **elastic}
+
+    def score(
+        self, values: dict[str, Any], split: Split, device: torch.device, *, recalibrate: int, usage: bool = True
+    ) -> EvalResult:
+        """Accuracy of the configuration ``values`` with the shared weights (masked execution: the same
+        outputs as sparse, faster for these narrow paths on a CPU)."""
+        configure(self.model, self.space, values)
+        recalibrate_batch_norm(self.model, self.data.train, recalibrate, self.settings.batch_size, device)
+        set_execution(self.model, "masked")
+        try:
+            return evaluate(self.model, split, self.data.task, self.settings.eval_batch_size, device, usage=usage)
+        finally:
+            set_execution(self.model, "sparse")
+
+    def finetune(self, values: dict[str, Any], steps: int, device: torch.device) -> tuple[nn.Module, EvalResult]:
+        """A copy fixed at ``values``, trained ``steps`` steps from the shared weights, evaluated on the
+        whole validation split."""
+        model = copy.deepcopy(self.model)
+        configure(model, self.space, values)
+        for module in model.modules():
+            if isinstance(module, GateConnectModule):
+                module.freeze()  # the configuration's connectivity: its top-K gates
+        if steps > 0:
+            settings = replace(self.settings, epochs=1, steps_per_epoch=steps)
+            fit(model, self.data, settings, device)
+        else:
+            recalibrate_batch_norm(model, self.data.train, 4, self.settings.batch_size, device)
+        result = evaluate(model, self.data.val, self.data.task, self.settings.eval_batch_size, device, usage=True)
+        return model, result
+
+    # Saved as an ordinary checkpoint, so workers on this machine share one training.
+    def save(self, path: Path) -> Path:
+        return save_checkpoint(
+            path,
+            self.model,
+            self.spec,
+            supernet={
+                "structure": self.structure.label,
+                "space": self.space.name,
+                "settings": self.settings.to_dict(),
+                "train_seconds": self.train_seconds,
+            },
+            data={"spec": self.data.spec, "input_size": self.spec.config.input_size},
+        )
+
+    @classmethod
+    def load(
+        cls, path: Path, space: Space, structure: Structure, settings: TrainSettings, data: Datasets, device
+    ) -> Supernet | None:
+        """The supernet saved at ``path`` if it was trained for the same space, structure and settings."""
+        if not is_checkpoint(path):
+            return None
+        ckpt = load_checkpoint(path, device)
+        recorded = ckpt.meta.get("supernet", {})
+        expected = json.loads(json.dumps(replace(settings, gate_phases=LEARN_GATES_THROUGHOUT).to_dict()))
+        if (
+            recorded.get("structure") != structure.label
+            or recorded.get("space") != space.name
+            or recorded.get("settings") != expected
+        ):
+            return None
+        settings = TrainSettings.from_dict(recorded["settings"])
+        return cls(space, structure, ckpt.model, ckpt.spec, data, settings, float(recorded["train_seconds"]))

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: test test-slow lint bench clean
+.PHONY: study test test-slow lint bench clean
 
 $(BIN)/sparsearch: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(BIN)/sparsearch: pyproject.toml
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# The main job: the default study (about 10 minutes on 2 CPU cores); SQLite storage in studies/.
+study: $(BIN)/sparsearch
+	$(BIN)/sparsearch study --budget 50GFLOPs
 
 test: $(BIN)/sparsearch
 	$(BIN)/ruff check .

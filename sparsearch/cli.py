@@ -276,6 +276,7 @@ def study(
     ] = "supernet",
     epochs: Annotated[int | None, typer.Option(help="Proxy training epochs (default: the space's).")] = None,
     data: Annotated[str | None, typer.Option(help="Proxy data (default: the space's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Proxy learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
     supernets: Annotated[int, typer.Option(help="Supernet mode: structures (routing, experts) trained.")] = 2,
     score_examples: Annotated[
         int, typer.Option(help="Validation examples each configuration is scored on (0: all).")
@@ -287,6 +288,9 @@ def study(
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the split, the weights.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
     jobs: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between heartbeats of a running trial; stale after 3 missed.")
+    ] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Search a space under a FLOPs budget: proxy accuracy up, target FLOPs down (Optuna)."""
@@ -307,6 +311,7 @@ def study(
         trials=trials,
         epochs=epochs,
         data=data,
+        lr=lr,
         sampler=sampler,
         seed=seed,
         supernets=supernets,
@@ -317,7 +322,18 @@ def study(
     name = study_name or default_study_name(chosen.name, flops)
     url = storage or default_storage_url(name)
     progress = Progress(settings.n_trials, flops)
-    run = run_study(settings, storage_url=url, name=name, device=device, jobs=jobs, timeout=timeout, progress=progress)
+    if heartbeat < 1:
+        raise SparsearchError(f"--heartbeat {heartbeat}: give a positive number of seconds")
+    run = run_study(
+        settings,
+        storage_url=url,
+        name=name,
+        device=device,
+        jobs=jobs,
+        timeout=timeout,
+        progress=progress,
+        heartbeat_s=heartbeat,
+    )
     if json_out:
         typer.echo(json.dumps({**run.summary, "report": str(run.report)}, indent=2))
     else:
@@ -331,6 +347,9 @@ def worker(
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Sampler seed of this worker (default: random).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop claiming trials after this many seconds.")] = None,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between heartbeats of a running trial; stale after 3 missed.")
+    ] = 10,
 ) -> None:
     """Join a study and run its queued trials until none is left."""
     import time
@@ -338,7 +357,9 @@ def worker(
     from sparsearch.study import run_worker
 
     deadline = None if timeout is None else time.time() + timeout
-    done = run_worker(storage, study_name, device=device, seed=seed, deadline=deadline)
+    if heartbeat < 1:
+        raise SparsearchError(f"--heartbeat {heartbeat}: give a positive number of seconds")
+    done = run_worker(storage, study_name, device=device, seed=seed, deadline=deadline, heartbeat_s=heartbeat)
     typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 
 

@@ -137,6 +137,7 @@ def print_study(summary: dict, report: str) -> None:
     from rich.table import Table
 
     from sparsearch.cost import format_flops
+    from sparsearch.study.structure import describe
 
     t = summary["trials"]
     console = Console()
@@ -151,7 +152,6 @@ def print_study(summary: dict, report: str) -> None:
     for row in summary["pareto"]:
         tuned = row.get("finetuned", {}).get("accuracy")
         latency = row.get("latency_ms")
-        values = row.get("values") or {}
         table.add_row(
             str(row["number"]),
             row["reference"] or "",
@@ -159,7 +159,7 @@ def print_study(summary: dict, report: str) -> None:
             f"{row['accuracy']:.4f}",
             "" if tuned is None else f"{tuned:.4f}",
             "" if latency is None else f"{latency:.1f}",
-            " ".join(f"{k}={v}" for k, v in values.items()),
+            describe(row.get("values")),
         )
     console.print(table)
     scoring = summary["scoring"]

@@ -44,7 +44,10 @@ class Evaluator:
         self.log = log or (lambda message: None)
         self.data_spec = settings.data or space.proxy.dataset
         self.train_settings: TrainSettings = default_settings(
-            data_task(self.data_spec), epochs=settings.epochs or space.proxy.epochs, seed=settings.seed
+            data_task(self.data_spec),
+            epochs=settings.epochs or space.proxy.epochs,
+            seed=settings.seed,
+            lr=settings.lr,
         )
         self.structures = (
             choose_structures(space, settings.supernets, settings.seed) if settings.eval == "supernet" else []
@@ -92,10 +95,15 @@ class Evaluator:
         trial.set_user_attr("seconds", time.perf_counter() - start)
         return accuracy, float(flops)
 
-    def _proxy_attrs(self, values: dict[str, Any], model, split_name: str, result) -> dict[str, Any]:
-        cost = count(self.space.proxy_config(values))
+    def _latency(self, model) -> tuple[float, int]:
+        """Median milliseconds of a forward pass of the first validation examples, and the batch size."""
         split = self.data.val
         batch = split.batch(torch.arange(min(self.settings.latency_batch, len(split)))).to(self.device)
+        return measure_latency(model, batch) * 1e3, len(batch)
+
+    def _proxy_attrs(self, values: dict[str, Any], model, split_name: str, result) -> dict[str, Any]:
+        cost = count(self.space.proxy_config(values))
+        latency_ms, latency_batch = self._latency(model)
         return {
             "accuracy": result.accuracy,
             "split": split_name,
@@ -103,8 +111,8 @@ class Evaluator:
             "executed_flops": cost.executed_flops,
             "dense_flops": cost.dense_flops,
             "params": cost.params,
-            "latency_ms": measure_latency(model, batch) * 1e3,
-            "latency_batch": len(batch),
+            "latency_ms": latency_ms,
+            "latency_batch": latency_batch,
             "device": str(self.device),
         }
 
@@ -140,15 +148,15 @@ class Evaluator:
         start = time.perf_counter()
         values = frozen.user_attrs["values"]
         net = self.supernet(Structure.from_label(frozen.params["structure"]))
-        model, result = net.finetune(values, self.settings.finetune_steps, self.device)
-        proxy = self._proxy_attrs(values, model, "val", result)
+        model, accuracy = net.finetune(values, self.settings.finetune_steps, self.device)
+        latency_ms, latency_batch = self._latency(model)
         return {
-            "accuracy": result.accuracy,
+            "accuracy": accuracy,
             "split": "val",
-            "examples": result.examples,
+            "examples": len(net.data.val),
             "steps": self.settings.finetune_steps,
-            "latency_ms": proxy["latency_ms"],
-            "latency_batch": proxy["latency_batch"],
+            "latency_ms": latency_ms,
+            "latency_batch": latency_batch,
             "seconds": time.perf_counter() - start,
         }
 

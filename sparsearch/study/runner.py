@@ -32,7 +32,7 @@ from sparsearch.study.pareto import Point, beats, hypervolume, pareto_front
 from sparsearch.study.progress import Progress, study_points
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import HEARTBEAT_SECONDS, heartbeat, open_storage, pop_waiting_trial, redact
-from sparsearch.study.structure import candidate_structures, references
+from sparsearch.study.structure import candidate_structures, choose_structures, describe, references
 from sparsearch.train.loop import resolve_device
 
 __all__ = ["StudyRun", "make_sampler", "open_study", "run_study", "run_worker", "study_settings", "summarize"]
@@ -193,9 +193,13 @@ def work(
     return done
 
 
-def _child_worker(storage_url: str, name: str, device: str, seed: int, deadline: float | None, artifacts: str) -> None:
+def _child_worker(
+    storage_url: str, name: str, device: str, seed: int, deadline: float | None, artifacts: str, heartbeat_s: int
+) -> None:
     torch.set_num_threads(1)
-    run_worker(storage_url, name, device=device, seed=seed, deadline=deadline, artifacts=artifacts)
+    run_worker(
+        storage_url, name, device=device, seed=seed, deadline=deadline, artifacts=artifacts, heartbeat_s=heartbeat_s
+    )
 
 
 def run_worker(
@@ -207,9 +211,10 @@ def run_worker(
     deadline: float | None = None,
     artifacts: str | Path | None = None,
     log=None,
+    heartbeat_s: int = HEARTBEAT_SECONDS,
 ) -> int:
     """Join study ``name`` and run its queued trials (``sparsearch worker``)."""
-    study, settings = open_study(storage_url, name, None)
+    study, settings = open_study(storage_url, name, None, heartbeat_s=heartbeat_s)
     if seed is not None:
         study.sampler = make_sampler(settings.sampler, seed)
     space = study_space(settings)
@@ -242,18 +247,21 @@ def run_study(
         raise ConfigError(f"jobs={jobs} must be a positive integer")
     start = time.perf_counter()
     deadline = None if timeout is None else time.time() + timeout
+    if settings.eval == "supernet":  # refuse a space without k or fan-in before anything is written
+        choose_structures(study_space(settings), settings.supernets, settings.seed)
+    target = resolve_device(device)
     study, settings = open_study(storage_url, name, settings, heartbeat_s=heartbeat_s)
     top_up(study, settings.n_trials)
     artifacts = Path(artifacts or Path("studies") / name)
     log = progress.message if progress is not None else None
-    evaluator = Evaluator(settings, study_space(settings), resolve_device(device), artifacts, log)
+    evaluator = Evaluator(settings, study_space(settings), target, artifacts, log)
     for structure in evaluator.structures:  # trained once, here, before workers start
         evaluator.supernet(structure)
     children = []
     if jobs > 1:
         context = multiprocessing.get_context("spawn")
         for i in range(1, jobs):
-            args = (storage_url, name, device, settings.seed + i, deadline, str(artifacts))
+            args = (storage_url, name, device, settings.seed + i, deadline, str(artifacts), heartbeat_s)
             children.append(context.Process(target=_child_worker, args=args, daemon=True))
         for child in children:
             child.start()
@@ -432,7 +440,7 @@ def markdown_summary(s: dict[str, Any]) -> str:
         lines.append(
             f"| {row['number']} | {row['reference'] or ''} | {format_flops(row['target']['executed_flops'])} "
             f"| {row['accuracy']:.4f} | {'' if tuned is None else f'{tuned:.4f}'} "
-            f"| {'' if latency is None else f'{latency:.1f}'} | {_short(row['values'])} |"
+            f"| {'' if latency is None else f'{latency:.1f}'} | {describe(row['values'])} |"
         )
     lines += ["", "## References", ""]
     for ref in s["references"]:
@@ -452,9 +460,3 @@ def markdown_summary(s: dict[str, Any]) -> str:
     if sc["per_minute"]:
         lines += ["", f"Scoring: {sc['configurations_scored']} configurations, {sc['per_minute']:.1f} per minute."]
     return "\n".join(lines) + "\n"
-
-
-def _short(values: dict[str, Any] | None) -> str:
-    if not values:
-        return ""
-    return ", ".join(f"{k}={v}" for k, v in values.items())

@@ -29,6 +29,7 @@ class StudySettings:
     trials: int | None = None  # None: DEFAULT_TRIALS[eval]
     epochs: int | None = None  # proxy training epochs (train mode; supernet training); None: the space's
     data: str | None = None  # None: the space's proxy dataset
+    lr: float | None = None  # proxy training learning rate; None: the task's recipe
     sampler: str = "tpe"
     seed: int = 0
     supernets: int = 2  # structures trained as supernets (the reference structure first)
@@ -57,6 +58,10 @@ class StudySettings:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{key}={value!r} must be an integer >= 0")
+        if self.lr is not None and (
+            isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0
+        ):
+            raise ConfigError(f"lr={self.lr!r} must be a positive number")
         if not isinstance(self.budget_flops, int) or self.budget_flops < 1:
             raise ConfigError(f"budget={self.budget_flops!r} must be a positive number of FLOPs")
 

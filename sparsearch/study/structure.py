@@ -122,3 +122,19 @@ def references(space: Space) -> list[Reference]:
         names = " and ".join(f"{'k' if k == 'k' else 'fan-in K'} = {label}" for k in knobs)
         out.append(Reference(f"uniform {names}", values))
     return out
+
+
+def describe(values: dict[str, Any] | None) -> str:
+    """``k 2/2/1/3, routing softmax, experts 1``: each knob's values in stage (or block) order, once
+    where they are all equal."""
+    if not values:
+        return ""
+    by_knob: dict[str, list] = {}
+    for key, value in values.items():
+        by_knob.setdefault(_knob(key), []).append(value)
+    parts = []
+    for knob in sorted(by_knob, key=lambda k: (k not in ELASTIC, k)):
+        seen = by_knob[knob]
+        shown = str(seen[0]) if len(set(seen)) == 1 else "/".join(str(v) for v in seen)
+        parts.append(f"{knob} {shown}")
+    return ", ".join(parts)

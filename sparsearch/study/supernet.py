@@ -5,6 +5,10 @@ K = C). During training, every step runs a configuration drawn uniformly: each e
 (``conv3.k``, ``stage2.fan_in``) independently from its allowed values. GateConnect gates keep learning
 throughout (no freeze), since the fan-in they are ranked for changes per step.
 
+Training, scoring and fine-tuning run the top-k blocks in masked execution: the same outputs and
+gradients as sparse execution (the layers' tests prove it), and faster on a CPU for the proxy's narrow
+paths (203 vs 282 ms per step on the default proxy, 2 cores). Latency is measured in sparse execution.
+
 A configuration is scored by setting its k and K on the shared weights, re-estimating the batch-norm
 statistics on a few training batches (the statistics of a sum of k paths depend on k), and evaluating
 on a fixed part of the validation split. The Pareto configurations are then fine-tuned briefly from
@@ -136,7 +140,11 @@ class Supernet:
 
         sample()
         start = time.perf_counter()
-        fit(model, datasets, settings, device, on_step=step, freeze_gates=False)
+        set_execution(model, "masked")  # the same outputs and gradients as sparse; faster for narrow paths
+        try:
+            fit(model, datasets, settings, device, on_step=step, freeze_gates=False)
+        finally:
+            set_execution(model, "sparse")
         net = cls(space, structure, model, spec, datasets, settings, time.perf_counter() - start)
         configure(model, space, values)
         return net
@@ -157,21 +165,27 @@ class Supernet:
         finally:
             set_execution(self.model, "sparse")
 
-    def finetune(self, values: dict[str, Any], steps: int, device: torch.device) -> tuple[nn.Module, EvalResult]:
-        """A copy fixed at ``values``, trained ``steps`` steps from the shared weights, evaluated on the
-        whole validation split."""
+    def finetune(self, values: dict[str, Any], steps: int, device: torch.device) -> tuple[nn.Module, float]:
+        """A copy fixed at ``values``, trained ``steps`` steps from the shared weights; its accuracy on
+        the whole validation split."""
         model = copy.deepcopy(self.model)
         configure(model, self.space, values)
         for module in model.modules():
             if isinstance(module, GateConnectModule):
                 module.freeze()  # the configuration's connectivity: its top-K gates
-        if steps > 0:
-            settings = replace(self.settings, epochs=1, steps_per_epoch=steps)
-            fit(model, self.data, settings, device)
-        else:
-            recalibrate_batch_norm(model, self.data.train, 4, self.settings.batch_size, device)
-        result = evaluate(model, self.data.val, self.data.task, self.settings.eval_batch_size, device, usage=True)
-        return model, result
+        set_execution(model, "masked")
+        try:
+            if steps > 0:  # fit ends with an evaluation on the validation split
+                settings = replace(self.settings, epochs=1, steps_per_epoch=steps)
+                accuracy = fit(model, self.data, settings, device)[-1].val_accuracy
+            else:
+                recalibrate_batch_norm(model, self.data.train, 4, self.settings.batch_size, device)
+                accuracy = evaluate(
+                    model, self.data.val, self.data.task, self.settings.eval_batch_size, device
+                ).accuracy
+        finally:
+            set_execution(model, "sparse")
+        return model, accuracy
 
     # Saved as an ordinary checkpoint, so workers on this machine share one training.
     def save(self, path: Path) -> Path:

@@ -133,12 +133,24 @@ def test_top_up_counts_retried_trials_once(tmp_path) -> None:
     assert len(study.get_trials()) == 3  # the references
     assert top_up(study, 4) == 1
     # A failed trial with a queued retry counts once.
-    trial = study.ask()
-    study.tell(trial, state=TrialState.FAIL)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    failed = study.get_trials()[-1].number
     study.add_trial(
         optuna.trial.create_trial(
-            state=TrialState.WAITING, system_attrs={"failed_trial": trial.number, "retry_history": [trial.number]}
+            state=TrialState.WAITING, system_attrs={"failed_trial": failed, "retry_history": [failed]}
         )
     )
-    assert top_up(study, 4) == 0 and len(study.get_trials()) == 5
-    assert top_up(study, 5) == 1
+    assert top_up(study, 5) == 0 and len(study.get_trials()) == 6
+    assert top_up(study, 6) == 1
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "gp", "random"])
+def test_every_sampler_runs_a_constrained_study(sampler, tmp_path_factory) -> None:
+    shared = tmp_path_factory.getbasetemp() / "samplers"  # one supernet for the three studies
+    settings = tiny_settings(_budget(), trials=5, sampler=sampler, finetune_top=1)
+    run = run_study(
+        settings, storage_url=f"sqlite:///{shared}/{sampler}.db", name=sampler, device="cpu", artifacts=shared
+    )
+    trials = run.study.get_trials()
+    assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all("budget" in t.constraints for t in trials)

@@ -170,7 +170,7 @@ def work(
 ) -> int:
     """Claim and run queued trials until none is left (``wait``: and none is running anywhere), or the
     deadline passes. Returns the number of trials this worker ran."""
-    storage = study._storage
+    storage = study._storage  # Optuna's storage wrapper: heartbeats go through it
     interval = storage.get_heartbeat_interval() or HEARTBEAT_SECONDS
     done = 0
     while deadline is None or time.time() < deadline:

@@ -32,7 +32,7 @@ from sparsearch.study.pareto import Point, beats, hypervolume, pareto_front
 from sparsearch.study.progress import Progress, study_points
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import HEARTBEAT_SECONDS, heartbeat, open_storage, pop_waiting_trial, redact
-from sparsearch.study.structure import candidate_structures, choose_structures, describe, references
+from sparsearch.study.structure import ELASTIC, candidate_structures, choose_structures, describe, references
 from sparsearch.train.loop import resolve_device
 
 __all__ = ["StudyRun", "make_sampler", "open_study", "run_study", "run_worker", "study_settings", "summarize"]
@@ -125,7 +125,7 @@ def _reference_params(settings: StudySettings) -> list[dict[str, Any]]:
     for ref in references(space):
         params = dict(ref.values)
         if first is not None:  # supernet mode: the structure is one categorical parameter
-            params = {k: v for k, v in params.items() if k.rsplit(".", 1)[-1] in ("k", "fan_in")}
+            params = {k: v for k, v in params.items() if k.rsplit(".", 1)[-1] in ELASTIC}
             params["structure"] = first.label
         out.append({"name": ref.name, "params": params})
     return out

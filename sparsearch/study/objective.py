@@ -13,7 +13,6 @@ the proxy's FLOPs and params, measured latency), ``usage`` (per layer, on the sc
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from sparsearch.study.early_stop import RUNGS, Peer, should_stop
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.structure import Structure, choose_structures, elastic_parameters
 from sparsearch.study.supernet import Supernet, score_split
-from sparsearch.train.loop import StepInfo, evaluate, fit
+from sparsearch.train.loop import StepInfo, epoch_steps, evaluate, fit
 from sparsearch.train.run import build_run, cost_dict, measure_latency
 from sparsearch.train.settings import TrainSettings, default_settings
 
@@ -164,10 +163,7 @@ class Evaluator:
     def _train(self, trial: optuna.Trial, values: dict[str, Any], flops: int):
         settings = self.train_settings
         _, data, model = build_run(self.space, values, settings, data=self.data_spec)
-        steps = math.ceil(len(data.train) / settings.batch_size)
-        if settings.steps_per_epoch is not None:
-            steps = min(steps, settings.steps_per_epoch)
-        total = steps * settings.epochs
+        total = epoch_steps(data, settings) * settings.epochs
         rungs = sorted({max(1, round(r * total)) for r in RUNGS} - {total})
         split = score_split(data, self.settings.score_examples)
         curve: list[float] = []

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError, SparsearchError
 
@@ -116,11 +115,3 @@ def heartbeat(storage: RDBStorage, trial_id: int, interval_s: float) -> Iterator
     finally:
         stop.set()
         thread.join()
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state (``complete``, ``waiting``, ...)."""
-    out = {state.name.lower(): 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        out[trial.state.name.lower()] += 1
-    return out

@@ -34,7 +34,7 @@ from sparsearch.models.resnext import SparseResNeXt
 from sparsearch.spaces import Space
 from sparsearch.study.structure import Structure, elastic_parameters
 from sparsearch.train.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
-from sparsearch.train.loop import EvalResult, StepInfo, evaluate, fit
+from sparsearch.train.loop import EvalResult, StepInfo, evaluate, fit, forward_batch
 from sparsearch.train.run import build_run
 from sparsearch.train.settings import GatePhase, TrainSettings
 
@@ -79,8 +79,6 @@ def recalibrate_batch_norm(model: nn.Module, split: Split, batches: int, batch_s
         m.momentum = None  # a cumulative average
         m.train()
     generator = torch.Generator().manual_seed(0)  # the same batches for every configuration
-    from sparsearch.train.loop import forward_batch
-
     for i, batch in enumerate(split.batches(batch_size, shuffle=True, generator=generator)):
         if i >= batches:
             break

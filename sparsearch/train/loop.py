@@ -30,6 +30,7 @@ __all__ = [
     "EvalResult",
     "StepInfo",
     "TrainingError",
+    "epoch_steps",
     "evaluate",
     "fit",
     "forward_batch",
@@ -136,6 +137,12 @@ def _phase_ends(settings: TrainSettings, total: int) -> list[int]:
     return ends
 
 
+def epoch_steps(data: Datasets, settings: TrainSettings) -> int:
+    """Optimiser steps in one epoch: batches of the training split, capped by ``steps_per_epoch``."""
+    steps = math.ceil(len(data.train) / settings.batch_size)
+    return steps if settings.steps_per_epoch is None else min(steps, settings.steps_per_epoch)
+
+
 def fit(
     model: nn.Module,
     data: Datasets,
@@ -154,9 +161,7 @@ def fit(
     model.to(device)
     optimizer = make_optimizer(model, settings)
     generator = torch.Generator().manual_seed(settings.seed)
-    steps = math.ceil(len(data.train) / settings.batch_size)
-    if settings.steps_per_epoch is not None:
-        steps = min(steps, settings.steps_per_epoch)
+    steps = epoch_steps(data, settings)
     total = steps * settings.epochs
     gated = _learned_gates(model)  # GateConnect modules still learning their connectivity
     ends = _phase_ends(settings, total) if gated else []

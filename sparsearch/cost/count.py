@@ -21,7 +21,7 @@ from sparsearch.cost.formulas import (
 from sparsearch.models.condconv_nets import CondNetConfig, condnet_plan
 from sparsearch.models.config import BlockPlan, NetConfig, plan
 
-__all__ = ["CostReport", "LayerCost", "count", "gateconnect_module_cost", "topk_block_cost"]
+__all__ = ["CostReport", "LayerCost", "branch_module_cost", "count", "gateconnect_module_cost", "topk_block_cost"]
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,16 @@ def topk_block_cost(
     routing: str,
     cond_dim: int | None = None,
     expert_routing: str = "sigmoid",
+    gate_logits: int | None = None,
+    expert_logits: int | None = None,
 ) -> tuple[int, int, int]:
-    """(dense MACs, executed MACs, parameters) of one :class:`~sparsearch.layers.TopKBottleneck`."""
+    """(dense MACs, executed MACs, parameters) of one :class:`~sparsearch.layers.TopKBottleneck`.
+
+    ``gate_logits`` and ``expert_logits``: paths and experts the routing functions score, when a
+    compacted block keeps fewer than they score (default: ``cardinality`` and ``experts``).
+    """
     c, d, n = cardinality, width, experts
+    scored = gate_logits or c
     # One path: 1×1 reduce at the input resolution, 3×3 and 1×1 expand at the output resolution.
     path = conv_macs(cin, d, 1, in_hw) + conv_macs(d, d, 3, out_hw) + conv_macs(d, cout, 1, out_hw)
     row = cin * d + d * d * 9 + d * cout  # one path's weights
@@ -87,17 +94,17 @@ def topk_block_cost(
         fixed += conv_macs(cin, cout, 1, out_hw)
         params += conv_params(cin, cout, 1) + bn_params(cout)
     if cond_dim is None:
-        fixed += routing_macs(routing, cin, c)
-        params += routing_params(routing, cin, c)
+        fixed += routing_macs(routing, cin, scored)
+        params += routing_params(routing, cin, scored)
     else:
-        fixed += _question_gate_macs(cin, cond_dim, c, routing, in_hw)
-        params += _question_gate_params(cin, cond_dim, c, routing)
-    if n == 1:
+        fixed += _question_gate_macs(cin, cond_dim, scored, routing, in_hw)
+        params += _question_gate_params(cin, cond_dim, scored, routing)
+    if n == 1 and expert_logits is None:
         return c * path + fixed, k * path + fixed, params
     # CondConv paths: the block's expert routing; mixing n kernels per example (the chosen rows only
     # in the sparse execution, every row in the masked one).
-    fixed += routing_macs(expert_routing, cin, n)
-    params += routing_params(expert_routing, cin, n)
+    fixed += routing_macs(expert_routing, cin, expert_logits or n)
+    params += routing_params(expert_routing, cin, expert_logits or n)
     return c * path + n * c * row + fixed, k * path + n * k * row + fixed, params
 
 
@@ -137,6 +144,26 @@ def gateconnect_module_cost(
     params += bn_params(c * w) * 2 + bn_params(c * cout)
     if stride != 1 or cin != cout:  # one projection, shared by the branches, applied to each
         macs += c * conv_macs(cin, cout, 1, out_hw)
+        params += conv_params(cin, cout, 1) + bn_params(cout)
+    return macs, params
+
+
+def branch_module_cost(
+    cin: int,
+    cout: int,
+    branches: int,
+    width: int,
+    stride: int,
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> tuple[int, int]:
+    """(MACs, parameters) of a compacted GateConnect module (:class:`~sparsearch.compact.BranchModule`):
+    ``branches`` live branches whose fixed input sums are gathers and additions (not counted)."""
+    n, w = branches, width
+    macs = n * (conv_macs(cin, w, 1, in_hw) + conv_macs(w, w, 3, out_hw) + conv_macs(w, cout, 1, out_hw))
+    params = n * (cin * w + w * w * 9 + w * cout) + bn_params(n * w) * 2 + bn_params(n * cout)
+    if stride != 1 or cin != cout:
+        macs += n * conv_macs(cin, cout, 1, out_hw)
         params += conv_params(cin, cout, 1) + bn_params(cout)
     return macs, params
 

@@ -193,6 +193,14 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
         model = build_task_model(spec)
     except (SparsearchError, ValueError) as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: cannot build its model ({err})") from None
+    if "compaction" in meta:  # a compacted model: the source model with its structural edits
+        from sparsearch.compact.edits import apply_edits
+
+        compaction = meta["compaction"]
+        try:
+            apply_edits(model, compaction.get("edits") if isinstance(compaction, dict) else None)
+        except SparsearchError as err:
+            raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the compacted model ({err})") from None
     _check_state(path, model.state_dict(), state)
     model.load_state_dict(state, strict=True)
     return Checkpoint(model.to(device).eval(), spec, meta, path)

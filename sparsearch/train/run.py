@@ -31,9 +31,11 @@ from sparsearch.train.settings import TrainSettings
 __all__ = [
     "RunResult",
     "build_run",
+    "checkpoint_data",
     "cost_dict",
     "evaluate_checkpoint",
     "measure_latency",
+    "model_flops",
     "model_spec",
     "network_config",
     "train_space",
@@ -183,13 +185,36 @@ def measure_latency(model: nn.Module, batch, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def _model_flops(model: nn.Module, batch) -> int:
+def model_flops(model: nn.Module, batch) -> int:
     from sparsearch.cost.verify import flop_counter_flops
 
     one = batch.images[:1]
     if batch.tokens is None:
         return flop_counter_flops(model, one)
     return flop_counter_flops(model, one, batch.tokens[:1], batch.lengths[:1])
+
+
+def checkpoint_data(ckpt, data: str | None = None) -> Datasets:
+    """The data a checkpoint was trained on (or ``data``), split as it was, checked to fit its model."""
+    recorded = ckpt.meta.get("data", {})
+    spec_data = data or recorded.get("spec")
+    if not spec_data:
+        raise CheckpointError(f"{ckpt.path}: config.json names no data; give --data")
+    settings = ckpt.meta.get("training", {})
+    datasets = load_data(
+        spec_data,
+        input_size=ckpt.spec.config.input_size,
+        seed=int(settings.get("seed", 0)),
+        val_fraction=float(settings.get("val_fraction", 0.1)),
+        vocab=ckpt.spec.vocab,
+    )
+    if datasets.task != ckpt.spec.task:
+        raise ConfigError(f"data {spec_data!r} is for {datasets.task}; the checkpoint's model does {ckpt.spec.task}")
+    if datasets.num_classes > len(ckpt.spec.classes) or datasets.in_channels != getattr(
+        ckpt.spec.config, "in_channels", 3
+    ):
+        raise ConfigError(f"data {spec_data!r} does not fit the checkpoint's model (classes or channels differ)")
+    return datasets
 
 
 def evaluate_checkpoint(
@@ -205,24 +230,8 @@ def evaluate_checkpoint(
     from sklearn.metrics import classification_report
 
     ckpt = load_checkpoint(path, device)
-    recorded = ckpt.meta.get("data", {})
-    spec_data = data or recorded.get("spec")
-    if not spec_data:
-        raise CheckpointError(f"{path}: config.json names no data; give --data")
-    settings = ckpt.meta.get("training", {})
-    datasets = load_data(
-        spec_data,
-        input_size=ckpt.spec.config.input_size,
-        seed=int(settings.get("seed", 0)),
-        val_fraction=float(settings.get("val_fraction", 0.1)),
-        vocab=ckpt.spec.vocab,
-    )
-    if datasets.task != ckpt.spec.task:
-        raise ConfigError(f"data {spec_data!r} is for {datasets.task}; the checkpoint's model does {ckpt.spec.task}")
-    if datasets.num_classes > len(ckpt.spec.classes) or datasets.in_channels != getattr(
-        ckpt.spec.config, "in_channels", 3
-    ):
-        raise ConfigError(f"data {spec_data!r} does not fit the checkpoint's model (classes or channels differ)")
+    datasets = checkpoint_data(ckpt, data)
+    spec_data = datasets.spec
     chosen = datasets.split(split)
     result = evaluate(ckpt.model, chosen, datasets.task, batch_size, device, usage=True)
     names = list(ckpt.spec.classes)
@@ -237,7 +246,9 @@ def evaluate_checkpoint(
     latency_batch = min(latency_batch, len(chosen))
     batch = chosen.batch(torch.arange(latency_batch)).to(device)
     seconds = measure_latency(ckpt.model, batch)
-    cost = count(ckpt.spec.config)
+    from sparsearch.compact.cost import network_cost  # compacted models no longer match their config
+
+    cost = network_cost(ckpt.model)
     return {
         "checkpoint": str(path),
         "data": spec_data,
@@ -249,7 +260,7 @@ def evaluate_checkpoint(
         "per_class": {name: report[name] for name in names},
         "network_executed_flops": cost.executed_flops,
         "network_dense_flops": cost.dense_flops,
-        "model_flops": _model_flops(ckpt.model, batch),
+        "model_flops": model_flops(ckpt.model, batch),
         "units": "per example; FLOPs = 2 x MACs; network = the CNN (analytic), model = everything (FlopCounterMode)",
         "latency": {"batch": latency_batch, "ms_per_batch": seconds * 1e3, "device": str(device)},
         "usage": result.usage,

@@ -1,0 +1,141 @@
+"""Usage of the conditional parts on calibration data, and the removals it justifies.
+
+Run the source model in eval mode on calibration batches and record, per top-k block, how often each
+path was selected, and per CondConv group (:func:`~sparsearch.compact.edits.expert_groups`), the
+routing weights of each expert (mean, standard deviation, minimum, maximum; per channel where the
+routing is per channel). :func:`usage_edits` turns that into edits with their evidence:
+
+- a path of a gated block that no calibration example selected is removed;
+- a CondConv group whose every routing weight is constant within ``tolerance`` folds into plain layers
+  with the mean weights (for softmax routing with one expert, the weight is exactly 1);
+- otherwise, experts whose routing weight never reaches ``threshold`` are removed (at least one stays).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sparsearch.compact.edits import expert_groups
+from sparsearch.layers import TopKBottleneck
+from sparsearch.train.loop import forward_batch
+
+__all__ = ["Calibration", "calibrate", "usage_edits"]
+
+
+@dataclass
+class _Stats:
+    count: int = 0
+    sum: Tensor | None = None
+    sq: Tensor | None = None
+    min: Tensor | None = None
+    max: Tensor | None = None
+
+    def add(self, w: Tensor) -> None:
+        w = w.detach().double().cpu()
+        self.count += w.shape[0]
+        s, q, lo, hi = w.sum(0), w.square().sum(0), w.min(0).values, w.max(0).values
+        if self.sum is None:
+            self.sum, self.sq, self.min, self.max = s, q, lo, hi
+        else:
+            self.sum, self.sq = self.sum + s, self.sq + q
+            self.min, self.max = torch.minimum(self.min, lo), torch.maximum(self.max, hi)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.sum / self.count
+
+    @property
+    def std(self) -> Tensor:
+        return (self.sq / self.count - self.mean.square()).clamp_min(0).sqrt()
+
+
+@dataclass
+class Calibration:
+    """What the source model did on the calibration batches."""
+
+    examples: int
+    outputs: list[Tensor]  # the model's outputs per batch (eval mode)
+    selected: dict[str, Tensor] = field(default_factory=dict)  # top-k block -> (C,) selection counts
+    routing: dict[str, _Stats] = field(default_factory=dict)  # CondConv group -> routing weight statistics
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: list, device: torch.device) -> Calibration:
+    """Run ``model`` (eval) on ``batches`` and record path selections and expert routing weights."""
+    model.eval()
+    selected: dict[str, Tensor] = {}
+    routing: dict[str, _Stats] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, TopKBottleneck) and module.k < module.cardinality:
+            selected[name] = torch.zeros(module.cardinality, dtype=torch.long)
+
+            def on_block(m: TopKBottleneck, args: Any, out: Any, name: str = name) -> None:
+                selected[name] += m.last_gates.mask.detach().sum(0).long().cpu()
+
+            hooks.append(module.register_forward_hook(on_block))
+    for name, (router, _) in expert_groups(model).items():
+        routing[name] = _Stats()
+
+        def on_routing(m: nn.Module, args: Any, out: Any, name: str = name) -> None:
+            routing[name].add(out.weights)
+
+        hooks.append(router.register_forward_hook(on_routing))
+    outputs, examples = [], 0
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            outputs.append(forward_batch(model, batch).detach().cpu())
+            examples += len(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return Calibration(examples, outputs, selected, routing)
+
+
+def _rounded(t: Tensor) -> Any:
+    return [round(float(v), 6) for v in t] if t.dim() == 1 else [_rounded(row) for row in t]
+
+
+def usage_edits(calibration: Calibration, threshold: float, tolerance: float) -> list[dict[str, Any]]:
+    """Edits that usage justifies, each with ``evidence`` (kept out of the edit itself when applied)."""
+    edits: list[dict[str, Any]] = []
+    for name, counts in calibration.selected.items():
+        keep = [c for c, n in enumerate(counts.tolist()) if n > 0]
+        if len(keep) < len(counts):
+            edits.append(
+                {
+                    "op": "paths",
+                    "module": name,
+                    "keep": keep,
+                    "evidence": {
+                        "examples": calibration.examples,
+                        "selected": counts.tolist(),
+                        "removed": [c for c in range(len(counts)) if c not in keep],
+                    },
+                }
+            )
+    for name, stats in calibration.routing.items():
+        if stats.count == 0:
+            continue
+        evidence = {
+            "examples": stats.count,
+            "mean": _rounded(stats.mean),
+            "std": _rounded(stats.std),
+            "min": _rounded(stats.min),
+            "max": _rounded(stats.max),
+        }
+        if float(stats.std.max()) <= tolerance:
+            edits.append({"op": "fold", "module": name, "alpha": stats.mean.tolist(), "evidence": evidence})
+            continue
+        peak = stats.max if stats.max.dim() == 1 else stats.max.amax(dim=1)  # (n,) per expert
+        keep = [i for i, v in enumerate(peak.tolist()) if v >= threshold] or [int(peak.argmax())]
+        if len(keep) < len(peak):
+            evidence["removed"] = [i for i in range(len(peak)) if i not in keep]
+            evidence["threshold"] = threshold
+            edits.append({"op": "experts", "module": name, "keep": keep, "evidence": evidence})
+    return edits

@@ -1,0 +1,244 @@
+"""Structural edits that turn a trained model into its compacted form, as JSON-ready records.
+
+An edit names a submodule and says what it becomes:
+
+- ``{"op": "branches", "module": M, "keep": [...], "sources": [[...], ...], "num_inputs": n}``: a
+  GateConnect module keeps the branches ``keep``, each summing its fixed ``sources`` (indices into
+  the previous module's kept outputs) -> :class:`~sparsearch.compact.modules.BranchModule`.
+- ``{"op": "paths", "module": M, "keep": [...]}``: a top-k block keeps the paths ``keep``; its gate
+  still scores every path but chooses among the kept ones.
+- ``{"op": "experts", "module": M, "keep": [...]}``: a CondConv group (see :func:`expert_group`)
+  keeps the experts ``keep``.
+- ``{"op": "fold", "module": M, "alpha": [...]}``: a CondConv group whose routing is constant becomes
+  plain convolutions (linear layers) with the kernels ``Σ_i α_i W_i``; its routing goes.
+
+The same list rebuilds a compacted checkpoint: apply the edits to the freshly built source model, then
+load the compacted weights. Applying an edit copies the weights it keeps, so one code path serves both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sparsearch.compact.modules import BranchModule, SelectedRouting
+from sparsearch.errors import SparsearchError
+from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
+from sparsearch.models.condconv_nets import _Block
+
+__all__ = ["OPS", "EditError", "apply_edit", "apply_edits", "expert_group", "expert_groups"]
+
+OPS = ("branches", "paths", "experts", "fold")
+
+
+class EditError(SparsearchError):
+    """An edit that does not fit the model it is applied to."""
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _get(model: nn.Module, name: str, kinds: tuple[type, ...]) -> nn.Module:
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        raise EditError(f"edit names {name!r}, which the model does not have") from None
+    if not isinstance(module, kinds):
+        raise EditError(f"edit expects {name!r} to be {' or '.join(k.__name__ for k in kinds)}, got {type(module).__name__}")
+    return module
+
+
+def _indices(values: Any, limit: int, what: str) -> list[int]:
+    if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
+        raise EditError(f"{what}: expected a non-empty list of integers, got {values!r}")
+    if sorted(set(values)) != values or values[-1] >= limit or values[0] < 0:
+        raise EditError(f"{what}: expected increasing indices in 0..{limit - 1}, got {values}")
+    return values
+
+
+# --- CondConv groups: one routing function and the layers that share its weights ---------------------
+
+
+def expert_group(module: nn.Module) -> tuple[nn.Module | None, list[str]] | None:
+    """(routing, names of the CondConv layers it drives) for a module that hosts experts, else None.
+
+    A top-k block with experts routes its three path convolutions from ``expert_router``; a CondConv
+    network block with a shared ``router`` drives its CondConv convolutions; a CondConv2d/CondLinear
+    with its own routing function is a group of one (routing ``None``: the layer routes itself).
+    """
+    if isinstance(module, TopKBottleneck) and module.expert_router is not None:
+        return module.expert_router, ["reduce", "conv", "expand"]
+    if isinstance(module, _Block) and module.router is not None:
+        return module.router, [f"convs.{i}" for i, c in enumerate(module.convs) if isinstance(c, CondConv2d)]
+    if isinstance(module, CondConv2d | CondLinear) and module.router.name != "constant":
+        return None, [""]
+    return None
+
+
+def expert_groups(model: nn.Module) -> dict[str, tuple[nn.Module, list[str]]]:
+    """Every CondConv group of ``model``: name -> (routing function, layer names relative to it)."""
+    groups = {}
+    for name, module in model.named_modules():
+        found = expert_group(module)
+        if found is not None:
+            routing, layers = found
+            groups[name] = (module.router if routing is None else routing, layers)
+    return groups
+
+
+def _layer(host: nn.Module, name: str) -> CondConv2d | CondLinear:
+    return host if name == "" else host.get_submodule(name)
+
+
+def _keep_experts(host: nn.Module, keep: list[int]) -> None:
+    routing, layers = expert_group(host)  # type: ignore[misc]
+    index = torch.tensor(keep)
+    for layer_name in layers:
+        layer = _layer(host, layer_name)
+        layer.weight = nn.Parameter(layer.weight.detach()[index].clone())
+        if layer.bias is not None:
+            layer.bias = nn.Parameter(layer.bias.detach()[index].clone())
+        layer.num_experts = len(keep)
+    if routing is None:  # the layer's own routing
+        host.router = SelectedRouting(host.router, keep)
+    elif isinstance(host, TopKBottleneck):
+        host.expert_router = SelectedRouting(host.expert_router, keep)
+        host.experts = len(keep)
+    else:
+        host.router = SelectedRouting(host.router, keep)
+
+
+def _folded(layer: CondConv2d | CondLinear, alpha: Tensor) -> nn.Module:
+    """The plain layer with kernel Σ_i α_i W_i (α: (n,) or per channel (n, out))."""
+    a = alpha.to(layer.weight.dtype)
+    if a.dim() == 1:
+        weight = torch.einsum("n,no...->o...", a, layer.weight.detach())
+        bias = None if layer.bias is None else a @ layer.bias.detach()
+    else:
+        weight = torch.einsum("no,no...->o...", a, layer.weight.detach())
+        bias = None if layer.bias is None else (a * layer.bias.detach()).sum(0)
+    if isinstance(layer, CondLinear):
+        plain: nn.Module = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None)
+    else:
+        plain = nn.Conv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            layer.groups,
+            bias=bias is not None,
+        )
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+    return plain
+
+
+def _fold(model: nn.Module, name: str, host: nn.Module, alpha: Tensor) -> None:
+    routing, layers = expert_group(host)  # type: ignore[misc]
+    experts = _layer(host, layers[0]).num_experts
+    if alpha.shape[0] != experts:
+        raise EditError(f"fold {name!r}: alpha has {alpha.shape[0]} experts, the layer has {experts}")
+    if routing is None:
+        _set_submodule(model, name, _folded(host, alpha))
+        return
+    for layer_name in layers:
+        _set_submodule(host, layer_name, _folded(_layer(host, layer_name), alpha))
+    if isinstance(host, TopKBottleneck):
+        host.expert_router, host.experts = None, 1
+    else:
+        host.router = None
+
+
+# --- top-k paths --------------------------------------------------------------------------------------
+
+
+def _keep_paths(block: TopKBottleneck, keep: list[int]) -> None:
+    """Slice the path weights of ``block`` to ``keep`` in place and restrict its gate to them."""
+    d = block.width
+    rows = torch.tensor([c * d + i for c in keep for i in range(d)])
+    lead = () if block.expert_router is None else (slice(None),)
+    with torch.no_grad():
+        for name in ("reduce", "conv"):
+            conv = getattr(block, name)
+            conv.weight = nn.Parameter(conv.weight.detach()[(*lead, rows)].clone())
+        expand = block.expand
+        expand.weight = nn.Parameter(expand.weight.detach()[(*lead, slice(None), rows)].clone())
+        for name in ("bn_reduce", "bn_conv"):
+            old = getattr(block, name)
+            new = nn.BatchNorm2d(len(rows), old.eps, old.momentum)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(new, key).copy_(getattr(old, key)[rows])
+            new.num_batches_tracked.copy_(old.num_batches_tracked)
+            setattr(block, name, new.train(old.training))
+    c = len(keep)
+    block.conv.groups = c
+    for conv in (block.reduce, block.conv, block.expand):  # keep the recorded shapes true
+        if isinstance(conv, nn.Conv2d):
+            conv.in_channels = conv.weight.shape[1] * conv.groups
+            conv.out_channels = conv.weight.shape[0]
+        else:
+            conv.in_channels = conv.weight.shape[2] * conv.groups
+            conv.out_channels = conv.weight.shape[1]
+    gate = block.gate
+    position = {p: i for i, p in enumerate(keep)}
+    gate.tiebreak = torch.tensor([position[p] for p in gate.tiebreak.tolist() if p in position])
+    gate.routing = SelectedRouting(gate.routing, keep)
+    gate.num_paths = c
+    block.cardinality = c
+    block.k = gate.k = min(gate.k, c)
+
+
+# --- applying ------------------------------------------------------------------------------------------
+
+
+def apply_edit(model: nn.Module, edit: dict[str, Any]) -> None:
+    """Apply one edit to ``model`` in place (weights that are kept are copied over)."""
+    if not isinstance(edit, dict) or edit.get("op") not in OPS or not isinstance(edit.get("module"), str):
+        raise EditError(f"not an edit: {edit!r}; expected an object with 'op' in {OPS} and 'module'")
+    op, name = edit["op"], edit["module"]
+    if op == "branches":
+        module = _get(model, name, (GateConnectModule,))
+        keep = _indices(edit.get("keep"), module.cardinality, f"branches {name!r} keep")
+        sources = edit.get("sources")
+        num_inputs = edit.get("num_inputs")
+        if not isinstance(sources, list) or len(sources) != len(keep) or not isinstance(num_inputs, int):
+            raise EditError(f"branches {name!r}: expected one source list per kept branch and num_inputs")
+        try:
+            new = BranchModule.from_module(module, keep, sources, num_inputs)
+        except ValueError as err:
+            raise EditError(f"branches {name!r}: {err}") from None
+        _set_submodule(model, name, new)
+    elif op == "paths":
+        block = _get(model, name, (TopKBottleneck,))
+        _keep_paths(block, _indices(edit.get("keep"), block.cardinality, f"paths {name!r} keep"))
+    elif op == "experts":
+        host = _get(model, name, (TopKBottleneck, _Block, CondConv2d, CondLinear))
+        if expert_group(host) is None:
+            raise EditError(f"experts {name!r}: the module has no CondConv experts")
+        n = _layer(host, expert_group(host)[1][0]).num_experts
+        _keep_experts(host, _indices(edit.get("keep"), n, f"experts {name!r} keep"))
+    else:
+        host = _get(model, name, (TopKBottleneck, _Block, CondConv2d, CondLinear))
+        if expert_group(host) is None:
+            raise EditError(f"fold {name!r}: the module has no CondConv experts")
+        try:
+            alpha = torch.tensor(edit.get("alpha"), dtype=torch.float64)
+        except (TypeError, ValueError):
+            raise EditError(f"fold {name!r}: alpha must be a list of numbers") from None
+        _fold(model, name, host, alpha)
+
+
+def apply_edits(model: nn.Module, edits: list[dict[str, Any]]) -> nn.Module:
+    if not isinstance(edits, list):
+        raise EditError(f"edits must be a list, got {type(edits).__name__}")
+    for edit in edits:
+        apply_edit(model, edit)
+    return model

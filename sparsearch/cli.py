@@ -10,7 +10,7 @@ import typer
 from typer.exceptions import TyperException
 
 from sparsearch import __version__
-from sparsearch.console import TrainProgress, print_eval, print_flops, print_study
+from sparsearch.console import TrainProgress, print_eval, print_flops, print_prune, print_study
 from sparsearch.errors import SparsearchError
 
 app = typer.Typer(
@@ -256,6 +256,58 @@ def eval_(
         typer.echo(json.dumps(result, indent=2))
     else:
         print_eval(result)
+
+
+@app.command("prune")
+def prune(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint directory written by sparsearch train.")],
+    out: Annotated[str, typer.Option(help="Directory to write: the compacted checkpoint and its report.")],
+    data: Annotated[
+        str | None, typer.Option(help="Calibration and validation data (default: the checkpoint's).")
+    ] = None,
+    calib_batches: Annotated[int, typer.Option(help="Calibration batches from the training split.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Examples per calibration batch.")] = 64,
+    threshold: Annotated[
+        float, typer.Option(help="CondConv experts whose routing weight never reaches this are removed.")
+    ] = 0.01,
+    tolerance: Annotated[
+        float, typer.Option(help="Routing weights varying by at most this (std) are constant: the layer folds.")
+    ] = 1e-6,
+    max_drop: Annotated[
+        float, typer.Option(help="Largest validation accuracy drop allowed for usage-based removals.")
+    ] = 0.01,
+    channels: Annotated[
+        float | None, typer.Option(help="Prune this share of the inner channels (torch-pruning importance).")
+    ] = None,
+    importance: Annotated[str, typer.Option(help="Channel importance: l1, l2 or random.")] = "l2",
+    round_to: Annotated[int, typer.Option(help="Channels kept per branch or path: a multiple of this.")] = 1,
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tune the compacted model for this many epochs.")] = 0,
+    no_export: Annotated[bool, typer.Option("--no-export", help="Skip the torch.export program.")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Compact a trained checkpoint: dead blocks and unused paths/experts removed, checked, exported."""
+    from sparsearch.compact.prune import PruneSettings, prune_checkpoint
+    from sparsearch.train import resolve_device
+
+    settings = PruneSettings(
+        calib_batches=calib_batches,
+        batch_size=batch_size,
+        threshold=threshold,
+        tolerance=tolerance,
+        max_drop=max_drop,
+        channels=channels,
+        importance=importance,
+        round_to=round_to,
+        finetune_epochs=finetune_epochs,
+        export=not no_export,
+    )
+    say = None if json_out else (lambda line: typer.echo(line, err=True))
+    report = prune_checkpoint(checkpoint, out, settings, resolve_device(device), data=data, on_stage=say)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_prune(report)
 
 
 @app.command("study")

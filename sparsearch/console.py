@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+import typer
+
 
 def print_flops(result: dict) -> None:
     from rich.console import Console
@@ -82,6 +84,41 @@ def print_eval(result: dict) -> None:
     )
     lat = result["latency"]
     console.print(f"latency {lat['ms_per_batch']:.2f} ms per batch of {lat['batch']} on {lat['device']}")
+
+
+def print_prune(report: dict) -> None:
+    from sparsearch.cost import format_flops
+
+    b, a = report["costs"]["before"], report["costs"]["after"]
+    eq, acc = report["equivalence"], report["accuracy"]
+    graph = report.get("graph")
+    if graph:
+        typer.echo(
+            f"connectivity: {graph['nodes']} blocks, {graph['dead']} dead branches ({len(graph['cascade'])} rounds)"
+        )
+    for r in report["removals"]:
+        typer.echo(f"  {r['module']}: {r['summary']}")
+    typer.echo(f"parameters {b['params']:,} -> {a['params']:,}")
+    typer.echo(
+        f"network FLOPs {format_flops(b['network_executed_flops'])} -> {format_flops(a['network_executed_flops'])}"
+        f" executed per example; whole model {format_flops(b['model_flops'])} -> {format_flops(a['model_flops'])}"
+    )
+    for row in report["latency"]:
+        typer.echo(
+            f"latency batch {row['batch']}: {row['before_ms']:.2f} -> {row['after_ms']:.2f} ms "
+            f"({row['speedup']:.2f}x) on {report['device']}"
+        )
+    typer.echo(
+        f"equivalence: max |difference| {eq['max_abs_diff']:.3g} on {eq['on']} "
+        f"({'exact' if eq['exact'] else 'usage-based'}, allowed {eq['atol']:g}): {'passed' if eq['passed'] else 'FAILED'}"
+    )
+    final = f", final {acc['final']:.4f}" if "final" in acc else ""
+    typer.echo(f"{acc['split']} accuracy {acc['before']:.4f} -> {acc['compacted']:.4f}{final}")
+    typer.echo(
+        f"wrote {report['out']} (checkpoint, report.md, report.json"
+        + (", model.pt2" if "export" in report else "")
+        + ")"
+    )
 
 
 class TrainProgress:

@@ -82,6 +82,7 @@ def _resnext(net: SparseResNeXt) -> CostReport:
                 module.stride,
                 b.in_size,
                 b.out_size,
+                module.conv_width,
             )
             rows.append(LayerCost(b.name, "branches", macs, macs, params))
         elif isinstance(module, GateConnectModule):
@@ -135,7 +136,9 @@ def _condnet(net: CondNet) -> CostReport:
         m, p = _routing(head.router, fin)
         macs += n * fin * fout + (n * fout if head.bias is not None else 0) + m
         params = n * params + p
-    rows.append(LayerCost("classifier", "condlinear" if isinstance(head, CondLinear) else "classifier", macs, macs, params))
+    rows.append(
+        LayerCost("classifier", "condlinear" if isinstance(head, CondLinear) else "classifier", macs, macs, params)
+    )
     return CostReport(tuple(rows))
 
 

@@ -11,6 +11,8 @@ An edit names a submodule and says what it becomes:
   keeps the experts ``keep``.
 - ``{"op": "fold", "module": M, "alpha": [...]}``: a CondConv group whose routing is constant becomes
   plain convolutions (linear layers) with the kernels ``Σ_i α_i W_i``; its routing goes.
+- ``{"op": "channels", "module": M, "layer": "reduce" | "conv", "keep": [...]}``: a BranchModule keeps
+  these output channels of a branch convolution (:mod:`~sparsearch.compact.channels`).
 
 The same list rebuilds a compacted checkpoint: apply the edits to the freshly built source model, then
 load the compacted weights. Applying an edit copies the weights it keeps, so one code path serves both.
@@ -30,7 +32,7 @@ from sparsearch.models.condconv_nets import _Block
 
 __all__ = ["OPS", "EditError", "apply_edit", "apply_edits", "expert_group", "expert_groups"]
 
-OPS = ("branches", "paths", "experts", "fold")
+OPS = ("branches", "paths", "experts", "fold", "channels")
 
 
 class EditError(SparsearchError):
@@ -48,7 +50,9 @@ def _get(model: nn.Module, name: str, kinds: tuple[type, ...]) -> nn.Module:
     except AttributeError:
         raise EditError(f"edit names {name!r}, which the model does not have") from None
     if not isinstance(module, kinds):
-        raise EditError(f"edit expects {name!r} to be {' or '.join(k.__name__ for k in kinds)}, got {type(module).__name__}")
+        raise EditError(
+            f"edit expects {name!r} to be {' or '.join(k.__name__ for k in kinds)}, got {type(module).__name__}"
+        )
     return module
 
 
@@ -225,6 +229,18 @@ def apply_edit(model: nn.Module, edit: dict[str, Any]) -> None:
             raise EditError(f"experts {name!r}: the module has no CondConv experts")
         n = _layer(host, expert_group(host)[1][0]).num_experts
         _keep_experts(host, _indices(edit.get("keep"), n, f"experts {name!r} keep"))
+    elif op == "channels":
+        from sparsearch.compact.channels import LAYERS, prune_inner
+
+        block = _get(model, name, (BranchModule,))
+        layer = edit.get("layer")
+        if layer not in LAYERS:
+            raise EditError(f"channels {name!r}: layer must be one of {LAYERS}, got {layer!r}")
+        keep = _indices(edit.get("keep"), getattr(block, layer).out_channels, f"channels {name!r} keep")
+        try:
+            prune_inner(block, layer, keep)
+        except ValueError as err:
+            raise EditError(f"channels {name!r}: {err}") from None
     else:
         host = _get(model, name, (TopKBottleneck, _Block, CondConv2d, CondLinear))
         if expert_group(host) is None:

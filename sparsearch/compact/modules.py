@@ -46,6 +46,7 @@ class BranchModule(nn.Module):
             raise ValueError(f"source index out of range 0..{num_inputs - 1}: {sources}")
         n = len(sources)
         self.in_channels, self.out_channels, self.width, self.stride = in_channels, out_channels, width, stride
+        self.conv_width = width  # outputs of each branch's 3×3 (differs from width after channel pruning)
         self.branches, self.num_inputs, self.fan_in = n, num_inputs, len(sources[0])
         self.register_buffer("source_index", torch.tensor([i for s in sources for i in s], dtype=torch.long))
         inner = n * width
@@ -98,6 +99,7 @@ class BranchModule(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, branches={self.branches}, width={self.width}, "
+            f"conv_width={self.conv_width}, "
             f"fan_in={self.fan_in}, num_inputs={self.num_inputs}, stride={self.stride}"
         )
 

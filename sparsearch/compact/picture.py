@@ -53,7 +53,13 @@ def draw_connectivity(graph: nx.DiGraph, dead: set[str], path: str | Path, title
     ax.scatter([pos[n][0] for n in live], [pos[n][1] for n in live], s=28, color="#1f4e79", zorder=2, label="live")
     if dead:
         ax.scatter(
-            [pos[n][0] for n in dead], [pos[n][1] for n in dead], s=40, marker="x", color="#d62728", zorder=2, label="dead"
+            [pos[n][0] for n in dead],
+            [pos[n][1] for n in dead],
+            s=40,
+            marker="x",
+            color="#d62728",
+            zorder=2,
+            label="dead",
         )
     ticks, labels = [], []
     for node, data in graph.nodes(data=True):

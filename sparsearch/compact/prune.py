@@ -37,7 +37,7 @@ from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.layers import GateConnectModule
 from sparsearch.models import SparseResNeXt
 from sparsearch.train.checkpoint import CheckpointError, is_checkpoint, load_checkpoint, save_checkpoint
-from sparsearch.train.loop import evaluate, fit, forward_batch
+from sparsearch.train.loop import evaluate, fit
 from sparsearch.train.run import checkpoint_data, measure_latency, model_flops
 from sparsearch.train.settings import TrainSettings
 
@@ -110,7 +110,14 @@ def _branch_edits(net: SparseResNeXt, prefix: str, dead: set[str]) -> list[dict[
         evidence = {"block": b.name, "dead": [j for j in range(module.cardinality) if j not in keep]}
         evidence["fan_in"] = [len(s) for s in sources]
         edits.append(
-            {"op": "branches", "module": name, "keep": keep, "sources": sources, "num_inputs": num_inputs, "evidence": evidence}
+            {
+                "op": "branches",
+                "module": name,
+                "keep": keep,
+                "sources": sources,
+                "num_inputs": num_inputs,
+                "evidence": evidence,
+            }
         )
         kept_before = keep
     return edits
@@ -241,7 +248,12 @@ def prune_checkpoint(
 
         say(f"pruning {settings.channels:.0%} of the inner channels ({settings.importance})")
         final = copy.deepcopy(compact)
-        channel_edits = prune_channels(final, settings.channels, settings.importance, settings.round_to)
+        net_prefix = _net_prefix(final)
+        channel_edits = prune_channels(
+            find_network(final), batches[0].images.to(device), settings.channels, settings.importance, settings.round_to
+        )
+        for edit in channel_edits:
+            edit["module"] = f"{net_prefix}.{edit['module']}" if net_prefix else edit["module"]
         edits += channel_edits
         channels_report = {
             "ratio": settings.channels,
@@ -311,14 +323,18 @@ def _write(out, path, source, model, edits, datasets, report, graph, dead, examp
         )
         if settings.export:
             say("exporting with torch.export")
-            two = datasets.val.batch(torch.arange(min(2, len(datasets.val)))).to(example.images.device)  # batch 1 would specialise
+            two = datasets.val.batch(torch.arange(min(2, len(datasets.val)))).to(
+                example.images.device
+            )  # batch 1 would specialise
             inputs = (two.images,) if two.tokens is None else (two.images, two.tokens, two.lengths)
             diff = export_program(model, inputs, ckpt / PROGRAM_FILE, settings.atol)
             report["export"] = {"file": PROGRAM_FILE, "max_abs_diff": diff, "dynamic": ["batch"]}
         if graph is not None:
             from sparsearch.compact.picture import draw_connectivity
 
-            draw_connectivity(graph, dead, ckpt / PICTURE, f"{path.name}: learned connectivity, {len(dead)} dead branches")
+            draw_connectivity(
+                graph, dead, ckpt / PICTURE, f"{path.name}: learned connectivity, {len(dead)} dead branches"
+            )
             report["picture"] = PICTURE
         (ckpt / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         from sparsearch.compact.report import markdown

@@ -156,12 +156,14 @@ def branch_module_cost(
     stride: int,
     in_hw: tuple[int, int],
     out_hw: tuple[int, int],
+    conv_width: int | None = None,
 ) -> tuple[int, int]:
     """(MACs, parameters) of a compacted GateConnect module (:class:`~sparsearch.compact.BranchModule`):
-    ``branches`` live branches whose fixed input sums are gathers and additions (not counted)."""
-    n, w = branches, width
-    macs = n * (conv_macs(cin, w, 1, in_hw) + conv_macs(w, w, 3, out_hw) + conv_macs(w, cout, 1, out_hw))
-    params = n * (cin * w + w * w * 9 + w * cout) + bn_params(n * w) * 2 + bn_params(n * cout)
+    ``branches`` live branches whose fixed input sums are gathers and additions (not counted).
+    ``conv_width``: outputs of each branch's 3×3 when channel pruning made it differ from ``width``."""
+    n, w, v = branches, width, conv_width or width
+    macs = n * (conv_macs(cin, w, 1, in_hw) + conv_macs(w, v, 3, out_hw) + conv_macs(v, cout, 1, out_hw))
+    params = n * (cin * w + w * v * 9 + v * cout) + bn_params(n * w) + bn_params(n * v) + bn_params(n * cout)
     if stride != 1 or cin != cout:
         macs += n * conv_macs(cin, cout, 1, out_hw)
         params += conv_params(cin, cout, 1) + bn_params(cout)

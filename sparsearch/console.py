@@ -110,7 +110,8 @@ def print_prune(report: dict) -> None:
         )
     typer.echo(
         f"equivalence: max |difference| {eq['max_abs_diff']:.3g} on {eq['on']} "
-        f"({'exact' if eq['exact'] else 'usage-based'}, allowed {eq['atol']:g}): {'passed' if eq['passed'] else 'FAILED'}"
+        f"({'exact' if eq['exact'] else 'usage-based'}, allowed {eq['atol']:g}): "
+        f"{'passed' if eq['passed'] else 'FAILED'}"
     )
     final = f", final {acc['final']:.4f}" if "final" in acc else ""
     typer.echo(f"{acc['split']} accuracy {acc['before']:.4f} -> {acc['compacted']:.4f}{final}")

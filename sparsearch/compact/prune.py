@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import shutil
@@ -195,7 +196,7 @@ def prune_checkpoint(
         raise CheckpointError(f"{path}: already a compacted model (made by sparsearch prune)")
     model = source.model
     datasets = checkpoint_data(source, data)
-    batches = [b for _, b in zip(range(settings.calib_batches), datasets.train.batches(settings.batch_size))]
+    batches = list(itertools.islice(datasets.train.batches(settings.batch_size), settings.calib_batches))
     say(f"calibrating on {len(batches)} batches of {datasets.spec} (train split)")
     cal = calibrate(model, batches, device)
 
@@ -303,7 +304,7 @@ def prune_checkpoint(
     if final is not compact:
         report["accuracy"]["final"] = final_acc
     _write(out, path, source, final, edits, datasets, report, graph, dead, example, settings, say)
-    return report
+    return json.loads(json.dumps(report))  # what report.json holds (tuples as lists)
 
 
 def _write(out, path, source, model, edits, datasets, report, graph, dead, example, settings, say) -> None:

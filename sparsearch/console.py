@@ -109,7 +109,8 @@ def print_prune(report: dict) -> None:
             f"({row['speedup']:.2f}x) on {report['device']}"
         )
     typer.echo(
-        f"equivalence: max |difference| {eq['max_abs_diff']:.3g} on {eq['on']} "
+        f"equivalence: max |difference| {eq['max_abs_diff']:.3g} in float64 "
+        f"({eq['max_abs_diff_float32']:.3g} in float32) on {eq['on']} "
         f"({'exact' if eq['exact'] else 'usage-based'}, allowed {eq['atol']:g}): "
         f"{'passed' if eq['passed'] else 'FAILED'}"
     )

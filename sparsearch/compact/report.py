@@ -44,9 +44,12 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Checks",
         "",
-        f"- Outputs on the calibration batches: largest absolute difference **{eq['max_abs_diff']:.3g}** "
-        f"(allowed {eq['atol']:g}; {'exact compaction' if eq['exact'] else 'includes usage-based removals'}): "
-        f"{'passed' if eq['passed'] else 'FAILED'}.",
+        f"- Outputs on the calibration batches, computed in float64: largest absolute difference "
+        f"**{eq['max_abs_diff']:.3g}** (allowed {eq['atol']:g}; "
+        f"{'exact compaction' if eq['exact'] else 'includes usage-based removals'}): "
+        f"{'passed' if eq['passed'] else 'FAILED'}. In float32 the models differ by "
+        f"{eq['max_abs_diff_float32']:.3g}, against a float32 rounding error of the source itself of "
+        f"{eq['source_float32_rounding']:.3g}.",
         f"- Accuracy on the {acc['split']} split ({acc['examples']} examples): source {acc['before']:.4f}, "
         f"compacted {acc['compacted']:.4f}{final}.",
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import networkx as nx
 import torch
 
@@ -51,7 +53,7 @@ def test_random_graphs_agree_with_reachability():
         g = nx.DiGraph()
         g.add_node(HEAD)
         g.add_edges_from((STEM, n) for n in layers[0])
-        for prev, nxt in zip(layers, layers[1:], strict=False):
+        for prev, nxt in itertools.pairwise(layers):
             for n in nxt:
                 k = int(torch.randint(len(prev), (1,), generator=gen))
                 g.add_edge(prev[k], n)

@@ -42,7 +42,7 @@ from sparsearch.train.loop import evaluate, fit, forward_batch
 from sparsearch.train.run import checkpoint_data, measure_latency, model_flops
 from sparsearch.train.settings import TrainSettings
 
-__all__ = ["PruneError", "PruneSettings", "prune_checkpoint"]
+__all__ = ["PruneError", "PruneSettings", "branch_edits", "prune_checkpoint"]
 
 REPORT_JSON, REPORT_MD, PICTURE = "report.json", "report.md", "connectivity.png"
 EXACT_OPS = ("branches", "paths", "fold")  # equal outputs on the calibration batches
@@ -89,7 +89,7 @@ def _net_prefix(model: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is net)
 
 
-def _branch_edits(net: SparseResNeXt, prefix: str, dead: set[str]) -> list[dict[str, Any]]:
+def branch_edits(net: SparseResNeXt, prefix: str, dead: set[str]) -> list[dict[str, Any]]:
     """One ``branches`` edit per GateConnect module: its live branches and their fixed inputs."""
     from sparsearch.compact.graph import branch_node
 
@@ -229,7 +229,7 @@ def prune_checkpoint(
             "cascade": rounds,
             "modules": [s.to_dict() for s in summaries],
         }
-        edits += _branch_edits(net, _net_prefix(model), dead)
+        edits += branch_edits(net, _net_prefix(model), dead)
     edits += usage_edits(cal, settings.threshold, settings.tolerance)
 
     say(f"compacting: {len(edits)} edits")

@@ -43,3 +43,12 @@ def test_bench_train_json() -> None:
     result = _run("bench_train.py", "--steps", "1")
     assert len(result["rows"]) == 9
     assert all(r["samples_per_s"] > 0 and r["epoch_minutes"] > 0 for r in result["rows"])
+
+
+@pytest.mark.slow
+def test_bench_compact_json() -> None:
+    result = _run("bench_compact.py", "--steps", "3", "--repeats", "1")
+    assert result["params_after"] <= result["params_before"]
+    assert result["equivalence_max_abs_diff"] <= 1e-4
+    assert {r["batch"] for r in result["latency"]} == {1, 32}
+    assert all({"latency_reduction", "target_reduction", "met"} <= set(r) for r in result["latency"])

@@ -16,7 +16,7 @@ from sparsearch.compact.cost import network_cost
 from sparsearch.compact.edits import EditError, apply_edits, expert_groups
 from sparsearch.compact.graph import connectivity_graph, dead_blocks
 from sparsearch.compact.modules import BranchModule
-from sparsearch.compact.prune import _branch_edits
+from sparsearch.compact.prune import branch_edits
 from sparsearch.cost import count
 from sparsearch.cost.verify import flop_counter_flops, thop_macs
 from sparsearch.data import Batch
@@ -49,7 +49,7 @@ def _gateconnect(fan_in: int) -> SparseResNeXt:
 
 def _compact(net: SparseResNeXt) -> SparseResNeXt:
     dead = {n for r in dead_blocks(connectivity_graph(net)) for n in r}
-    edits = [{k: v for k, v in e.items() if k != "evidence"} for e in _branch_edits(net, "", dead)]
+    edits = [{k: v for k, v in e.items() if k != "evidence"} for e in branch_edits(net, "", dead)]
     return apply_edits(copy.deepcopy(net), edits).eval()
 
 

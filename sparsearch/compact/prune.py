@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -37,7 +36,13 @@ from sparsearch.compact.graph import connectivity_graph, dead_blocks, module_sum
 from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.layers import GateConnectModule
 from sparsearch.models import SparseResNeXt
-from sparsearch.train.checkpoint import CheckpointError, is_checkpoint, load_checkpoint, save_checkpoint
+from sparsearch.train.checkpoint import (
+    CheckpointError,
+    is_checkpoint,
+    load_checkpoint,
+    move_into_place,
+    save_checkpoint,
+)
 from sparsearch.train.loop import evaluate, fit, forward_batch
 from sparsearch.train.run import checkpoint_data, measure_latency, model_flops
 from sparsearch.train.settings import TrainSettings
@@ -361,12 +366,6 @@ def _write(out, path, source, model, edits, datasets, report, graph, dead, examp
         from sparsearch.compact.report import markdown
 
         (ckpt / REPORT_MD).write_text(markdown(report))
-        if out.exists():  # a previous output: replaced only once the new one is complete
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / out.name)
-            os.rename(ckpt, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(ckpt, out)
+        move_into_place(ckpt, out)  # a previous output is replaced only once the new one is complete
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -93,6 +93,18 @@ def is_checkpoint(path: Path) -> bool:
     return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
 
+def move_into_place(done: Path, out: Path) -> None:
+    """Rename the complete directory ``done`` to ``out``; an existing ``out`` goes only once ``done`` is
+    in place (a sibling of ``out``, so both renames stay on one file system)."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rename(out, old / out.name)
+        os.rename(done, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(done, out)
+
+
 def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: Any) -> Path:
     """Write ``model`` with ``spec`` and ``meta`` (space, data, training, metrics, usage...) to ``out``.
 
@@ -118,13 +130,7 @@ def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: 
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         _fsync(tmp / CONFIG_FILE)
-        if out.exists():  # swap: the old checkpoint goes only once the new one is complete
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / out.name)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

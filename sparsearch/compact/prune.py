@@ -129,6 +129,24 @@ def branch_edits(net: SparseResNeXt, prefix: str, dead: set[str]) -> list[dict[s
     return edits
 
 
+def check_equivalence(exact: bool, diff: float, atol: float) -> None:
+    """An exact compaction must reproduce the source's outputs within ``atol`` (float64)."""
+    if exact and not diff <= atol:
+        raise PruneError(
+            f"equivalence check failed: the compacted model differs from the source by {diff:.3g} "
+            f"(> {atol}) on the calibration batches, in float64"
+        )
+
+
+def check_accuracy(exact: bool, before: float, after: float, max_drop: float) -> None:
+    """Usage-based removals may cost at most ``max_drop`` validation accuracy."""
+    if not exact and before - after > max_drop:
+        raise PruneError(
+            f"usage-based removals cost {before - after:.4f} validation accuracy "
+            f"(> max-drop {max_drop}); lower --threshold or use more --calib-batches"
+        )
+
+
 def _finetune_settings(recorded: Any, epochs: int) -> TrainSettings:
     """The source's training settings, for ``epochs`` at a tenth of its learning rate."""
     known = {f.name for f in fields(TrainSettings)}
@@ -249,21 +267,13 @@ def prune_checkpoint(
     diff32 = _max_diff(cal.outputs, calibrate(compact, batches, device).outputs)
     rounding32 = _max_diff(cal.outputs, source64)
     exact = all(e["op"] in EXACT_OPS for e in edits)
-    if exact and not diff <= settings.atol:
-        raise PruneError(
-            f"equivalence check failed: the compacted model differs from the source by {diff:.3g} "
-            f"(> {settings.atol}) on the calibration batches, in float64"
-        )
+    check_equivalence(exact, diff, settings.atol)
 
     say("evaluating on the validation split")
     task, eval_batch = datasets.task, max(settings.batch_size, 256)
     before_acc = evaluate(model, datasets.val, task, eval_batch, device).accuracy
     after_acc = evaluate(compact, datasets.val, task, eval_batch, device).accuracy
-    if not exact and before_acc - after_acc > settings.max_drop:
-        raise PruneError(
-            f"usage-based removals cost {before_acc - after_acc:.4f} validation accuracy "
-            f"(> max-drop {settings.max_drop}); raise --threshold's bar or --calib-batches"
-        )
+    check_accuracy(exact, before_acc, after_acc, settings.max_drop)
     channels_report = None
     final = compact
     if settings.channels is not None:

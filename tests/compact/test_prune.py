@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from sparsearch.cli import main
-from sparsearch.compact.prune import PruneError, PruneSettings, prune_checkpoint
+from sparsearch.compact.export import ExportError
+from sparsearch.compact.prune import PruneError, PruneSettings, check_accuracy, check_equivalence, prune_checkpoint
 from sparsearch.train import evaluate_checkpoint
 from sparsearch.train.checkpoint import CheckpointError, load_checkpoint
 
@@ -139,7 +140,9 @@ def trained_experts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_usage_based_removals_are_listed_with_their_evidence(trained_experts: Path, tmp_path: Path) -> None:
-    report = prune_checkpoint(trained_experts, tmp_path / "c", PruneSettings(calib_batches=2), CPU)
+    # The accuracy criterion has its own test; this one is about what is removed and recorded.
+    settings = PruneSettings(calib_batches=2, max_drop=1.0)
+    report = prune_checkpoint(trained_experts, tmp_path / "c", settings, CPU)
     assert report["graph"] is None  # no GateConnect module: nothing to draw
     assert not (tmp_path / "c" / "connectivity.png").exists()
     for r in report["removals"]:
@@ -151,13 +154,30 @@ def test_usage_based_removals_are_listed_with_their_evidence(trained_experts: Pa
     assert sum(p.numel() for p in load_checkpoint(tmp_path / "c").model.parameters()) == a["params"]
 
 
-def test_a_failed_check_fails_loudly_and_writes_nothing(trained_experts: Path, tmp_path: Path) -> None:
-    # Keeping only experts whose routing weight reaches 0.9 leaves each block its single strongest
-    # expert at about half its usual weight: validation accuracy falls, past a max-drop of 0.
+def test_the_checks_fail_loudly() -> None:
+    check_equivalence(True, 5e-5, 1e-4)
+    check_equivalence(False, 3.0, 1e-4)  # inexact removals are judged on accuracy instead
+    with pytest.raises(PruneError, match="equivalence check failed"):
+        check_equivalence(True, 2e-4, 1e-4)
+    with pytest.raises(PruneError, match="equivalence check failed"):
+        check_equivalence(True, float("nan"), 1e-4)
+    check_accuracy(False, 0.80, 0.795, 0.01)
+    check_accuracy(True, 0.80, 0.50, 0.01)
+    with pytest.raises(PruneError, match=r"usage-based removals cost 0\.0200"):
+        check_accuracy(False, 0.80, 0.78, 0.01)
+
+
+def test_a_failure_midway_writes_nothing(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    # The export is the last step before the output moves into place: fail it (as a full disk would).
+    import sparsearch.compact.prune as prune
+
+    def broken(*args, **kwargs):
+        raise ExportError("torch.export failed: simulated")
+
+    monkeypatch.setattr(prune, "export_program", broken)
     out = tmp_path / "never"
-    settings = PruneSettings(calib_batches=2, threshold=0.9, max_drop=0.0)
-    with pytest.raises(PruneError, match="usage-based removals cost"):
-        prune_checkpoint(trained_experts, out, settings, CPU)
+    with pytest.raises(ExportError, match="simulated"):
+        prune_checkpoint(trained, out, PruneSettings(calib_batches=1), CPU)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -23,19 +23,7 @@ from sparsearch.compact.prune import PruneSettings, prune_checkpoint
 from sparsearch.spaces import get_space
 from sparsearch.train import default_settings, train_space
 from sparsearch.train.checkpoint import load_checkpoint
-from sparsearch.train.loop import forward_batch
-from sparsearch.train.run import checkpoint_data
-
-
-@torch.no_grad()
-def _seconds(model, batch, repeats: int) -> float:
-    forward_batch(model, batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        forward_batch(model, batch)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from sparsearch.train.run import checkpoint_data, measure_latency
 
 
 def main() -> None:
@@ -46,7 +34,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or args.repeats < 1:
         parser.error("--steps and --repeats must be >= 1")
-    torch.set_num_threads(torch.get_num_threads())
     space = get_space("gateconnect_cifar")
     values = space.expand({"fan_in": 1})
     settings = default_settings("classification", epochs=1, steps_per_epoch=args.steps)
@@ -66,8 +53,8 @@ def main() -> None:
         batch = data.val.batch(torch.arange(size))
         times = {"before": [], "after": []}
         for _ in range(args.repeats):  # alternate so both models see the same machine load
-            times["before"].append(_seconds(source, batch, 5))
-            times["after"].append(_seconds(compact, batch, 5))
+            times["before"].append(measure_latency(source, batch))
+            times["after"].append(measure_latency(compact, batch))
         tb, ta = statistics.median(times["before"]), statistics.median(times["after"])
         reduction = 1 - ta / tb
         rows.append(

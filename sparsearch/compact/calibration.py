@@ -22,35 +22,9 @@ from torch import Tensor, nn
 from sparsearch.compact.edits import expert_groups
 from sparsearch.layers import TopKBottleneck
 from sparsearch.train.loop import forward_batch
+from sparsearch.train.usage import RunningStats
 
 __all__ = ["Calibration", "calibrate", "usage_edits"]
-
-
-@dataclass
-class _Stats:
-    count: int = 0
-    sum: Tensor | None = None
-    sq: Tensor | None = None
-    min: Tensor | None = None
-    max: Tensor | None = None
-
-    def add(self, w: Tensor) -> None:
-        w = w.detach().double().cpu()
-        self.count += w.shape[0]
-        s, q, lo, hi = w.sum(0), w.square().sum(0), w.min(0).values, w.max(0).values
-        if self.sum is None:
-            self.sum, self.sq, self.min, self.max = s, q, lo, hi
-        else:
-            self.sum, self.sq = self.sum + s, self.sq + q
-            self.min, self.max = torch.minimum(self.min, lo), torch.maximum(self.max, hi)
-
-    @property
-    def mean(self) -> Tensor:
-        return self.sum / self.count
-
-    @property
-    def std(self) -> Tensor:
-        return (self.sq / self.count - self.mean.square()).clamp_min(0).sqrt()
 
 
 @dataclass
@@ -60,7 +34,7 @@ class Calibration:
     examples: int
     outputs: list[Tensor]  # the model's outputs per batch (eval mode)
     selected: dict[str, Tensor] = field(default_factory=dict)  # top-k block -> (C,) selection counts
-    routing: dict[str, _Stats] = field(default_factory=dict)  # CondConv group -> routing weight statistics
+    routing: dict[str, RunningStats] = field(default_factory=dict)  # CondConv group -> routing weight statistics
 
 
 @torch.no_grad()
@@ -68,7 +42,7 @@ def calibrate(model: nn.Module, batches: list, device: torch.device) -> Calibrat
     """Run ``model`` (eval) on ``batches`` and record path selections and expert routing weights."""
     model.eval()
     selected: dict[str, Tensor] = {}
-    routing: dict[str, _Stats] = {}
+    routing: dict[str, RunningStats] = {}
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, TopKBottleneck) and module.k < module.cardinality:
@@ -79,7 +53,7 @@ def calibrate(model: nn.Module, batches: list, device: torch.device) -> Calibrat
 
             hooks.append(module.register_forward_hook(on_block))
     for name, (router, _) in expert_groups(model).items():
-        routing[name] = _Stats()
+        routing[name] = RunningStats()
 
         def on_routing(m: nn.Module, args: Any, out: Any, name: str = name) -> None:
             routing[name].add(out.weights)

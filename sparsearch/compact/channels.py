@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsearch.compact.modules import BranchModule
+from sparsearch.compact.modules import BranchModule, slice_bn
 from sparsearch.errors import ConfigError
 
 __all__ = ["choose_channels", "prune_channels", "prune_inner"]
@@ -79,15 +79,6 @@ def _per_group(keep: list[int], groups: int, width: int) -> list[list[int]]:
     return local
 
 
-def _bn(old: nn.BatchNorm2d, keep: Tensor) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(keep), old.eps, old.momentum)
-    with torch.no_grad():
-        for key in ("weight", "bias", "running_mean", "running_var"):
-            getattr(new, key).copy_(getattr(old, key)[keep])
-        new.num_batches_tracked.copy_(old.num_batches_tracked)
-    return new.train(old.training)
-
-
 @torch.no_grad()
 def prune_inner(block: BranchModule, layer: str, keep: list[int]) -> None:
     """Keep the output channels ``keep`` of ``block.reduce`` or ``block.conv`` (and the inputs they feed)."""
@@ -102,7 +93,7 @@ def prune_inner(block: BranchModule, layer: str, keep: list[int]) -> None:
     producer.weight = nn.Parameter(producer.weight[index].clone())
     producer.out_channels = len(keep)
     bn = "bn_reduce" if layer == "reduce" else "bn_conv"
-    setattr(block, bn, _bn(getattr(block, bn), index))
+    setattr(block, bn, slice_bn(getattr(block, bn), index))
     rows = consumer.weight.view(n, -1, *consumer.weight.shape[1:])  # (groups, out/group, in/group, kh, kw)
     cols = torch.stack([rows[g][:, torch.tensor(local[g])] for g in range(n)])
     consumer.weight = nn.Parameter(cols.reshape(-1, *cols.shape[2:]).clone())

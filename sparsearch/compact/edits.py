@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsearch.compact.modules import BranchModule, SelectedRouting
+from sparsearch.compact.modules import BranchModule, SelectedRouting, slice_bn
 from sparsearch.errors import SparsearchError
 from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
 from sparsearch.models.condconv_nets import _Block
@@ -176,12 +176,7 @@ def _keep_paths(block: TopKBottleneck, keep: list[int]) -> None:
         expand = block.expand
         expand.weight = nn.Parameter(expand.weight.detach()[(*lead, slice(None), rows)].clone())
         for name in ("bn_reduce", "bn_conv"):
-            old = getattr(block, name)
-            new = nn.BatchNorm2d(len(rows), old.eps, old.momentum)
-            for key in ("weight", "bias", "running_mean", "running_var"):
-                getattr(new, key).copy_(getattr(old, key)[rows])
-            new.num_batches_tracked.copy_(old.num_batches_tracked)
-            setattr(block, name, new.train(old.training))
+            setattr(block, name, slice_bn(getattr(block, name), rows))
     c = len(keep)
     block.conv.groups = c
     for conv in (block.reduce, block.conv, block.expand):  # keep the recorded shapes true

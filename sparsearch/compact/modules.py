@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from sparsearch.layers import GateConnectModule
 from sparsearch.layers.routing import RoutingOutput
 
-__all__ = ["BranchModule", "SelectedRouting"]
+__all__ = ["BranchModule", "SelectedRouting", "slice_bn"]
 
 
 class BranchModule(nn.Module):
@@ -76,7 +76,7 @@ class BranchModule(nn.Module):
             for name, rows in (("reduce", inner), ("conv", inner), ("expand", outer)):
                 getattr(new, name).weight.copy_(getattr(module, name).weight[rows])
             for name, rows in (("bn_reduce", inner), ("bn_conv", inner), ("bn_expand", outer)):
-                _copy_bn(getattr(module, name), getattr(new, name), rows)
+                setattr(new, name, slice_bn(getattr(module, name), rows))
             if not isinstance(module.shortcut, nn.Identity):
                 new.shortcut.load_state_dict(module.shortcut.state_dict())
         return new.train(module.training)
@@ -104,10 +104,14 @@ class BranchModule(nn.Module):
         )
 
 
-def _copy_bn(src: nn.BatchNorm2d, dst: nn.BatchNorm2d, rows: Tensor) -> None:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        getattr(dst, name).copy_(getattr(src, name)[rows])
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
+@torch.no_grad()
+def slice_bn(bn: nn.BatchNorm2d, rows: Tensor) -> nn.BatchNorm2d:
+    """A batch norm over the channels ``rows`` of ``bn``: its affine parameters and statistics."""
+    new = nn.BatchNorm2d(len(rows), bn.eps, bn.momentum)
+    for key in ("weight", "bias", "running_mean", "running_var"):
+        getattr(new, key).copy_(getattr(bn, key)[rows])
+    new.num_batches_tracked.copy_(bn.num_batches_tracked)
+    return new.train(bn.training)
 
 
 class SelectedRouting(nn.Module):

@@ -163,14 +163,14 @@ def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 
 @torch.no_grad()
-def _float64_outputs(model: nn.Module, batches: list, device: torch.device) -> list[torch.Tensor]:
-    """Outputs of a float64 copy of ``model``: free of float32 rounding, which grows with the activations."""
-    double = copy.deepcopy(model).double().eval()
+def _outputs(model: nn.Module, batches: list, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Eval outputs of a ``dtype`` copy of ``model`` (float64: free of float32 rounding, which grows with
+    the activations)."""
+    copied = copy.deepcopy(model).to(dtype).eval()
     outputs = []
     for batch in batches:
         batch = batch.to(device)
-        batch = replace(batch, images=batch.images.double())
-        outputs.append(forward_batch(double, batch).cpu())
+        outputs.append(forward_batch(copied, replace(batch, images=batch.images.to(dtype))).cpu())
     return outputs
 
 
@@ -262,9 +262,9 @@ def prune_checkpoint(
     # Checked in float64, where an exact compaction gives equal outputs; float32 results differ by the
     # rounding of re-associated sums (grouped convolutions with fewer groups), which is reported beside
     # the source's own float32 rounding error.
-    source64 = _float64_outputs(model, batches, device)
-    diff = _max_diff(source64, _float64_outputs(compact, batches, device))
-    diff32 = _max_diff(cal.outputs, calibrate(compact, batches, device).outputs)
+    source64 = _outputs(model, batches, device, torch.float64)
+    diff = _max_diff(source64, _outputs(compact, batches, device, torch.float64))
+    diff32 = _max_diff(cal.outputs, _outputs(compact, batches, device, torch.float32))
     rounding32 = _max_diff(cal.outputs, source64)
     exact = all(e["op"] in EXACT_OPS for e in edits)
     check_equivalence(exact, diff, settings.atol)

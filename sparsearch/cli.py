@@ -392,6 +392,32 @@ def study(
         print_study(run.summary, str(run.report))
 
 
+@app.command("report")
+def report(
+    study_name: Annotated[str, typer.Argument(help="The study to report on, e.g. default-50GFLOPs.")],
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<STUDY>.db).")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Report directory (default: studies/<STUDY>/report); replaced whole.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Also print the report's numbers as JSON.")] = False,
+) -> None:
+    """Plot a study: Pareto front, hypervolume, importances, configurations (PNG, HTML, Markdown, JSON)."""
+    from sparsearch.report import load_report_data, write_report
+
+    url = storage or f"sqlite:///studies/{study_name}.db"
+    data = load_report_data(study_name, url)
+    page = write_report(data, out or f"studies/{study_name}/report")
+    if json_out:
+        typer.echo(json.dumps(data, indent=2, allow_nan=False))
+    else:
+        typer.echo(
+            f"report of study {study_name}: {len(data['pareto'])} Pareto trial(s) of {data['trials']['complete']} "
+            f"complete, hypervolume {data['hypervolume']:.4f}; written to {page}"
+        )
+
+
 @app.command("worker")
 def worker(
     storage: Annotated[str, typer.Option(help="The study's storage URL, e.g. postgresql://user@host/db.")],

@@ -277,6 +277,9 @@ def run_study(
     finetuned = _finetune(study, settings, evaluator, log) if settings.eval == "supernet" else {}
     summary = summarize(study, settings, finetuned=finetuned)
     summary["run"] = {"seconds": time.perf_counter() - start, "search_seconds": search_seconds, "jobs": jobs}
+    # Every run of the command is kept with the study, so a report can say how long the study took.
+    runs = [*study.user_attrs.get("runs", []), {**summary["run"], "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    study.set_user_attr("runs", runs)
     summary["storage"] = redact(storage_url)
     report = write_summary(summary, artifacts)
     return StudyRun(study, settings, summary, report)

@@ -54,7 +54,13 @@ def test_library_errors_become_one_line(capsys: pytest.CaptureFixture[str], monk
 def test_spaces_lists_the_shipped_spaces(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["spaces", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in listed] == ["clevr", "condconv_mobilenet_v1", "default", "gateconnect_cifar"]
+    assert [s["name"] for s in listed] == [
+        "clevr",
+        "condconv_mobilenet_v1",
+        "default",
+        "gateconnect_cifar",
+        "gateconnect_digits",
+    ]
     assert all(s["description"] for s in listed)
 
 
@@ -89,7 +95,8 @@ def test_flops_verify_compares_three_counters(capsys: pytest.CaptureFixture[str]
         (["flops", "default", "--budget", ""], "error: budget '' not understood"),
         (
             ["flops", "nope"],
-            "error: unknown space 'nope'; known: clevr, condconv_mobilenet_v1, default, gateconnect_cifar",
+            "error: unknown space 'nope'; known: clevr, condconv_mobilenet_v1, default, gateconnect_cifar, "
+            "gateconnect_digits",
         ),
         (
             ["flops", "default", "--set", "conv3.k=40"],

@@ -45,7 +45,7 @@ def _unit(data: dict[str, Any]) -> tuple[float, str]:
 
 def _pareto(data: dict[str, Any]) -> Figure:
     scale, unit = _unit(data)
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(9.5, 4.8), layout="constrained")
     ax = fig.subplots()
     points = data["points"]
     feasible = [p for p in points if p["accuracy"] is not None and not p["reference"]]
@@ -88,11 +88,13 @@ def _pareto(data: dict[str, Any]) -> Figure:
             alpha=0.6,
             label=f"over budget, not trained ({len(over)})",
         )
+    right = max([budget, *(p["flops"] / scale for p in points if p["flops"] is not None)])
+    ax.set_xlim(0, right * 1.05)  # the faint crosses do not widen the limits by themselves
     ax.set_xlabel(f"target executed {unit} per example (analytic)")
     ax.set_ylabel(f"proxy accuracy ({', '.join(data['about']['accuracy']['splits']) or 'val'})")
     ax.set_title(f"{data['study']}: accuracy vs FLOPs")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 

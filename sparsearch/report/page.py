@@ -10,6 +10,8 @@ from sparsearch.study.structure import describe
 
 __all__ = ["markdown_page", "reproduce_commands"]
 
+MAKE_STUDY = "sparsearch study --budget 50GFLOPs"  # what `make study` runs
+
 
 def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) -> list[str]:
     """The ``sparsearch study`` command that makes this study (options that differ from the defaults
@@ -95,7 +97,7 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
         f"- **Hypervolume** {data['hypervolume']:.4f}: the share of the box accuracy × (1 − FLOPs / budget) that "
         "the feasible trials dominate (0: nothing, 1: full accuracy at no cost).",
         "",
-        "Reproduce (the first command is `make study` for the default study):",
+        "Reproduce" + (" (`make study` runs the first command):" if commands[0] == MAKE_STUDY else ":"),
         "",
         "```",
         *commands,
@@ -105,7 +107,7 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
         "",
         "![Pareto front](pareto.png)",
         "",
-        "Dots: searched configurations; diamonds: the uniform-k references; circles joined by the step line: "
+        "Dots: searched configurations; diamonds: the uniform references (k, fan-in K = C, C/2, C/4); circles joined by the step line: "
         "the Pareto front; stars: accuracies after fine-tuning; crosses along the bottom: configurations over "
         "the budget (dashed line), which were never trained. [Interactive version](report.html) (plotly; "
         "hover for each trial's configuration).",

@@ -19,6 +19,7 @@ Every error names the file and the key, and says what is allowed; unknown keys a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,83 @@ from sparsearch.models import NetConfig, layout, model_names
 from sparsearch.models.condconv_nets import CondNetConfig
 from sparsearch.spaces.space import DATASETS, EXPERT_COUNTS, KNOBS, Knob, Proxy, Space, knob_units
 
-__all__ = ["load_space", "parse_space"]
+__all__ = ["FIELDS", "KNOB_DOCS", "Field", "load_space", "parse_space"]
 
-_TOP = {"name", "description", "target", "proxy", "knobs"}
-_PROXY = {"dataset", "input_size", "width", "depth", "epochs", "num_classes"}
-_KNOB = {"per", "min", "max", "choices", "stages"}
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a space file, for the validator (the allowed keys) and the generated reference."""
+
+    key: str  # "proxy.width"; "knobs.<knob>.per" for every knob
+    kind: str
+    default: str
+    doc: str
+
+
+FIELDS = (
+    Field("name", "string", "(required)", "The space's name: what `sparsearch spaces` lists and `--space` takes."),
+    Field("description", "string", '""', "One line for `sparsearch spaces`."),
+    Field(
+        "target",
+        "mapping",
+        "(required)",
+        "The target network: `model` and that layout's arguments (below). The budget constrains its "
+        "executed FLOPs per example, counted analytically.",
+    ),
+    Field("target.model", "string", "(required)", "A registered layout; see the table of layouts below."),
+    Field("proxy", "mapping", "{}", "The network and data that estimate accuracy on a small machine."),
+    Field("proxy.dataset", "string", "digits", f"Proxy data: {', '.join(DATASETS)} (`--data` overrides it)."),
+    Field("proxy.input_size", "integer >= 8", "the target's", "Proxy input resolution."),
+    Field(
+        "proxy.width",
+        "number in (0, 1]",
+        "1.0",
+        "Multiplier of every channel count (stem, outputs, path widths), at least one channel per path.",
+    ),
+    Field(
+        "proxy.depth",
+        "list of integers, one per stage",
+        "the target's",
+        "Blocks per stage of the proxy (at most the target's); knobs set per block are taken by position.",
+    ),
+    Field("proxy.epochs", "integer >= 1", "1", "Proxy training epochs (supernets and `--eval train` trials)."),
+    Field("proxy.num_classes", "integer >= 2", "the target's", "Classifier outputs of the proxy."),
+    Field("knobs", "mapping", "(required)", f"The knobs searched, at least one of: {', '.join(KNOBS)}."),
+    Field(
+        "knobs.<knob>.per",
+        "stage or block",
+        "stage",
+        "One value per stage, or one per block of the stage (`fan_in` and CondConv networks: stage only).",
+    ),
+    Field("knobs.<knob>.min", "integer >= 1", "1", "k and fan_in: the smallest value."),
+    Field("knobs.<knob>.max", "integer or `cardinality`", "cardinality", "k and fan_in: the largest (at most C)."),
+    Field(
+        "knobs.<knob>.choices",
+        "list",
+        "all allowed",
+        f"Explicit values instead of min/max; experts: from {', '.join(map(str, EXPERT_COUNTS))}; "
+        "routing: routing function names.",
+    ),
+    Field("knobs.<knob>.stages", "list of stage names", "every stage", "The stages that search this knob."),
+)
+
+KNOB_DOCS = {
+    "k": "top-k: paths run per example of the C paths of a block (a gate ranks them); needs `routing`.",
+    "experts": "CondConv experts n per path convolution (1: a plain convolution).",
+    "routing": "the gate's routing function (softmax, sigmoid, relu_l1, noisy_topk ...).",
+    "fan_in": "GateConnect fan-in K: inputs each branch takes from the previous module (GateConnect layouts).",
+}
+
+
+def _keys(prefix: str) -> set[str]:
+    if not prefix:
+        return {f.key for f in FIELDS if "." not in f.key}
+    return {f.key[len(prefix) + 1 :] for f in FIELDS if f.key.startswith(prefix + ".")}
+
+
+_TOP = _keys("")
+_PROXY = _keys("proxy")
+_KNOB = _keys("knobs.<knob>")
 
 
 def load_space(path: str | Path) -> Space:

@@ -36,7 +36,7 @@ class StudySettings:
     score_examples: int = 1000  # validation examples each configuration is scored on (0: all)
     recalibrate_batches: int = 4  # batch-norm statistics re-estimated per configuration (supernet)
     finetune_steps: int = 60  # supernet mode: steps of fine-tuning of each Pareto configuration
-    finetune_top: int = 5  # ... at most this many Pareto configurations
+    finetune_top: int = 4  # ... at most this many Pareto configurations
     stop_margin: float = 0.02  # train mode: early stop when this far behind ...
     stop_peers: int = 3  # ... this many completed trials of no more FLOPs at the same point
     latency_batch: int = 32

@@ -108,9 +108,9 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
         "![Pareto front](pareto.png)",
         "",
         "Dots: searched configurations; diamonds: the uniform references (k, fan-in K = C, C/2, C/4); "
-        "circles joined by the step line: the Pareto front; stars: accuracies after fine-tuning; crosses along the bottom: configurations over "
-        "the budget (dashed line), which were never trained. [Interactive version](report.html) (plotly; "
-        "hover for each trial's configuration).",
+        "circles joined by the step line: the Pareto front; stars: accuracies after fine-tuning; crosses "
+        "along the bottom: configurations over the budget (dashed line), which were never trained. "
+        "[Interactive version](report.html) (plotly; hover for each trial's configuration).",
         "",
         "## Pareto trials",
         "",

@@ -50,6 +50,17 @@ def test_three_workers_complete_exactly_the_requested_trials(pg_database, tmp_pa
     trials = optuna.load_study(study_name="dist", storage=pg_database).get_trials()
     assert len(trials) == 9 and all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.number for t in trials) == list(range(9))
+    # The report reads the same storage (a train-mode study: no supernets, no fine-tuning).
+    report = subprocess.run(
+        _cli("report", "dist", "--storage", pg_database, "--out", str(tmp_path / "report")),
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "pareto.png").is_file() and (tmp_path / "report" / "index.md").is_file()
 
 
 def _wait_for(predicate, timeout: float) -> None:

@@ -1,0 +1,41 @@
+"""The committed study pages under docs/studies/ are outputs of the current code: re-rendered from
+their own report.json, the page and the interactive HTML are identical, and every figure is there.
+
+(The studies' databases are not committed; `make study` and the command on each page remake them.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sparsearch.report import FORMAT
+from sparsearch.report.figures import FIGURES
+from sparsearch.report.interactive import interactive_html
+from sparsearch.report.page import markdown_page, reproduce_commands
+from sparsearch.study.settings import StudySettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted((ROOT / "docs" / "studies").glob("*/report.json"))
+
+
+def test_the_two_studies_are_committed() -> None:
+    names = {p.parent.name for p in PAGES}
+    assert {"default-50GFLOPs", "gateconnect_digits-300MFLOPs"} <= names
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[p.parent.name for p in PAGES])
+def test_committed_page_is_what_the_code_renders(path: Path) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["format"] == FORMAT
+    out = path.parent
+    settings = StudySettings.from_dict({**data["settings"], "space_text": ""})
+    commands = reproduce_commands(data, settings, out.relative_to(ROOT).as_posix())
+    assert (out / "index.md").read_text(encoding="utf-8") == markdown_page(data, commands)
+    assert (out / "report.html").read_text(encoding="utf-8") == interactive_html(data)
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The reproduce command is a real command line for this study.
+    assert commands[0].startswith("sparsearch study --budget ") and data["study"] in commands[1]

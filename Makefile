@@ -38,7 +38,7 @@ docs: $(BIN)/sparsearch
 	$(BIN)/python -m sparsearch.reference docs/reference
 	$(BIN)/mkdocs build --strict --quiet
 
-# The seeds' claims at small scale (about 35 minutes on 2 CPU cores): docs/experiments/results.json.
+# The seeds' claims at small scale (about an hour on 2 CPU cores): docs/experiments/results.json.
 experiments: $(BIN)/sparsearch
 	$(BIN)/python experiments/seed_claims.py --out docs/experiments/results.json
 

@@ -4,7 +4,7 @@ Commands are the lines of plain or shell code blocks that start with ``sparsearc
 ``python benchmarks/`` / ``python experiments/``. Usage synopses (``[OPTIONS]``, ``[--x]``) are skipped.
 Short commands run, in the page's order, in a fresh directory per page (so ``train`` then ``eval`` of
 its output works); a trailing ``# error: ...`` comment means the command must fail with that one-line
-error and exit code 2. Long commands (studies, workers, easy-VQA training, benchmarks, make targets)
+error and exit code 2. Long commands (studies, workers, easy-VQA or multi-epoch training, benchmarks, make targets)
 are checked without running: their options must parse, their scripts and targets must exist.
 """
 
@@ -27,6 +27,7 @@ STARTS = ("sparsearch ", "make ", "python benchmarks/", "python experiments/")
 # Prefixes of commands that take minutes (or need a server): parsed, not run.
 LONG = ("make ", "sparsearch study", "sparsearch worker", "sparsearch report", "python ")
 VQA_SPACES = ("default", "clevr")  # easy-VQA proxies: a training run takes minutes
+MAX_EPOCHS = 2  # digits trainings of more epochs (or the space's default) are parsed, not run
 
 
 def _shell_lines(text: str) -> list[str]:
@@ -64,7 +65,8 @@ def _is_long(command: str, skipped: set[str] = frozenset()) -> bool:
         return True
     if command.startswith("sparsearch train"):
         space = args[args.index("--space") + 1] if "--space" in args else "default"
-        return space in VQA_SPACES
+        epochs = int(args[args.index("--epochs") + 1]) if "--epochs" in args else None
+        return space in VQA_SPACES or epochs is None or epochs > MAX_EPOCHS
     return False
 
 

@@ -94,7 +94,8 @@ def _about(space, settings, trials) -> dict[str, Any]:
         },
         "units": {
             "flops": "FLOPs per example = 2 x MACs (one multiply-add = 2 FLOPs)",
-            "executed": "executed FLOPs: only the k selected paths and the live connections count",
+            "executed": "executed FLOPs: only the k selected paths of a top-k block count; every GateConnect "
+            "branch counts until sparsearch prune removes the dead ones",
             "latency": "median milliseconds of one forward pass of the proxy in sparse execution",
         },
         "settings": {

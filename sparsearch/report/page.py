@@ -84,7 +84,8 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
         "",
         f"- **Target** (what the FLOPs are of): `{target['model']}` at {target['input_size']}×"
         f"{target['input_size']}, executed FLOPs per example, counted analytically. {about['units']['flops']}; "
-        "executed: only the selected paths and the live connections count.",
+        "executed: only the k selected paths of a top-k block count (every GateConnect branch counts until "
+        "`sparsearch prune` removes the dead ones).",
         f"- **Proxy** (what the accuracy is of): the same family at width ×{proxy['width']:g}"
         + (f", blocks {proxy['depth']}" if proxy["depth"] else "")
         + f", {proxy['input_size']}×{proxy['input_size']} input, trained {proxy['epochs']} epoch(s) on "

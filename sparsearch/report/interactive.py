@@ -9,9 +9,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-__all__ = ["interactive_html"]
+from sparsearch.report.figures import BUDGET, FAINT, FRONT, REFERENCE, SEARCHED  # the PNGs' colours
 
-SEARCHED, REFERENCE, FRONT, BUDGET, FAINT = "#4c72b0", "#dd8452", "#c44e52", "#55a868", "#b0b0b0"
+__all__ = ["interactive_html"]
 
 
 def _hover(p: dict[str, Any]) -> str:

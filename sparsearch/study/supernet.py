@@ -70,8 +70,14 @@ def set_execution(model: nn.Module, execution: str) -> None:
 @torch.no_grad()
 def recalibrate_batch_norm(model: nn.Module, split: Split, batches: int, batch_size: int, device: torch.device):
     """Re-estimate every batch norm's running statistics as the average over ``batches`` batches, with
-    the rest of the model in eval mode (gates rank as at inference)."""
+    the rest of the model in eval mode (gates rank as at inference).
+
+    Top-k blocks run in masked execution meanwhile: in eval, sparse execution folds its expand batch
+    norm into the gathered weights and would leave that norm's statistics at their reset values."""
     model.eval()
+    blocks = [m for m in model.modules() if isinstance(m, TopKBottleneck)]
+    executions = [b.execution for b in blocks]
+    set_execution(model, "masked")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
@@ -85,6 +91,8 @@ def recalibrate_batch_norm(model: nn.Module, split: Split, batches: int, batch_s
         forward_batch(model, batch.to(device))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
+    for block, execution in zip(blocks, executions, strict=True):
+        block.execution = execution
     model.eval()
 
 

@@ -77,6 +77,23 @@ def test_batch_norm_recalibration_is_deterministic(supernet: Supernet) -> None:
     assert not supernet.model.training
 
 
+def test_recalibration_estimates_every_norm_in_either_execution(supernet: Supernet) -> None:
+    """Sparse execution folds the expand norm in eval; recalibrating from it must not leave that norm's
+    statistics at their reset values (0 and 1), which scored every top-k configuration too low."""
+    values = supernet.values({"conv2.k": 3, "conv3.k": 3, "conv4.k": 3})
+    configure(supernet.model, supernet.space, values)
+    stats = {}
+    for execution in ("sparse", "masked"):
+        set_execution(supernet.model, execution)
+        recalibrate_batch_norm(supernet.model, supernet.data.train, 2, 32, CPU)
+        assert all(b.execution == execution for b in _blocks(supernet.model))  # restored
+        stats[execution] = {k: v.clone() for k, v in supernet.model.state_dict().items() if "running" in k}
+    set_execution(supernet.model, "sparse")
+    assert all(torch.equal(stats["sparse"][k], stats["masked"][k]) for k in stats["masked"])
+    for block in _blocks(supernet.model):
+        assert not torch.equal(block.bn_expand.running_var, torch.ones_like(block.bn_expand.running_var))
+
+
 def test_saved_supernet_loads_only_for_the_same_structure_and_settings(supernet: Supernet, tmp_path) -> None:
     path = supernet.save(tmp_path / "net")
     loaded = Supernet.load(path, supernet.space, supernet.structure, supernet.settings, supernet.data, CPU)

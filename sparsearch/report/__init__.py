@@ -24,6 +24,7 @@ from sparsearch.train.checkpoint import move_into_place
 
 __all__ = ["FORMAT", "load_report_data", "report_data", "write_report"]
 
+
 def _is_report(path: Path) -> bool:
     try:
         return json.loads((path / "report.json").read_text(encoding="utf-8")).get("format") == FORMAT

@@ -371,11 +371,11 @@ def study(
         finetune_steps=finetune_steps,
         finetune_top=finetune_top,
     )
+    if heartbeat < 1:
+        raise SparsearchError(f"--heartbeat {heartbeat}: give a positive number of seconds")
     name = study_name or default_study_name(chosen.name, flops)
     url = storage or default_storage_url(name)
     progress = Progress(settings.n_trials, flops)
-    if heartbeat < 1:
-        raise SparsearchError(f"--heartbeat {heartbeat}: give a positive number of seconds")
     run = run_study(
         settings,
         storage_url=url,
@@ -428,6 +428,9 @@ def worker(
     heartbeat: Annotated[
         int, typer.Option(help="Seconds between heartbeats of a running trial; stale after 3 missed.")
     ] = 10,
+    data: Annotated[
+        str | None, typer.Option(help="The study's data plug-in, module:function (required for a plug-in study).")
+    ] = None,
 ) -> None:
     """Join a study and run its queued trials until none is left."""
     import time
@@ -437,7 +440,9 @@ def worker(
     deadline = None if timeout is None else time.time() + timeout
     if heartbeat < 1:
         raise SparsearchError(f"--heartbeat {heartbeat}: give a positive number of seconds")
-    done = run_worker(storage, study_name, device=device, seed=seed, deadline=deadline, heartbeat_s=heartbeat)
+    done = run_worker(
+        storage, study_name, device=device, seed=seed, deadline=deadline, heartbeat_s=heartbeat, data=data
+    )
     typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 
 

@@ -91,7 +91,7 @@ def test_flops_verify_compares_three_counters(capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["flops", "default", "--budget", "-1"], "error: budget '-1' not understood; write e.g. 50GFLOPs"),
+        (["flops", "default", "--budget", "-1"], "error: budget '-1' must be a positive, finite amount"),
         (["flops", "default", "--budget", ""], "error: budget '' not understood"),
         (
             ["flops", "nope"],

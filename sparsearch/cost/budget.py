@@ -10,7 +10,7 @@ from sparsearch.errors import ConfigError
 __all__ = ["format_flops", "parse_budget"]
 
 _PREFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:([KMGT]?)(FLOPs|MACs))?\s*$")
+_BUDGET = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:([KMGT]?)(FLOPs|MACs))?\s*$")
 _FORMS = "write e.g. 50GFLOPs, 50 GFLOPs, 32GMACs, 300MFLOPs or 5e10 (FLOPs)"
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sparsearch.data.base import TASKS, Batch, Datasets, Split, normalise
 from sparsearch.errors import ConfigError
 
-__all__ = ["BUILTIN", "TASKS", "Batch", "Datasets", "Split", "data_task", "load_data", "normalise"]
+__all__ = ["BUILTIN", "TASKS", "Batch", "Datasets", "Split", "data_task", "is_plugin", "load_data", "normalise"]
 
 BUILTIN = ("easy-vqa", "digits", "cifar10:PATH", "cifar100:PATH")
 VAL_FRACTION = 0.1
@@ -25,6 +25,16 @@ VAL_FRACTION = 0.1
 def data_task(spec: str) -> str:
     """The task of the data named by ``spec``, known before loading it: easy-VQA is VQA, the rest classify."""
     return "vqa" if spec.strip() == "easy-vqa" else "classification"
+
+
+def is_plugin(spec: str) -> bool:
+    """True when ``spec`` names a user plug-in (``module:function``), whose code runs when loaded.
+
+    sparsearch runs a plug-in only when the user names it on the command line; a spec recorded in a
+    file (a checkpoint's config.json, a study's settings) is never enough.
+    """
+    name, sep, rest = spec.strip().partition(":")
+    return bool(sep and rest) and name not in ("cifar10", "cifar100")
 
 
 def load_data(

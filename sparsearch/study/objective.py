@@ -13,6 +13,7 @@ the proxy's FLOPs and params, measured latency), ``usage`` (per layer, on the sc
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,9 @@ class Evaluator:
         )
         self._supernets: dict[str, Supernet] = {}
 
-    @property
+    @functools.cached_property
     def data(self):
+        """The proxy data, loaded on first use (a run checks it before it writes anything)."""
         return load_data(
             self.data_spec,
             input_size=self.space.proxy.input_size,

@@ -25,6 +25,7 @@ import torch
 from optuna.trial import TrialState
 
 from sparsearch.cost import format_flops
+from sparsearch.data import is_plugin
 from sparsearch.errors import ConfigError
 from sparsearch.spaces import parse_space
 from sparsearch.study.objective import Evaluator
@@ -32,7 +33,7 @@ from sparsearch.study.pareto import Point, beats, hypervolume, pareto_front
 from sparsearch.study.progress import Progress, study_points
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import HEARTBEAT_SECONDS, heartbeat, open_storage, pop_waiting_trial, redact
-from sparsearch.study.structure import ELASTIC, candidate_structures, choose_structures, describe, references
+from sparsearch.study.structure import ELASTIC, candidate_structures, describe, references
 from sparsearch.train.loop import resolve_device
 
 __all__ = ["StudyRun", "make_sampler", "open_study", "run_study", "run_worker", "study_settings", "summarize"]
@@ -194,11 +195,25 @@ def work(
 
 
 def _child_worker(
-    storage_url: str, name: str, device: str, seed: int, deadline: float | None, artifacts: str, heartbeat_s: int
+    storage_url: str,
+    name: str,
+    device: str,
+    seed: int,
+    deadline: float | None,
+    artifacts: str,
+    heartbeat_s: int,
+    data: str | None,
 ) -> None:
     torch.set_num_threads(1)
     run_worker(
-        storage_url, name, device=device, seed=seed, deadline=deadline, artifacts=artifacts, heartbeat_s=heartbeat_s
+        storage_url,
+        name,
+        device=device,
+        seed=seed,
+        deadline=deadline,
+        artifacts=artifacts,
+        heartbeat_s=heartbeat_s,
+        data=data,  # the plug-in the user named to `study`, if any
     )
 
 
@@ -212,9 +227,21 @@ def run_worker(
     artifacts: str | Path | None = None,
     log=None,
     heartbeat_s: int = HEARTBEAT_SECONDS,
+    data: str | None = None,
 ) -> int:
-    """Join study ``name`` and run its queued trials (``sparsearch worker``)."""
+    """Join study ``name`` and run its queued trials (``sparsearch worker``).
+
+    A study on a data plug-in needs ``data`` naming the same plug-in: the storage never chooses code to run.
+    """
     study, settings = open_study(storage_url, name, None, heartbeat_s=heartbeat_s)
+    if data is not None and data.strip() != (settings.data or ""):
+        used = repr(settings.data) if settings.data else "its space's proxy dataset"
+        raise ConfigError(f"study {name!r} uses {used}, not --data {data!r}")
+    if settings.data and is_plugin(settings.data) and data is None:
+        raise ConfigError(
+            f"study {name!r} trains on the plug-in {settings.data!r}; plug-ins run only when named on the "
+            f"command line: give --data {settings.data}"
+        )
     if seed is not None:
         study.sampler = make_sampler(settings.sampler, seed)
     space = study_space(settings)
@@ -247,21 +274,23 @@ def run_study(
         raise ConfigError(f"jobs={jobs} must be a positive integer")
     start = time.perf_counter()
     deadline = None if timeout is None else time.time() + timeout
-    if settings.eval == "supernet":  # refuse a space without k or fan-in before anything is written
-        choose_structures(study_space(settings), settings.supernets, settings.seed)
     target = resolve_device(device)
-    study, settings = open_study(storage_url, name, settings, heartbeat_s=heartbeat_s)
-    top_up(study, settings.n_trials)
     artifacts = Path(artifacts or Path("studies") / name)
     log = progress.message if progress is not None else None
+    # Refuse a space without k or fan-in (supernet mode) and data that does not load before anything is written.
     evaluator = Evaluator(settings, study_space(settings), target, artifacts, log)
+    evaluator.data  # noqa: B018 (loads and checks the data; kept for the run)
+    study, settings = open_study(storage_url, name, settings, heartbeat_s=heartbeat_s)
+    if settings != evaluator.settings:  # defensive: a resumed study takes this run's options, so they match
+        evaluator = Evaluator(settings, study_space(settings), target, artifacts, log)
+    top_up(study, settings.n_trials)
     for structure in evaluator.structures:  # trained once, here, before workers start
         evaluator.supernet(structure)
     children = []
     if jobs > 1:
         context = multiprocessing.get_context("spawn")
         for i in range(1, jobs):
-            args = (storage_url, name, device, settings.seed + i, deadline, str(artifacts), heartbeat_s)
+            args = (storage_url, name, device, settings.seed + i, deadline, str(artifacts), heartbeat_s, settings.data)
             children.append(context.Process(target=_child_worker, args=args, daemon=True))
         for child in children:
             child.start()

@@ -50,10 +50,8 @@ def redact(url: str) -> str:
 
 
 def default_storage_url(study_name: str, directory: str | Path = "studies") -> str:
-    """``sqlite:///studies/<name>.db``, creating the directory."""
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path / study_name}.db"
+    """``sqlite:///studies/<name>.db`` (the directory is created when the storage is opened)."""
+    return f"sqlite:///{Path(directory) / study_name}.db"
 
 
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:

@@ -94,15 +94,27 @@ def is_checkpoint(path: Path) -> bool:
 
 
 def move_into_place(done: Path, out: Path) -> None:
-    """Rename the complete directory ``done`` to ``out``; an existing ``out`` goes only once ``done`` is
-    in place (a sibling of ``out``, so both renames stay on one file system)."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rename(out, old / out.name)
+    """Rename the complete directory ``done`` to ``out`` (a sibling, so renames stay on one file system).
+
+    An existing ``out`` is first moved aside and deleted only once ``done`` is in its place; if that
+    rename fails, the previous ``out`` is put back, so a failed write never leaves ``out`` missing.
+    """
+    if not out.exists():
         os.rename(done, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    try:
+        os.rename(out, aside / out.name)
+    except BaseException:
+        aside.rmdir()
+        raise
+    try:
         os.rename(done, out)
+    except BaseException:
+        os.rename(aside / out.name, out)  # put the previous one back before reporting the failure
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: Any) -> Path:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from sparsearch.cost import count
-from sparsearch.data import Datasets, load_data
+from sparsearch.data import Datasets, is_plugin, load_data
 from sparsearch.errors import ConfigError
 from sparsearch.models import NetConfig
 from sparsearch.spaces import Space
@@ -200,6 +200,11 @@ def checkpoint_data(ckpt, data: str | None = None) -> Datasets:
     spec_data = data or recorded.get("spec")
     if not spec_data:
         raise CheckpointError(f"{ckpt.path}: config.json names no data; give --data")
+    if data is None and is_plugin(spec_data):  # a file never chooses code to run
+        raise CheckpointError(
+            f"{ckpt.path}: its data is the plug-in {spec_data!r}; plug-ins run only when named on the "
+            f"command line: give --data {spec_data}"
+        )
     settings = ckpt.meta.get("training", {})
     datasets = load_data(
         spec_data,

@@ -32,7 +32,14 @@ from sparsearch.study.objective import Evaluator
 from sparsearch.study.pareto import Point, beats, hypervolume, pareto_front
 from sparsearch.study.progress import Progress, study_points
 from sparsearch.study.settings import StudySettings
-from sparsearch.study.storage import HEARTBEAT_SECONDS, heartbeat, open_storage, pop_waiting_trial, redact
+from sparsearch.study.storage import (
+    HEARTBEAT_SECONDS,
+    heartbeat,
+    open_storage,
+    pop_waiting_trial,
+    redact,
+    setup_lock,
+)
 from sparsearch.study.structure import ELASTIC, candidate_structures, describe, references
 from sparsearch.train.loop import resolve_device
 
@@ -280,10 +287,11 @@ def run_study(
     # Refuse a space without k or fan-in (supernet mode) and data that does not load before anything is written.
     evaluator = Evaluator(settings, study_space(settings), target, artifacts, log)
     evaluator.data  # noqa: B018 (loads and checks the data; kept for the run)
-    study, settings = open_study(storage_url, name, settings, heartbeat_s=heartbeat_s)
+    with setup_lock(storage_url):  # commands started together create one study and its N slots
+        study, settings = open_study(storage_url, name, settings, heartbeat_s=heartbeat_s)
+        top_up(study, settings.n_trials)
     if settings != evaluator.settings:  # defensive: a resumed study takes this run's options, so they match
         evaluator = Evaluator(settings, study_space(settings), target, artifacts, log)
-    top_up(study, settings.n_trials)
     for structure in evaluator.structures:  # trained once, here, before workers start
         evaluator.supernet(structure)
     children = []

@@ -4,8 +4,9 @@ Every storage is Optuna's :class:`~optuna.storages.RDBStorage` with heartbeats: 
 mid-trial stops beating, and after the grace period any worker marks its trial failed and queues a
 copy (``RetryHeartbeatStaleTrialCallback``), so no trial is lost and none runs twice at once.
 
-SQLite runs in WAL mode with a generous busy timeout, so local worker processes wait for each other's
-short writes instead of failing with "database is locked".
+SQLite runs in WAL mode with a generous busy timeout, and every transaction takes the write lock when it
+begins, so local worker processes wait for each other's short transactions instead of failing with
+"database is locked", and a queued trial is claimed by one of them only.
 
 Passwords never leave this module: :func:`redact` is used for every URL that is printed or stored.
 """
@@ -13,6 +14,7 @@ Passwords never leave this module: :func:`redact` is used for every URL that is 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import warnings
@@ -32,12 +34,14 @@ __all__ = [
     "open_storage",
     "pop_waiting_trial",
     "redact",
+    "setup_lock",
 ]
 
 HEARTBEAT_SECONDS = 10  # a running trial records a heartbeat this often
 GRACE_FACTOR = 3  # ... and is stale after this many missed beats
 SQLITE_TIMEOUT_S = 60  # how long a writer waits for another process's lock
 MAX_RETRY = 3  # a trial whose worker died is re-run at most this many times
+LOCK_KEY = 0x5350_4152  # PostgreSQL advisory lock of sparsearch's set-up ("SPAR")
 
 
 class StorageError(SparsearchError):
@@ -77,12 +81,75 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
     except Exception as err:  # SQLAlchemy errors, a missing driver, a refused connection
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise StorageError(f"storage {redact(url)}: cannot connect ({redact(reason)})") from None
-    if url.startswith("sqlite"):
+        raise _cannot_connect(url, err) from None
+    if url.startswith("sqlite") and url.split(":///", 1)[-1] not in ("", ":memory:"):  # a file: shared
+        _serialise_sqlite(storage.engine)
         with contextlib.closing(storage.engine.raw_connection()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
     return storage
+
+
+def _serialise_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Python's sqlite3 driver opens a transaction only at the first write, so Optuna's read-check-write
+    updates (claiming a queued trial, failing a stale one) are not atomic between processes: two
+    workers could both read a trial as WAITING and both run it. With the lock taken at BEGIN, the
+    second waits (up to ``SQLITE_TIMEOUT_S``) and then reads the first one's claim.
+    """
+    import sqlalchemy
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, record) -> None:
+        dbapi_connection.isolation_level = None  # the driver issues no BEGIN of its own
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners: closed, reopened with them
+
+
+def _cannot_connect(url: str, err: Exception) -> StorageError:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return StorageError(f"storage {redact(url)}: cannot connect ({redact(reason)})")
+
+
+@contextlib.contextmanager
+def setup_lock(url: str) -> Iterator[None]:
+    """Hold the storage's set-up lock: processes that start together create its tables, a study and the
+    study's queued trials one after another, so identical commands started at once share one study of
+    exactly the trials asked for. SQLite: ``flock`` on the database's directory; PostgreSQL: an
+    advisory lock; other databases: no lock.
+    """
+    if url.startswith("sqlite:///") and url.split(":///", 1)[1] not in ("", ":memory:"):
+        directory = Path(url.split(":///", 1)[1]).parent
+        directory.mkdir(parents=True, exist_ok=True)
+        import fcntl
+
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
+            yield
+        finally:
+            os.close(fd)
+        return
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        conn = engine.connect()
+    except Exception as err:
+        raise _cannot_connect(url, err) from None
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
+        yield
+    finally:
+        conn.close()  # the session ends, and its advisory lock with it
+        engine.dispose()
 
 
 def pop_waiting_trial(study: optuna.Study) -> int | None:

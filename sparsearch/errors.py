@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "SparsearchError"]
+from pathlib import Path
+
+__all__ = ["ConfigError", "SparsearchError", "WriteError"]
 
 
 class SparsearchError(Exception):
@@ -11,3 +13,17 @@ class SparsearchError(Exception):
 
 class ConfigError(SparsearchError, ValueError):
     """A configuration, search space or budget that cannot be used; the message names the bad key."""
+
+
+class WriteError(SparsearchError):
+    """An output could not be written (a full disk, no permission); the previous one, if any, is kept."""
+
+    @classmethod
+    def of(cls, what: str, path: str | Path, err: BaseException, *, existed: bool) -> WriteError:
+        """``out: cannot write the report (File too large); the previous report is kept``."""
+        if isinstance(err, OSError) and err.strerror:
+            reason = f"{err.strerror}: {str(err.filename)!r}" if err.filename else err.strerror
+        else:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        kept = f"the previous {what} is kept" if existed else "nothing was written"
+        return cls(f"{path}: cannot write the {what} ({reason}); {kept}")

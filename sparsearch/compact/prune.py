@@ -33,7 +33,7 @@ from sparsearch.compact.cost import find_network, network_cost
 from sparsearch.compact.edits import apply_edits
 from sparsearch.compact.export import PROGRAM_FILE, export_program
 from sparsearch.compact.graph import connectivity_graph, dead_blocks, module_summaries
-from sparsearch.errors import ConfigError, SparsearchError
+from sparsearch.errors import ConfigError, SparsearchError, WriteError
 from sparsearch.layers import GateConnectModule
 from sparsearch.models import SparseResNeXt
 from sparsearch.train.checkpoint import (
@@ -377,5 +377,9 @@ def _write(out, path, source, model, edits, datasets, report, graph, dead, examp
 
         (ckpt / REPORT_MD).write_text(markdown(report))
         move_into_place(ckpt, out)  # a previous output is replaced only once the new one is complete
+    except WriteError as err:  # the compacted checkpoint, written inside the work directory
+        raise WriteError.of("compacted checkpoint", out, err.__cause__ or err, existed=out.exists()) from err
+    except OSError as err:  # a full disk, a read-only directory
+        raise WriteError.of("compacted checkpoint", out, err, existed=out.exists()) from err
     finally:
         shutil.rmtree(work, ignore_errors=True)

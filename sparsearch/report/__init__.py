@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sparsearch.errors import ConfigError
+from sparsearch.errors import ConfigError, WriteError
 from sparsearch.report.data import FORMAT, load_report_data, report_data
 from sparsearch.report.figures import draw_figures
 from sparsearch.report.interactive import interactive_html
@@ -55,6 +55,9 @@ def write_report(data: dict[str, Any], out: str | Path) -> Path:
             with open(f, "rb") as handle:
                 os.fsync(handle.fileno())
         move_into_place(tmp, out)
+    except OSError as err:  # a full disk, a read-only directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError.of("report", out, err, existed=out.exists()) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,6 +11,7 @@ waits for running trials and retries stale ones before it finishes.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import tempfile
@@ -26,7 +27,7 @@ from optuna.trial import TrialState
 
 from sparsearch.cost import format_flops
 from sparsearch.data import is_plugin
-from sparsearch.errors import ConfigError
+from sparsearch.errors import ConfigError, WriteError
 from sparsearch.spaces import parse_space
 from sparsearch.study.objective import Evaluator
 from sparsearch.study.pareto import Point, beats, hypervolume, pareto_front
@@ -164,6 +165,10 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, evaluator: Evaluator) -> 
         trial.set_user_attr("error", reason[:500])
         study.tell(trial, state=TrialState.FAIL)
     else:
+        if not all(math.isfinite(v) for v in values):  # Optuna would fail it too, without saying why
+            trial.set_user_attr("error", f"non-finite objective values {list(values)}")
+            study.tell(trial, state=TrialState.FAIL)
+            return
         study.tell(trial, list(values))
 
 
@@ -444,6 +449,9 @@ def _atomic_write(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a read-only directory
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError.of("file", path, err, existed=path.exists()) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

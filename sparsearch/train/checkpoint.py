@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from sparsearch import __version__
-from sparsearch.errors import SparsearchError
+from sparsearch.errors import SparsearchError, WriteError
 from sparsearch.train.model import ModelSpec, build_task_model
 
 __all__ = [
@@ -143,6 +143,9 @@ def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: 
         (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         _fsync(tmp / CONFIG_FILE)
         move_into_place(tmp, out)
+    except (OSError, SafetensorError) as err:  # a full disk, a read-only directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError.of("checkpoint", out, err, existed=out.exists()) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

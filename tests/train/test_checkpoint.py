@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import sparsearch.train.checkpoint as checkpoint_module
+from sparsearch.errors import WriteError
 from sparsearch.spaces import get_space
 from sparsearch.train import (
     CheckpointError,
@@ -125,7 +126,7 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint_intact(
 
     monkeypatch.setattr(checkpoint_module, "save_file", disk_full)
     model, spec = _model()
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(WriteError, match=r"cannot write the checkpoint \(No space left on device\); the previous"):
         save_checkpoint(saved, model, spec)
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
     assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]  # no temporary directory left

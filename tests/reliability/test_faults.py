@@ -1,0 +1,187 @@
+"""Faults: writes that fail midway, and trials that fail.
+
+- A checkpoint, report or study summary whose write fails midway leaves the previous one byte for byte,
+  and no temporary file or directory behind. "Disk full" is real: the command runs under a file-size
+  limit (RLIMIT_FSIZE), so the operating system refuses the write partway through, as a full disk does.
+  "Permission denied" is raised where the operating system raises it, at the final rename (the tests
+  run as root in CI, where a read-only directory does not stop a write).
+- An exception or a non-finite objective inside a trial fails that trial, with the reason recorded,
+  and the study goes on to the count asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+import sparsearch.train.checkpoint as checkpoint_module
+from sparsearch.errors import WriteError
+from sparsearch.study import run_study
+from sparsearch.study.objective import Evaluator
+from sparsearch.study.runner import write_summary
+from tests.study.helpers import tiny_settings
+from tests.study.test_study import _budget
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "PYTHONDONTWRITEBYTECODE": "1"}
+TRAIN = ["train", "--space", "gateconnect_cifar", "--data", "digits", "--epochs", "1", "--steps-per-epoch", "1"]
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+def _cli(args: list[str], cwd: Path, max_file_bytes: int | None = None) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:  # Python ignores SIGXFSZ, so an oversized write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "sparsearch", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=limit if max_file_bytes else None,
+    )
+
+
+def _failed_cleanly(done: subprocess.CompletedProcess[str], directory: Path, before: dict[str, str]) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "File too large" in done.stderr
+    assert _files(directory) == before  # the previous one, byte for byte
+    assert not [p.name for p in directory.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, str, dict]:
+    """A finished train-mode study (3 trials) on SQLite, and its summary."""
+    root = tmp_path_factory.mktemp("faults")
+    url = f"sqlite:///{root}/s.db"
+    settings = tiny_settings(_budget(), eval="train", trials=3)
+    run = run_study(settings, storage_url=url, name="s", device="cpu", artifacts=root)
+    return root, url, run.summary
+
+
+def test_a_checkpoint_write_that_runs_out_of_space_keeps_the_previous_checkpoint(tmp_path) -> None:
+    assert _cli([*TRAIN, "--out", "ckpt"], tmp_path).returncode == 0
+    before = _files(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors").stat().st_size > 64_000
+    _failed_cleanly(_cli([*TRAIN, "--seed", "1", "--out", "ckpt"], tmp_path, 64_000), tmp_path / "ckpt", before)
+    assert _cli(["eval", "ckpt", "--split", "val"], tmp_path).returncode == 0  # and it still loads
+
+
+def test_a_report_write_that_runs_out_of_space_keeps_the_previous_report(study, tmp_path) -> None:
+    _, url, _ = study
+    report = ["report", "s", "--storage", url, "--out", "report"]
+    assert _cli(report, tmp_path).returncode == 0
+    before = _files(tmp_path / "report")
+    _failed_cleanly(_cli(report, tmp_path, 20_000), tmp_path / "report", before)
+
+
+@contextlib.contextmanager
+def file_size_limit(max_bytes: int):
+    """In this process: a write beyond ``max_bytes`` of a file fails with EFBIG, as on a full disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_summary_write_that_runs_out_of_space_keeps_the_previous_summary(study, tmp_path) -> None:
+    summary = study[2]
+    write_summary(summary, tmp_path)
+    before = _files(tmp_path)
+    assert (tmp_path / "pareto.json").stat().st_size > 2_000
+    with (
+        file_size_limit(2_000),
+        pytest.raises(WriteError, match=r"pareto.json: cannot write the file \(File too large"),
+    ):
+        write_summary({**summary, "study": "another"}, tmp_path)
+    assert _files(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pareto.json", "pareto.md"]
+
+
+def _permission_denied_at(monkeypatch, module, name: str, call: int) -> None:
+    """The ``call``-th call of ``module.name`` fails as a directory without write permission makes it fail."""
+    real, calls = getattr(module, name), []
+
+    def deny(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == call:
+            raise PermissionError(errno.EACCES, "Permission denied", str(args[-1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, deny)
+
+
+def test_permission_denied_at_the_final_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -> None:
+    from sparsearch.spaces import get_space
+    from sparsearch.train import ModelSpec, build_task_model, load_checkpoint, save_checkpoint
+
+    config = get_space("gateconnect_cifar").proxy_config({"stage2.fan_in": 2})
+    spec = ModelSpec.for_data(config, "classification", tuple("0123456789"), 3)
+    out = save_checkpoint(tmp_path / "ckpt", build_task_model(spec), spec, metrics={"run": 1})
+    before = _files(out)
+    # Moving the old checkpoint aside is the first rename; moving the new one in, the second.
+    _permission_denied_at(monkeypatch, checkpoint_module.os, "rename", 2)
+    with pytest.raises(
+        WriteError, match=r"cannot write the checkpoint .Permission denied.*the previous checkpoint is kept"
+    ):
+        save_checkpoint(out, build_task_model(spec), spec, metrics={"run": 2})
+    monkeypatch.undo()
+    assert _files(out) == before and load_checkpoint(out).meta["metrics"] == {"run": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_permission_denied_replacing_the_summary_keeps_the_previous_one(study, tmp_path, monkeypatch) -> None:
+    import sparsearch.study.runner as runner
+
+    write_summary(study[2], tmp_path)
+    before = _files(tmp_path)
+    _permission_denied_at(monkeypatch, runner.os, "replace", 1)
+    with pytest.raises(WriteError, match=r"pareto.json: cannot write the file .Permission denied"):
+        write_summary({**study[2], "study": "another"}, tmp_path)
+    assert _files(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pareto.json", "pareto.md"]
+
+
+@pytest.mark.parametrize("fault", ["exception", "nan"])
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(fault, tmp_path, monkeypatch) -> None:
+    real, calls = Evaluator._score_supernet, []
+
+    def flaky(self, trial, values):
+        calls.append(trial.number)
+        if len(calls) == 2:
+            if fault == "exception":
+                raise RuntimeError("injected fault: the GPU fell off the bus")
+            _, proxy, usage = real(self, trial, values)
+            return float("nan"), proxy, usage
+        return real(self, trial, values)
+
+    monkeypatch.setattr(Evaluator, "_score_supernet", flaky)
+    settings = tiny_settings(_budget(), trials=5, finetune_top=1)
+    run = run_study(settings, storage_url=f"sqlite:///{tmp_path}/f.db", name="f", device="cpu", artifacts=tmp_path)
+    trials = run.study.get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].number == calls[1]
+    reason = {
+        "exception": "RuntimeError: injected fault: the GPU fell off the bus",
+        "nan": "non-finite objective values [nan,",
+    }[fault]
+    assert failed[0].user_attrs["error"].startswith(reason)
+    assert len(trials) == 5  # the failed trial took its slot; the others ran
+    assert run.summary["trials"]["fail"] == 1 and run.summary["trials"]["complete"] == 4

@@ -128,6 +128,9 @@ def parse_space(text: str, source: str = "<space>") -> Space:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
+        context, opened = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and opened and mark and opened.line != mark.line:  # where the unclosed thing began
+            problem += f" ({context} at line {opened.line + 1})"
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     v = _Validator(source)
     data = v.mapping(data, "", _TOP, required={"name", "target", "knobs"})

@@ -67,7 +67,7 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _make_directory(url, Path(path).parent)
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
@@ -110,6 +110,14 @@ def _serialise_sqlite(engine) -> None:
     engine.dispose()  # connections opened before the listeners: closed, reopened with them
 
 
+def _make_directory(url: str, directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"storage {redact(url)}: cannot create {directory} ({err.strerror})") from None
+    return directory
+
+
 def _cannot_connect(url: str, err: Exception) -> StorageError:
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
     return StorageError(f"storage {redact(url)}: cannot connect ({redact(reason)})")
@@ -123,8 +131,7 @@ def setup_lock(url: str) -> Iterator[None]:
     advisory lock; other databases: no lock.
     """
     if url.startswith("sqlite:///") and url.split(":///", 1)[1] not in ("", ":memory:"):
-        directory = Path(url.split(":///", 1)[1]).parent
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = _make_directory(url, Path(url.split(":///", 1)[1]).parent)
         import fcntl
 
         fd = os.open(directory, os.O_RDONLY)

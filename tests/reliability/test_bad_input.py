@@ -36,6 +36,7 @@ target: {model: gateconnect_cifar, depth: 20, width: 2, num_classes: 10}
 knobs:
   fan_in: {choices: [1, 2]}
 """
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "guarantees.md"
 TRAIN = ["train", "--space", "gateconnect_cifar", "--epochs", "1", "--steps-per-epoch", "1", "--out", "run"]
 STUDY = ["study", "--budget", "50GFLOPs"]
 PLUGIN = """\
@@ -222,7 +223,7 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         "storage cannot be created",
         None,
         [*STUDY, "--storage", "sqlite:////proc/sparsearch/s.db"],
-        "/proc/sparsearch",
+        "storage sqlite:////proc/sparsearch/s.db: cannot create /proc/sparsearch (No such file or directory)",
     ),
     ("report unknown study", None, ["report", "ghost"], "no study 'ghost': studies/ghost.db does not exist"),
     (
@@ -257,6 +258,24 @@ COMMANDS = {
 }
 
 
+def _page_table(columns: int) -> dict[str, list[str]]:
+    """Rows of the guarantees page's tables with ``columns`` cells: the case, and the fragments of the
+    message it documents (the text between ``...``)."""
+    rows = {}
+    for line in PAGE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| ") and len(cells) == columns and cells[0] not in ("Case", "Damage"):
+            said = cells[-1].replace("\\*", "*")
+            rows[cells[0]] = [f.strip() for f in said.split("...") if f.strip()]
+    return rows
+
+
+def _documented(case: str, err: str, columns: int) -> None:
+    fragments = _page_table(columns).get(case)
+    assert fragments, f"{case!r} is not in the table of {PAGE.name}"
+    assert [f for f in fragments if f not in err] == [], err
+
+
 def _refused(args: list[str], workdir: Path, capsys) -> str:
     before = snapshot(workdir)
     code = main(args)
@@ -279,12 +298,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize(("setup", "args", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_nothing_written(setup, args, message, workdir, capsys) -> None:
+def test_bad_input_is_one_line_exit_2_and_nothing_written(setup, args, message, workdir, capsys, request) -> None:
     if setup is not None:
         setup(workdir)
     err = _refused(args, workdir, capsys)
     assert message in err, err
     assert "s3cret" not in err
+    _documented(request.node.callspec.id, err, 3)
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
@@ -293,6 +313,7 @@ def test_damaged_checkpoints_are_refused_by_every_command(command, damage, check
     _copy(DAMAGE[damage])(workdir, checkpoint)
     err = _refused(COMMANDS[command], workdir, capsys)
     assert MESSAGES[damage] in err, err
+    _documented(damage, err, 2)
 
 
 def test_a_missing_checkpoint_is_refused(workdir, capsys) -> None:
@@ -321,3 +342,8 @@ def test_a_study_name_that_exists_with_another_space_is_refused(workdir, capsys)
     assert "study 'mine' exists with space='tiny'" in err, err
     study, _ = open_study(url, "mine", settings)
     assert [(t.number, t.state, t.params) for t in study.get_trials()] == trials
+
+
+def test_the_page_lists_exactly_the_cases() -> None:
+    assert sorted(_page_table(3)) == sorted(c[0] for c in CASES)
+    assert sorted(_page_table(2)) == sorted(DAMAGE)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sparsearch.cli import main
+from sparsearch.errors import WriteError
 from sparsearch.report import FORMAT, load_report_data, report_data, write_report
 from sparsearch.report.figures import FIGURES
 from sparsearch.study import run_study
@@ -82,7 +83,7 @@ def test_a_failure_midway_keeps_the_previous_report(study, tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("sparsearch.report.interactive_html", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(WriteError, match=r"r: cannot write the report \(No space left on device\); the previous"):
         write_report(data, tmp_path / "r")
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no temporary directory left

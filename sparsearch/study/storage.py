@@ -63,11 +63,11 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
     if "://" not in url:
         raise ConfigError(f"storage {url!r} is not a URL; e.g. sqlite:///studies/s.db or postgresql://user@host/db")
     engine_kwargs: dict = {}
+    database = _sqlite_file(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            _make_directory(url, Path(path).parent)
+        if database is not None:
+            _make_directory(url, database.parent)
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
@@ -82,7 +82,7 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
             )
     except Exception as err:  # SQLAlchemy errors, a missing driver, a refused connection
         raise _cannot_connect(url, err) from None
-    if url.startswith("sqlite") and url.split(":///", 1)[-1] not in ("", ":memory:"):  # a file: shared
+    if database is not None:  # a file that other processes may share
         _serialise_sqlite(storage.engine)
         with contextlib.closing(storage.engine.raw_connection()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -110,6 +110,14 @@ def _serialise_sqlite(engine) -> None:
     engine.dispose()  # connections opened before the listeners: closed, reopened with them
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL; None for other URLs and in-memory databases."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.split(":///", 1)[1]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def _make_directory(url: str, directory: Path) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -130,8 +138,9 @@ def setup_lock(url: str) -> Iterator[None]:
     exactly the trials asked for. SQLite: ``flock`` on the database's directory; PostgreSQL: an
     advisory lock; other databases: no lock.
     """
-    if url.startswith("sqlite:///") and url.split(":///", 1)[1] not in ("", ":memory:"):
-        directory = _make_directory(url, Path(url.split(":///", 1)[1]).parent)
+    database = _sqlite_file(url)
+    if database is not None:
+        directory = _make_directory(url, database.parent)
         import fcntl
 
         fd = os.open(directory, os.O_RDONLY)
@@ -163,7 +172,8 @@ def pop_waiting_trial(study: optuna.Study) -> int | None:
     """Claim a queued (WAITING) trial for this worker; None when the queue is empty.
 
     Unlike ``study.ask()``, this never creates a trial: a study runs exactly the trials queued for it.
-    The claim is the storage's atomic WAITING -> RUNNING update, so two workers never get the same trial.
+    The claim is the storage's atomic WAITING -> RUNNING update (on SQLite atomic because transactions
+    begin IMMEDIATE), so two workers never get the same trial.
     """
     return study._pop_waiting_trial_id()  # Optuna's own claim (the part of ask() that takes a queued trial)
 

@@ -71,7 +71,7 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():
+        with setup_lock(url), warnings.catch_warnings():  # one process at a time creates the tables
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.8
             storage = RDBStorage(
                 url,
@@ -131,13 +131,31 @@ def _cannot_connect(url: str, err: Exception) -> StorageError:
     return StorageError(f"storage {redact(url)}: cannot connect ({redact(reason)})")
 
 
+_held = threading.local()  # the URLs whose set-up lock this thread holds (the lock is re-entrant)
+
+
 @contextlib.contextmanager
 def setup_lock(url: str) -> Iterator[None]:
     """Hold the storage's set-up lock: processes that start together create its tables, a study and the
     study's queued trials one after another, so identical commands started at once share one study of
-    exactly the trials asked for. SQLite: ``flock`` on the database's directory; PostgreSQL: an
-    advisory lock; other databases: no lock.
+    exactly the trials asked for, and a process opening the storage meanwhile waits for its tables.
+    SQLite: ``flock`` on the database's directory; PostgreSQL: an advisory lock; other databases: none.
+    Re-entrant within a thread.
     """
+    held = _held.__dict__.setdefault("urls", set())
+    if url in held:
+        yield
+        return
+    with _acquire(url):
+        held.add(url)
+        try:
+            yield
+        finally:
+            held.discard(url)
+
+
+@contextlib.contextmanager
+def _acquire(url: str) -> Iterator[None]:
     database = _sqlite_file(url)
     if database is not None:
         directory = _make_directory(url, database.parent)

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from sparsearch.study import open_study
 from sparsearch.study.runner import top_up
+from sparsearch.study.storage import open_storage
 from tests.study.helpers import tiny_settings, write_tiny
 from tests.study.test_study import _budget
 
@@ -47,10 +48,13 @@ def storage(request, tmp_path) -> tuple[str, list[str]]:
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
     if url.startswith("sqlite:///") and not Path(url.split(":///", 1)[1]).exists():
         return []  # not created yet (and opening it here would create it)
+    storage = open_storage(url)  # sparsearch's storage waits while another process creates the tables
     try:
-        return optuna.load_study(study_name="s", storage=url).get_trials()
+        return optuna.load_study(study_name="s", storage=storage).get_trials()
     except KeyError:
         return []
+    finally:
+        storage.engine.dispose()
 
 
 def _finish(processes: list[subprocess.Popen]) -> list[tuple[str, str]]:

@@ -11,7 +11,6 @@ regenerating it gives the same files.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -20,7 +19,7 @@ from optuna.trial import TrialState
 from sparsearch.errors import ConfigError
 from sparsearch.study.pareto import Point, hypervolume
 from sparsearch.study.runner import open_study, study_space, summarize
-from sparsearch.study.storage import redact
+from sparsearch.study.storage import redact, sqlite_file
 from sparsearch.study.structure import ELASTIC, describe
 
 __all__ = ["FORMAT", "load_report_data", "report_data"]
@@ -31,10 +30,9 @@ NUMERIC_KNOBS = ("k", "experts", "fan_in")  # shown per layer in the configurati
 
 def load_report_data(name: str, storage_url: str) -> dict[str, Any]:
     """Open study ``name`` in ``storage_url`` (read only) and gather its report."""
-    if storage_url.startswith("sqlite:///"):
-        path = storage_url.split(":///", 1)[1]
-        if path and path != ":memory:" and not Path(path).is_file():  # opening it would create an empty file
-            raise ConfigError(f"no study {name!r}: {path} does not exist (give its --storage)")
+    database = sqlite_file(storage_url)
+    if database is not None and not database.is_file():  # opening it would create an empty file
+        raise ConfigError(f"no study {name!r}: {database} does not exist (give its --storage)")
     study, settings = open_study(storage_url, name, None)
     return report_data(study, settings, storage_url)
 

@@ -35,6 +35,7 @@ __all__ = [
     "pop_waiting_trial",
     "redact",
     "setup_lock",
+    "sqlite_file",
 ]
 
 HEARTBEAT_SECONDS = 10  # a running trial records a heartbeat this often
@@ -63,7 +64,7 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
     if "://" not in url:
         raise ConfigError(f"storage {url!r} is not a URL; e.g. sqlite:///studies/s.db or postgresql://user@host/db")
     engine_kwargs: dict = {}
-    database = _sqlite_file(url)
+    database = sqlite_file(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         if database is not None:
@@ -110,7 +111,7 @@ def _serialise_sqlite(engine) -> None:
     engine.dispose()  # connections opened before the listeners: closed, reopened with them
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The database file of a ``sqlite:///`` URL; None for other URLs and in-memory databases."""
     if not url.startswith("sqlite:///"):
         return None
@@ -156,7 +157,7 @@ def setup_lock(url: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _acquire(url: str) -> Iterator[None]:
-    database = _sqlite_file(url)
+    database = sqlite_file(url)
     if database is not None:
         directory = _make_directory(url, database.parent)
         import fcntl

@@ -57,6 +57,14 @@ def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
         storage.engine.dispose()
 
 
+def _start(commands: list[list[str]], cwd: Path) -> list[subprocess.Popen]:
+    """Start the commands at once, capturing their output."""
+    return [
+        subprocess.Popen(c, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
+
+
 def _finish(processes: list[subprocess.Popen]) -> list[tuple[str, str]]:
     outputs = []
     for p in processes:
@@ -93,17 +101,7 @@ def test_each_queued_trial_is_claimed_by_exactly_one_process(storage, tmp_path) 
     study, _ = open_study(url, "s", tiny_settings(_budget(), eval="train", trials=3))
     for _ in range(197):
         study.enqueue_trial({})
-    claimers = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLAIM, url],
-            cwd=tmp_path,
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(WORKERS)
-    ]
+    claimers = _start([[sys.executable, "-c", CLAIM, url]] * WORKERS, tmp_path)
     claimed = [json.loads(out) for out, _ in _finish(claimers)]
     every = sorted(i for ids in claimed for i in ids)
     assert len(every) == 200 and len(set(every)) == 200  # all claimed, none twice
@@ -116,17 +114,8 @@ def test_workers_complete_exactly_the_requested_trials(storage, tmp_path) -> Non
     settings = tiny_settings(_budget(), eval="train", trials=12, stop_peers=100)
     study, _ = open_study(url, "s", settings)
     top_up(study, 12)
-    workers = [
-        subprocess.Popen(
-            _cli("worker", "--storage", url, "--study-name", "s", "--device", "cpu", "--seed", str(i)),
-            cwd=tmp_path,
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(WORKERS)
-    ]
+    worker = _cli("worker", "--storage", url, "--study-name", "s", "--device", "cpu", "--seed")
+    workers = _start([[*worker, str(i)] for i in range(WORKERS)], tmp_path)
     ran = sum(int(re.search(r"worker ran (\d+) trial", out).group(1)) for out, _ in _finish(workers))
     assert ran == 12  # between them, each queued trial ran once
     _exactly_once(url, 12)
@@ -149,17 +138,7 @@ def test_identical_study_commands_started_at_once_share_one_study(storage, tmp_p
     command = _cli(
         "study", "--budget", str(_budget()), "--space", str(space), "--eval", "train", "--trials", "8", *args
     )
-    runs = [
-        subprocess.Popen(
-            [*command, "--seed", "0", "--device", "cpu"],
-            cwd=tmp_path,
-            env=ENV,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(WORKERS)
-    ]
+    runs = _start([[*command, "--seed", "0", "--device", "cpu"]] * WORKERS, tmp_path)
     _finish(runs)
     _exactly_once(url, 8)
 

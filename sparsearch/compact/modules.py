@@ -2,7 +2,7 @@
 its learned structure is fixed.
 
 - :class:`BranchModule`: the live branches of a GateConnect module with their fixed inputs. Each branch
-  sums its K kept inputs (a gather and K - 1 additions instead of the C × inputs gate product), and
+  averages its K kept inputs (a gather and K - 1 additions instead of the C × inputs gate product), and
   the three branch convolutions are grouped convolutions with one group per live branch.
 - :class:`SelectedRouting`: a routing function whose outputs are restricted to kept experts (or
   paths). It still computes every logit, so normalised weights (softmax, L1) keep the values they had
@@ -26,7 +26,7 @@ class BranchModule(nn.Module):
 
     Args:
         in_channels, out_channels, width, stride: as in the source module.
-        sources: for each kept branch, the input indices it sums (all branches read the same number).
+        sources: for each kept branch, the input indices it averages (all branches read the same number).
         num_inputs: branches of the input tensor (1: a single tensor that every branch reads).
     """
 
@@ -88,13 +88,12 @@ class BranchModule(nn.Module):
             x = inputs.expand(b, n, cin, h, w)
         else:
             x = inputs.index_select(1, self.source_index)  # (B, n·K, in, H, W)
-            if self.fan_in > 1:
-                x = x.view(b, n, self.fan_in, cin, h, w).sum(dim=2)
+            x = F.relu(x.view(b, n, self.fan_in, cin, h, w).mean(dim=2) if self.fan_in > 1 else x)
         residual = self.shortcut(x.reshape(b * n, cin, h, w))  # (B·n, out, H', W')
         y = F.relu(self.bn_reduce(self.reduce(x.reshape(b, n * cin, h, w))))
         y = F.relu(self.bn_conv(self.conv(y)))
         y = self.bn_expand(self.expand(y))  # (B, n·out, H', W')
-        return F.relu(y.view(b, n, self.out_channels, *y.shape[2:]) + residual.view(b, n, *residual.shape[1:]))
+        return y.view(b, n, self.out_channels, *y.shape[2:]) + residual.view(b, n, *residual.shape[1:])
 
     def extra_repr(self) -> str:
         return (

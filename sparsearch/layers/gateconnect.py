@@ -1,10 +1,20 @@
 """GateConnect multi-branch module (seed 003, §2 and App. A).
 
 A module holds C residual bottleneck branches (in -> w 1×1, w -> w 3×3, w -> out 1×1, BN, ReLU).
-Branch j reads ``x_j = Σ_k g_jk · y_k`` from the previous module's branch outputs ``y_k`` and returns
-``y_j = ReLU(shortcut(x_j) + F_j(x_j))``; the shortcut is the identity, or one projection
+Branch j reads ``x_j = ReLU((1/K) Σ_k g_jk · y_k)`` from the previous module's branch outputs ``y_k``
+and returns ``y_j = shortcut(x_j) + F_j(x_j)``; the shortcut is the identity, or one projection
 shared by the branches where the channels or the resolution change. Exactly K (the fan-in) gates of
 each row of ``g`` are on.
+
+Seed 003 writes the input as the plain sum of eq. 2 and applies "a ReLU after each aggregation". Each
+``y_k`` carries its own copy of the residual stream, so a plain sum of K of them carries K copies: the
+activations grow K-fold per module (with identity shortcuts) and a network's output C-fold, and SGD
+at the seed's learning rate diverges. Averaging the K inputs keeps one copy, and with the ReLU after
+the aggregation the module at K = C computes ``ReLU(x + (1/C) Σ_j F_j(x))``: the ResNeXt block of the
+seed's eq. 1, its last batch norm's affine scaled by 1/C (the seed's claim that K = C is ResNeXt, made
+exact). A single input (the stem, or a single-stream block) is an activation already and is read as it is;
+readers of a module's outputs (the next module, or the network where the stage ends) aggregate them
+the same way.
 
 Connectivity modes:
 
@@ -172,18 +182,19 @@ class GateConnectModule(nn.Module):
                 f"expected input of shape (B, {self.num_inputs}, {self.in_channels}, H, W), got {tuple(inputs.shape)}"
             )
         b, _, _, h, w = inputs.shape
-        if self.num_inputs == 1:  # one input, every gate on: each branch reads it as it is
+        if self.num_inputs == 1:  # one input (an activation already), every gate on: each branch reads it
             x = inputs.expand(b, self.cardinality, *inputs.shape[2:])  # (B, C, in, H, W)
-        else:
-            x = torch.einsum("jk,bkchw->bjchw", self._step_gates(), inputs)  # (B, C, in, H, W)
+        else:  # the mean of the K selected inputs, then the ReLU after the aggregation
+            gates = self._step_gates() / self.fan_in
+            x = F.relu(torch.einsum("jk,bkchw->bjchw", gates, inputs))  # (B, C, in, H, W)
         c = self.cardinality
         residual = self.shortcut(x.reshape(b * c, self.in_channels, h, w))  # (B·C, out, H', W')
         x = x.reshape(b, c * self.in_channels, h, w)  # branches stacked on channels
         y = F.relu(self.bn_reduce(self.reduce(x)))
         y = F.relu(self.bn_conv(self.conv(y)))
         y = self.bn_expand(self.expand(y))  # (B, C·out, H', W')
-        y = F.relu(y.view(b, c, self.out_channels, *y.shape[2:]) + residual.view(b, c, *residual.shape[1:]))
-        return y  # (B, C, out, H', W')
+        y = y.view(b, c, self.out_channels, *y.shape[2:]) + residual.view(b, c, *residual.shape[1:])
+        return y  # (B, C, out, H', W'): pre-activation, the reader aggregates then applies the ReLU
 
     def extra_repr(self) -> str:
         return (

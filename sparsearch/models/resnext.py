@@ -3,18 +3,25 @@
 Single-stream stages are stacks of :class:`~sparsearch.layers.TopKBottleneck` (top-k paths, CondConv
 experts, gate routing); GateConnect stages (``fan_in`` set) are stacks of
 :class:`~sparsearch.layers.GateConnectModule` whose C branch outputs flow from module to module.
-Where a GateConnect stage meets a single-stream stage or the head, its branches are summed (the fixed
-ResNeXt aggregation); where a single-stream tensor enters a GateConnect stage, every branch reads it.
+Where a GateConnect stage meets a single-stream stage or the head, its branches are aggregated as a
+module aggregates its inputs (the mean, then the ReLU: the fixed ResNeXt aggregation); where a
+single-stream tensor enters a GateConnect stage, every branch reads it.
 """
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsearch.layers import GateConnectModule, TopKBottleneck
 from sparsearch.models.config import NetConfig, Plan, plan
 
-__all__ = ["SparseResNeXt"]
+__all__ = ["SparseResNeXt", "merge_branches"]
+
+
+def merge_branches(x: Tensor) -> Tensor:
+    """(B, C, ch, H, W) pre-activation branch outputs -> (B, ch, H, W): their mean, then the ReLU."""
+    return F.relu(x.mean(dim=1))
 
 
 class SparseResNeXt(nn.Module):
@@ -87,10 +94,10 @@ class SparseResNeXt(nn.Module):
                 streams = True
             else:
                 if streams:
-                    x, streams = x.sum(dim=1), False  # the fixed sum of the branches
+                    x, streams = merge_branches(x), False
                 x = block(x, cond)
         if streams:
-            x = x.sum(dim=1)
+            x = merge_branches(x)
         return self.head(x)
 
     def balance_loss(self) -> Tensor | float:

@@ -85,15 +85,29 @@ def test_freezing_ties_does_not_always_keep_the_lowest_indices() -> None:
     assert any(p != [0, 1] * C for p in picks)
 
 
-def test_fixed_full_is_the_resnext_sum_of_all_inputs() -> None:
+def test_fixed_full_reads_the_resnext_aggregation_of_all_inputs() -> None:
+    # K = C: every branch reads ReLU(mean of the inputs), as a ResNeXt block reads ReLU(x + Σ F).
     full = GateConnectModule(IN, OUT, C, W, fan_in=1, connectivity="fixed_full").eval()
     single = GateConnectModule(IN, OUT, C, W, fan_in=1, num_inputs=1).eval()
     state = {k: v for k, v in full.state_dict().items() if k not in ("gates", "mask", "tiebreak", "frozen_flag")}
     single.load_state_dict(state, strict=False)
     inputs = _inputs()
     assert full.fan_in == C
-    assert torch.allclose(full(inputs), single(inputs.sum(1, keepdim=True)), atol=1e-5)
+    assert torch.allclose(full(inputs), single(torch.relu(inputs.mean(1, keepdim=True))), atol=1e-5)
     assert len(full.active_connections()) == C * C
+
+
+@pytest.mark.parametrize("fan_in", [1, 4, C])
+def test_activations_keep_their_scale_through_a_stack_of_modules(fan_in: int) -> None:
+    # Each branch output carries its own copy of the residual stream; a plain sum of K of them grew
+    # the activations about K-fold per module (K = C: 6^8 ≈ 1.7e6 after 8 modules) and SGD diverged.
+    torch.manual_seed(0)
+    modules = [GateConnectModule(OUT, OUT, C, W, fan_in=fan_in) for _ in range(8)]
+    x = torch.relu(torch.randn(16, C, OUT, 5, 5))
+    with torch.no_grad():
+        for m in modules:
+            x = m.train()(x)
+    assert 0.3 < float(x.std()) < 5.0
 
 
 def test_fixed_random_has_k_fixed_connections() -> None:

@@ -418,6 +418,33 @@ def report(
         )
 
 
+@app.command("validate")
+def validate(
+    study_name: Annotated[str, typer.Argument(help="A finished study, e.g. default-50GFLOPs.")],
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<STUDY>.db).")
+    ] = None,
+    configs: Annotated[int, typer.Option(help="Configurations trained stand-alone (3 or more).")] = 12,
+    seeds: Annotated[int, typer.Option(help="Trainings per configuration, one per seed.")] = 2,
+    epochs: Annotated[int | None, typer.Option(help="Stand-alone epochs (default: the study's proxy epochs).")] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative FLOPs difference of an equal-cost pair.")] = 0.10,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train configurations of a study stand-alone and measure how well its scores rank them."""
+    from sparsearch.console import print_validation
+    from sparsearch.study import ValidationSettings, run_validation
+
+    settings = ValidationSettings(configs=configs, seeds=seeds, epochs=epochs, tolerance=tolerance)
+    url = storage or f"sqlite:///studies/{study_name}.db"
+    say = None if json_out else (lambda line: typer.echo(line, err=True))
+    result = run_validation(url, study_name, settings, device=device, log=say)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        print_validation(result)
+
+
 @app.command("worker")
 def worker(
     storage: Annotated[str, typer.Option(help="The study's storage URL, e.g. postgresql://user@host/db.")],

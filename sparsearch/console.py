@@ -5,6 +5,7 @@ The library never prints; the CLI hands results to these functions.
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 import typer
@@ -215,3 +216,50 @@ def print_study(summary: dict, report: str) -> None:
         else:
             console.print(f"{ref['reference']}: over budget ({format_flops(ref['target']['executed_flops'])})")
     console.print(f"report: {report}")
+
+
+def _interval(figure: dict | None) -> str:
+    if figure is None:
+        return "unmeasured (no equal-cost pair)"
+    return f"{figure['value']:+.2f} [{figure['low']:+.2f}, {figure['high']:+.2f}]"
+
+
+def print_validation(result: dict) -> None:
+    """A study's validation: each configuration's score and stand-alone accuracy, then the figures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sparsearch.cost import format_flops
+
+    console = Console()
+    s = result["settings"]
+    table = Table(title=f"score vs stand-alone test accuracy ({s['seeds']} seed(s), {s['epochs']} epoch(s) each)")
+    for column in ("trial", "why", "target FLOPs", "score", "stand-alone"):
+        table.add_column(column, justify="left" if column == "why" else "right")
+    for row in result["configurations_validated"]:
+        seeds = row["standalone"]
+        spread = f" ± {statistics.stdev(seeds):.4f}" if len(seeds) > 1 else ""
+        table.add_row(
+            str(row["trial"]),
+            row["why"],
+            format_flops(row["flops"]),
+            f"{row['score']:.4f}",
+            f"{row['standalone_mean']:.4f}{spread}",
+        )
+    console.print(table)
+    console.print(f"Kendall τ, score vs stand-alone:     {_interval(result['kendall'])}")
+    console.print(f"Spearman ρ:                          {_interval(result['spearman'])}")
+    console.print(f"Kendall τ, FLOPs alone:              {_interval(result['flops_kendall'])}")
+    console.print(f"partial τ given FLOPs:               {_interval(result['partial_kendall'])}")
+    console.print(
+        f"equal-cost pairs ({result['equal_cost_pairs']}, ±{result['tolerance']:.0%} FLOPs): "
+        f"score τ {_interval(result['equal_cost_kendall'])}, FLOPs τ {_interval(result['equal_cost_flops_kendall'])}"
+    )
+    console.print(f"regret of the recommended trial {result['recommended']}: {_interval(result['regret'])}")
+    r = result["resolution"]
+    if r["median_standard_error"] is not None:
+        console.print(
+            f"ground truth: median standard error {r['median_standard_error']:.4f} per configuration, "
+            f"median difference between two configurations {r['median_pair_difference']:.4f}"
+        )
+    console.print(result["verdict"])

@@ -1,0 +1,238 @@
+"""Validate a finished study: train a sample of its configurations stand-alone and rank them again.
+
+``sparsearch validate STUDY`` chooses N feasible configurations of the study (:func:`choose`): the one
+the study recommends (its best score under the budget), the Pareto set and the feasible references,
+configurations spread over the FLOPs range, and partners of near-equal cost (within the tolerance) for
+the chosen ones. Each is trained from scratch with the study's proxy recipe for every seed and
+evaluated on the **test** split, which the study never looked at. Each finished training is stored in
+the study at once (user attribute ``validation``), so a killed validation resumes where it stopped;
+the figures of :mod:`sparsearch.study.fidelity` are stored as ``fidelity``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sparsearch.data import data_task
+from sparsearch.errors import ConfigError
+from sparsearch.study.fidelity import Measured, fidelity
+from sparsearch.study.pareto import pareto_front
+from sparsearch.study.progress import study_points
+from sparsearch.study.runner import open_study, study_space
+from sparsearch.study.settings import StudySettings
+from sparsearch.study.storage import sqlite_file
+from sparsearch.train.loop import evaluate, fit, resolve_device
+from sparsearch.train.machine import describe_machine
+from sparsearch.train.run import build_run
+from sparsearch.train.settings import default_settings
+
+__all__ = ["Candidate", "ValidationSettings", "choose", "run_validation"]
+
+ATTR_RUNS = "validation"  # study user attribute: finished stand-alone trainings, by key
+ATTR_FIDELITY = "fidelity"  # study user attribute: the figures and how they were made
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    configs: int = 12  # configurations trained stand-alone
+    seeds: int = 2  # trainings per configuration (seeds: the study's seed, +1, ...)
+    epochs: int | None = None  # stand-alone epochs; None: the study's proxy epochs
+    tolerance: float = 0.10  # relative FLOPs difference of an equal-cost pair
+
+    def __post_init__(self) -> None:
+        for key in ("configs", "seeds"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        if self.configs < 3:
+            raise ConfigError(f"configs={self.configs}: a rank correlation needs at least 3 configurations")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ConfigError(f"epochs={self.epochs!r} must be a positive integer")
+        if not 0 < self.tolerance < 1:
+            raise ConfigError(f"tolerance={self.tolerance!r} must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    number: int  # the trial
+    values: dict[str, Any]
+    score: float  # the study's accuracy estimate
+    flops: int  # target executed FLOPs
+    reference: str | None = None
+    pareto: bool = False
+
+
+def candidates(study: optuna.Study) -> list[Candidate]:
+    """The feasible complete trials of ``study``, one per distinct configuration, cheapest first."""
+    front = {p.number for p in pareto_front(study_points(study))}
+    seen, out = set(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if not t.user_attrs.get("feasible"):
+            continue
+        values = t.user_attrs["values"]
+        key = tuple(sorted((k, str(v)) for k, v in values.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        flops = int(t.user_attrs["target"]["executed_flops"])
+        out.append(Candidate(t.number, values, t.values[0], flops, t.user_attrs.get("reference"), t.number in front))
+    return sorted(out, key=lambda c: (c.flops, c.number))
+
+
+def recommended(pool: list[Candidate]) -> Candidate:
+    """The study's answer at its budget: the best-scoring feasible configuration (the cheaper on a tie)."""
+    return max(pool, key=lambda c: (c.score, -c.flops, -c.number))
+
+
+def _near(a: int, b: int, tolerance: float) -> bool:
+    return abs(a - b) <= tolerance * max(a, b)
+
+
+def choose(pool: list[Candidate], n: int, tolerance: float) -> list[tuple[Candidate, str]]:
+    """Up to ``n`` configurations of ``pool`` with why each was chosen, cheapest first.
+
+    In order: the recommended one; the Pareto set and the references (at most half of ``n``, spread
+    over FLOPs where there are more); configurations closest to evenly spaced FLOPs quantiles (until
+    two thirds of ``n``); then, for each chosen configuration in turn, the unchosen one of nearest
+    FLOPs within ``tolerance`` (an equal-cost partner); then more quantile points. Deterministic.
+    """
+    if not pool:
+        return []
+    chosen: dict[int, tuple[Candidate, str]] = {}
+
+    def add(c: Candidate, why: str) -> None:
+        if len(chosen) < n and c.number not in chosen:
+            chosen[c.number] = (c, why)
+
+    add(recommended(pool), "recommended")
+    notable = [c for c in pool if c.pareto or c.reference]
+    cap = max(1, n // 2)
+    if len(notable) > cap:
+        notable = [notable[round(i * (len(notable) - 1) / max(cap - 1, 1))] for i in range(cap)]
+    for c in notable:
+        add(c, f"reference {c.reference}" if c.reference else "Pareto")
+
+    def spread(until: int) -> None:
+        rest = [c for c in pool if c.number not in chosen]
+        slots = until - len(chosen)
+        if slots <= 0 or not rest:
+            return
+        for i in range(slots):
+            target = pool[0].flops + (pool[-1].flops - pool[0].flops) * (i + 0.5) / slots
+            left = [c for c in rest if c.number not in chosen]
+            if not left:
+                return
+            add(min(left, key=lambda c: (abs(c.flops - target), c.number)), "FLOPs range")
+
+    spread(max(len(chosen), -(-2 * n // 3)))
+    for c, _ in list(chosen.values()):
+        partners = [p for p in pool if p.number not in chosen and _near(p.flops, c.flops, tolerance)]
+        if partners:
+            partner = min(partners, key=lambda p: (abs(p.flops - c.flops), p.number))
+            add(partner, f"equal cost with trial {c.number}")
+    spread(n)
+    return sorted(chosen.values(), key=lambda pair: (pair[0].flops, pair[0].number))
+
+
+def _key(number: int, seed: int, epochs: int) -> str:
+    return f"trial{number}-seed{seed}-epochs{epochs}"
+
+
+def _accuracies(done: dict[str, Any], number: int, seeds: list[int], epochs: int) -> tuple[float, ...]:
+    return tuple(done[_key(number, seed, epochs)]["test_accuracy"] for seed in seeds)
+
+
+def _train_one(settings: StudySettings, space, values, seed: int, epochs: int, device) -> dict[str, Any]:
+    """Train ``values`` from scratch with the study's proxy recipe at ``seed``; its test accuracy."""
+    data_spec = settings.data or space.proxy.dataset
+    recipe = default_settings(data_task(data_spec), epochs=epochs, seed=seed, lr=settings.lr)
+    start = time.perf_counter()
+    _, datasets, model = build_run(space, values, recipe, data=data_spec)
+    history = fit(model, datasets, recipe, device)
+    test = evaluate(model, datasets.split("test"), datasets.task, recipe.eval_batch_size, device)
+    return {
+        "test_accuracy": test.accuracy,
+        "test_examples": test.examples,
+        "val_accuracy": history[-1].val_accuracy,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run_validation(
+    storage_url: str,
+    name: str,
+    settings: ValidationSettings,
+    *,
+    device: str = "auto",
+    log=None,
+) -> dict[str, Any]:
+    """Train the chosen configurations of study ``name`` (those not yet stored), then rank them.
+
+    Returns what is stored as the study's ``fidelity`` attribute.
+    """
+    database = sqlite_file(storage_url)
+    if database is not None and not database.is_file():  # opening it would create an empty file
+        raise ConfigError(f"no study {name!r}: {database} does not exist (give its --storage)")
+    study, study_settings = open_study(storage_url, name, None)
+    space = study_space(study_settings)
+    target = resolve_device(device)
+    pool = candidates(study)
+    if len(pool) < 3:
+        raise ConfigError(f"study {name!r} has {len(pool)} feasible configuration(s); validation needs 3 or more")
+    chosen = choose(pool, settings.configs, settings.tolerance)
+    epochs = settings.epochs or study_settings.epochs or space.proxy.epochs
+    settings = replace(settings, epochs=epochs)
+    seeds = [study_settings.seed + i for i in range(settings.seeds)]
+    done: dict[str, Any] = dict(study.user_attrs.get(ATTR_RUNS, {}))
+    say = log or (lambda message: None)
+    total = len(chosen) * len(seeds)
+    count = 0
+    for candidate, _ in chosen:
+        for seed in seeds:
+            count += 1
+            key = _key(candidate.number, seed, epochs)
+            if key in done:
+                continue
+            say(f"[{count}/{total}] training trial {candidate.number} stand-alone, seed {seed}, {epochs} epoch(s)")
+            done[key] = {
+                "trial": candidate.number,
+                "seed": seed,
+                "epochs": epochs,
+                **_train_one(study_settings, space, candidate.values, seed, epochs, target),
+            }
+            study.set_user_attr(ATTR_RUNS, done)  # kept at once: a killed validation resumes here
+    rows = [
+        Measured(
+            str(c.number), c.score, c.flops, tuple(done[_key(c.number, s, epochs)]["test_accuracy"] for s in seeds)
+        )
+        for c, _ in chosen
+    ]
+    picked = recommended(pool)
+    figures = fidelity(rows, picked=str(picked.number), tolerance=settings.tolerance)
+    result = {
+        **figures,
+        "settings": asdict(settings),
+        "split": "test",
+        "recommended": picked.number,
+        "configurations_validated": [
+            {
+                "trial": c.number,
+                "why": why,
+                "score": c.score,
+                "flops": c.flops,
+                "standalone": list(row.accuracies),
+                "standalone_mean": row.accuracy,
+                "values": c.values,
+            }
+            for (c, why), row in zip(chosen, rows, strict=True)
+        ],
+        "machine": describe_machine(target),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    study.set_user_attr(ATTR_FIDELITY, result)
+    return result

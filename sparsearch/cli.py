@@ -330,6 +330,10 @@ def study(
     data: Annotated[str | None, typer.Option(help="Proxy data (default: the space's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Proxy learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
     supernets: Annotated[int, typer.Option(help="Supernet mode: structures (routing, experts) trained.")] = 2,
+    sampling: Annotated[
+        str,
+        typer.Option(help="Supernet training steps: sandwich (largest, smallest, random; distilled) or uniform."),
+    ] = "sandwich",
     score_examples: Annotated[
         int, typer.Option(help="Validation examples each configuration is scored on (0: all).")
     ] = 1000,
@@ -367,6 +371,7 @@ def study(
         sampler=sampler,
         seed=seed,
         supernets=supernets,
+        sampling=sampling,
         score_examples=score_examples,
         finetune_steps=finetune_steps,
         finetune_top=finetune_top,

@@ -27,7 +27,7 @@ from sparsearch.spaces import Space
 from sparsearch.study.early_stop import RUNGS, Peer, should_stop
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.structure import Structure, choose_structures, elastic_parameters
-from sparsearch.study.supernet import Supernet, score_split
+from sparsearch.study.supernet import Sampling, Supernet, score_split
 from sparsearch.train.loop import StepInfo, epoch_steps, evaluate, fit
 from sparsearch.train.run import build_run, cost_dict, measure_latency
 from sparsearch.train.settings import TrainSettings, default_settings
@@ -52,6 +52,7 @@ class Evaluator:
         self.structures = (
             choose_structures(space, settings.supernets, settings.seed) if settings.eval == "supernet" else []
         )
+        self.sampling = Sampling(settings.sampling, settings.sandwich_random, settings.distill)
         self._supernets: dict[str, Supernet] = {}
 
     @functools.cached_property
@@ -127,10 +128,15 @@ class Evaluator:
         if structure.label in self._supernets:
             return self._supernets[structure.label]
         path = self.artifacts / "supernets" / structure.label.replace(",", "_").replace("=", "-")
-        net = Supernet.load(path, self.space, structure, self.train_settings, self.data, self.device)
+        net = Supernet.load(path, self.space, structure, self.train_settings, self.data, self.device, self.sampling)
         if net is None:
-            self.log(f"training the supernet {structure.label} ({self.train_settings.epochs} epoch(s))")
-            net = Supernet.train(self.space, structure, self.train_settings, self.device, data=self.data_spec)
+            self.log(
+                f"training the supernet {structure.label} ({self.train_settings.epochs} epoch(s), "
+                f"{self.sampling.rule} sampling)"
+            )
+            net = Supernet.train(
+                self.space, structure, self.train_settings, self.device, data=self.data_spec, sampling=self.sampling
+            )
             net.save(path)
             self.log(f"supernet {structure.label} trained in {net.train_seconds:.0f} s")
         self._supernets[structure.label] = net

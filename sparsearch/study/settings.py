@@ -15,6 +15,7 @@ from sparsearch.errors import ConfigError
 __all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name"]
 
 EVAL_MODES = ("supernet", "train")
+SAMPLING_RULES = ("sandwich", "uniform")  # how a supernet's training steps pick configurations
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DEFAULT_TRIALS = {"supernet": 100, "train": 5}  # about 10 minutes each on a 2-core CPU (default space)
 
@@ -33,6 +34,9 @@ class StudySettings:
     sampler: str = "tpe"
     seed: int = 0
     supernets: int = 2  # structures trained as supernets (the reference structure first)
+    sampling: str = "sandwich"  # supernet steps: "sandwich" (largest, smallest, random) or "uniform"
+    sandwich_random: int = 1  # sandwich: random configurations per step besides the largest and smallest
+    distill: bool = True  # sandwich: in-place distillation from the largest configuration
     score_examples: int = 1000  # validation examples each configuration is scored on (0: all)
     recalibrate_batches: int = 4  # batch-norm statistics re-estimated per configuration (supernet)
     finetune_steps: int = 60  # supernet mode: steps of fine-tuning of each Pareto configuration
@@ -44,6 +48,10 @@ class StudySettings:
     def __post_init__(self) -> None:
         if self.eval not in EVAL_MODES:
             raise ConfigError(f"eval={self.eval!r}; allowed: {', '.join(EVAL_MODES)}")
+        if self.sampling not in SAMPLING_RULES:
+            raise ConfigError(f"sampling={self.sampling!r}; allowed: {', '.join(SAMPLING_RULES)}")
+        if not isinstance(self.distill, bool):
+            raise ConfigError(f"distill={self.distill!r} must be true or false")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler={self.sampler!r}; allowed: {', '.join(SAMPLERS)}")
         for key in ("trials", "epochs"):
@@ -54,7 +62,7 @@ class StudySettings:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{key}={value!r} must be a positive integer")
-        for key in ("score_examples", "finetune_steps"):
+        for key in ("score_examples", "finetune_steps", "sandwich_random"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{key}={value!r} must be an integer >= 0")

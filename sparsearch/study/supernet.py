@@ -1,9 +1,17 @@
 """Weight-sharing supernets: one network per structure, trained once while k and K are sampled per step.
 
 A supernet is the space's proxy network at the structure's routing and experts, built with k = C (and
-K = C). During training, every step runs a configuration drawn uniformly: each elastic parameter
-(``conv3.k``, ``stage2.fan_in``) independently from its allowed values. GateConnect gates keep learning
-throughout (no freeze), since the fan-in they are ranked for changes per step.
+K = C). Each training step runs configurations drawn by the sampling rule (:class:`Sampling`):
+
+- ``sandwich`` (the default; Yu et al. 2020, BigNAS): the largest configuration (every elastic knob at
+  its maximum), the smallest (every one at its minimum) and ``random`` configurations drawn uniformly,
+  their gradients summed into one optimiser step. With ``distill``, the largest learns from the labels
+  and the others from its predictions (in-place distillation), so the small configurations, which a
+  uniform draw rarely visits, are trained every step and toward one consistent teacher;
+- ``uniform``: one configuration per step, each elastic parameter (``conv3.k``, ``stage2.fan_in``)
+  drawn independently from its allowed values.
+
+GateConnect gates keep learning throughout (no freeze), since the fan-in they are ranked for changes per step.
 
 Training, scoring and fine-tuning run the top-k blocks in masked execution: the same outputs and
 gradients as sparse execution (the layers' tests prove it), and faster on a CPU for the proxy's narrow
@@ -11,7 +19,8 @@ paths (203 vs 282 ms per step on the default proxy, 2 cores). Latency is measure
 
 A configuration is scored by setting its k and K on the shared weights, re-estimating the batch-norm
 statistics on a few training batches (the statistics of a sum of k paths depend on k), and evaluating
-on a fixed part of the validation split. The Pareto configurations are then fine-tuned briefly from
+on a fixed part of the validation split, the same examples for every configuration (so two scores
+compare paired, example by example). The Pareto configurations are then fine-tuned briefly from
 the shared weights and evaluated on the whole validation split.
 """
 
@@ -28,17 +37,48 @@ import torch
 from torch import nn
 
 from sparsearch.data import Datasets, Split
-from sparsearch.layers import GateConnectModule, TopKBottleneck
+from sparsearch.errors import ConfigError
+from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_
 from sparsearch.models import plan
 from sparsearch.models.resnext import SparseResNeXt
 from sparsearch.spaces import Space
+from sparsearch.study.settings import SAMPLING_RULES
 from sparsearch.study.structure import Structure, elastic_parameters
 from sparsearch.train.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
-from sparsearch.train.loop import EvalResult, StepInfo, evaluate, fit, forward_batch
+from sparsearch.train.loop import (
+    EvalResult,
+    StepInfo,
+    TrainingError,
+    balance_term,
+    distillation_loss,
+    evaluate,
+    fit,
+    forward_batch,
+    task_loss,
+)
 from sparsearch.train.run import build_run
 from sparsearch.train.settings import GatePhase, TrainSettings
 
-__all__ = ["Supernet", "configure", "recalibrate_batch_norm", "score_split"]
+__all__ = ["SAMPLING_RULES", "Sampling", "Supernet", "configure", "recalibrate_batch_norm", "score_split"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which configurations a supernet's training step runs."""
+
+    rule: str = "sandwich"  # "sandwich": largest, smallest and `random` random ones; "uniform": one random
+    random: int = 1  # sandwich: random configurations per step besides the largest and the smallest
+    distill: bool = True  # sandwich: the others learn from the largest's predictions
+
+    def __post_init__(self) -> None:
+        if self.rule not in SAMPLING_RULES:
+            raise ConfigError(f"sampling rule {self.rule!r}; allowed: {', '.join(SAMPLING_RULES)}")
+        if not isinstance(self.random, int) or isinstance(self.random, bool) or self.random < 0:
+            raise ConfigError(f"sandwich random={self.random!r} must be an integer >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "random": self.random, "distill": self.distill}
+
 
 LEARN_GATES_THROUGHOUT = (GatePhase(1.0, 1.0, True),)
 
@@ -112,6 +152,7 @@ class Supernet:
     data: Datasets
     settings: TrainSettings
     train_seconds: float
+    sampling: Sampling = Sampling()
 
     @classmethod
     def train(
@@ -122,36 +163,76 @@ class Supernet:
         device: torch.device,
         *,
         data: str | None = None,
+        sampling: Sampling = Sampling(),
         on_step=None,
     ) -> Supernet:
-        """Build the supernet of ``structure`` and train it, sampling a configuration per step."""
+        """Build the supernet of ``structure`` and train it, running the configurations of ``sampling``."""
         settings = replace(settings, gate_phases=LEARN_GATES_THROUGHOUT)
-        full = {key: max(allowed) for key, allowed in elastic_parameters(space).items()}
-        values = {**structure.values(space), **full}
-        spec, datasets, model = build_run(space, values, settings, data=data)
         elastic = elastic_parameters(space)
+        values = {**structure.values(space), **{key: max(allowed) for key, allowed in elastic.items()}}
+        smallest = {**values, **{key: min(allowed) for key, allowed in elastic.items()}}
+        spec, datasets, model = build_run(space, values, settings, data=data)
         generator = torch.Generator().manual_seed(settings.seed + 1)
 
-        def sample() -> None:
-            drawn = {
-                key: allowed[int(torch.randint(len(allowed), (1,), generator=generator))]
-                for key, allowed in elastic.items()
+        def drawn() -> dict[str, Any]:
+            return {
+                **values,
+                **{
+                    key: allowed[int(torch.randint(len(allowed), (1,), generator=generator))]
+                    for key, allowed in elastic.items()
+                },
             }
-            configure(model, space, {**values, **drawn})
+
+        def sandwich_step(model, batch, task, optimizer, settings, *, clip_gates=False, where=""):
+            """One optimiser step over the largest, the smallest and random configurations."""
+            optimizer.zero_grad(set_to_none=True)
+            teacher = None
+            result = None
+            for values_i in (values, smallest, *(drawn() for _ in range(sampling.random))):
+                configure(model, space, values_i)
+                logits = forward_batch(model, batch)
+                if teacher is None or not sampling.distill:
+                    loss = task_loss(logits, batch, task)
+                else:
+                    loss = distillation_loss(logits, teacher, task)
+                objective = loss + settings.balance_weight * balance_term(model)
+                if not torch.isfinite(objective):
+                    raise TrainingError(f"loss became {objective.item()}" + (f" at {where}" if where else ""))
+                objective.backward()
+                if teacher is None:
+                    teacher = logits.detach()
+                    result = (task_loss(teacher, batch, task).detach(), teacher)
+            if settings.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            if clip_gates:
+                clip_gates_(model)
+            assert result is not None
+            return result
 
         def step(info: StepInfo) -> None:
-            sample()  # the next step's configuration
+            if sampling.rule == "uniform":
+                configure(model, space, drawn())  # the next step's configuration
             if on_step is not None:
                 on_step(info)
 
-        sample()
+        if sampling.rule == "uniform":
+            configure(model, space, drawn())
         start = time.perf_counter()
         set_execution(model, "masked")  # the same outputs and gradients as sparse; faster for narrow paths
         try:
-            fit(model, datasets, settings, device, on_step=step, freeze_gates=False)
+            fit(
+                model,
+                datasets,
+                settings,
+                device,
+                on_step=step,
+                freeze_gates=False,
+                step_fn=sandwich_step if sampling.rule == "sandwich" else None,
+            )
         finally:
             set_execution(model, "sparse")
-        net = cls(space, structure, model, spec, datasets, settings, time.perf_counter() - start)
+        net = cls(space, structure, model, spec, datasets, settings, time.perf_counter() - start, sampling)
         configure(model, space, values)
         return net
 
@@ -203,6 +284,7 @@ class Supernet:
                 "structure": self.structure.label,
                 "space": self.space.name,
                 "settings": self.settings.to_dict(),
+                "sampling": self.sampling.to_dict(),
                 "train_seconds": self.train_seconds,
             },
             data={"spec": self.data.spec, "input_size": self.spec.config.input_size},
@@ -210,9 +292,17 @@ class Supernet:
 
     @classmethod
     def load(
-        cls, path: Path, space: Space, structure: Structure, settings: TrainSettings, data: Datasets, device
+        cls,
+        path: Path,
+        space: Space,
+        structure: Structure,
+        settings: TrainSettings,
+        data: Datasets,
+        device,
+        sampling: Sampling = Sampling(),
     ) -> Supernet | None:
-        """The supernet saved at ``path`` if it was trained for the same space, structure and settings."""
+        """The supernet saved at ``path`` if it was trained for the same space, structure, settings and
+        sampling."""
         if not is_checkpoint(path):
             return None
         ckpt = load_checkpoint(path, device)
@@ -222,7 +312,8 @@ class Supernet:
             recorded.get("structure") != structure.label
             or recorded.get("space") != space.name
             or recorded.get("settings") != expected
+            or recorded.get("sampling") != sampling.to_dict()
         ):
             return None
         settings = TrainSettings.from_dict(recorded["settings"])
-        return cls(space, structure, ckpt.model, ckpt.spec, data, settings, float(recorded["train_seconds"]))
+        return cls(space, structure, ckpt.model, ckpt.spec, data, settings, float(recorded["train_seconds"]), sampling)

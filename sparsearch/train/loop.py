@@ -30,12 +30,15 @@ __all__ = [
     "EvalResult",
     "StepInfo",
     "TrainingError",
+    "balance_term",
+    "distillation_loss",
     "epoch_steps",
     "evaluate",
     "fit",
     "forward_batch",
     "make_optimizer",
     "resolve_device",
+    "task_loss",
     "train_step",
 ]
 
@@ -97,14 +100,25 @@ def forward_batch(model: nn.Module, batch: Batch) -> Tensor:
     return model(batch.images, batch.tokens, batch.lengths)
 
 
-def _task_loss(logits: Tensor, batch: Batch, task: str) -> Tensor:
+def task_loss(logits: Tensor, batch: Batch, task: str) -> Tensor:
+    """Cross-entropy (classification) or binary cross-entropy against soft scores (VQA)."""
     if task == "vqa":  # one answer per easy-VQA question: the soft score is 1 for it
         scores = F.one_hot(batch.labels, logits.shape[1]).to(logits.dtype)
         return vqa_loss(logits, scores)
     return F.cross_entropy(logits, batch.labels)
 
 
-def _balance(model: nn.Module) -> Tensor | float:
+def distillation_loss(logits: Tensor, teacher: Tensor, task: str) -> Tensor:
+    """Loss of ``logits`` against a teacher's logits (in-place distillation, Yu et al. 2020): the
+    teacher's probabilities as soft targets, in the form of the task's own loss."""
+    teacher = teacher.detach()
+    if task == "vqa":  # per-answer probabilities, as VQA's soft scores
+        return vqa_loss(logits, torch.sigmoid(teacher))
+    return F.cross_entropy(logits, F.softmax(teacher, dim=1))
+
+
+def balance_term(model: nn.Module) -> Tensor | float:
+    """Sum of the top-k blocks' CV² balance terms of the last forward pass."""
     terms = [m.balance_loss for m in model.modules() if isinstance(m, TopKBottleneck) and m.balance_loss is not None]
     return sum(terms) if terms else 0.0
 
@@ -152,12 +166,15 @@ def fit(
     on_epoch: Callable[[EpochStats], None] | None = None,
     *,
     freeze_gates: bool = True,
+    step_fn: Callable[..., tuple[Tensor, Tensor]] | None = None,
 ) -> list[EpochStats]:
     """Train ``model`` on ``data.train``, evaluating on ``data.val`` after each epoch.
 
     GateConnect connectivity ends frozen to the top-K gates unless ``freeze_gates`` is False (a supernet
-    keeps learning it, so that it can rank inputs for any K).
+    keeps learning it, so that it can rank inputs for any K). ``step_fn`` replaces :func:`train_step`
+    (same arguments and result), e.g. a supernet's sandwich step.
     """
+    step_fn = step_fn or train_step
     model.to(device)
     optimizer = make_optimizer(model, settings)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -176,7 +193,7 @@ def fit(
                 break
             lr = _set_lr(optimizer, settings, step_global, total, ends, gated)
             batch = batch.to(device)
-            loss, logits = train_step(
+            loss, logits = step_fn(
                 model,
                 batch,
                 data.task,
@@ -225,8 +242,8 @@ def train_step(
     Raises :class:`TrainingError` (naming ``where``) if the loss is not finite, before any update.
     """
     logits = forward_batch(model, batch)
-    loss = _task_loss(logits, batch, task)
-    objective = loss + settings.balance_weight * _balance(model)
+    loss = task_loss(logits, batch, task)
+    objective = loss + settings.balance_weight * balance_term(model)
     if not torch.isfinite(objective):
         raise TrainingError(f"loss became {objective.item()}" + (f" at {where}" if where else ""))
     optimizer.zero_grad(set_to_none=True)
@@ -276,7 +293,7 @@ def evaluate(
         for batch in split.batches(batch_size):
             batch = batch.to(device)
             logits = forward_batch(model, batch)
-            loss_sum += _task_loss(logits, batch, task).item() * len(batch)
+            loss_sum += task_loss(logits, batch, task).item() * len(batch)
             predictions.append(logits.argmax(1).cpu())
             labels.append(batch.labels.cpu())
     pred, true = torch.cat(predictions), torch.cat(labels)

@@ -8,7 +8,7 @@ import torch
 from sparsearch.layers import TopKBottleneck
 from sparsearch.models import plan
 from sparsearch.study.structure import Structure, candidate_structures
-from sparsearch.study.supernet import Supernet, configure, recalibrate_batch_norm, score_split, set_execution
+from sparsearch.study.supernet import Sampling, Supernet, configure, recalibrate_batch_norm, score_split, set_execution
 from sparsearch.train import default_settings, evaluate
 from tests.study.helpers import tiny_space
 
@@ -35,7 +35,8 @@ def test_configure_sets_every_block(supernet: Supernet) -> None:
     assert all(b.gate.k == b.k for b in _blocks(supernet.model))
 
 
-def test_training_draws_a_configuration_per_step(monkeypatch) -> None:
+@pytest.mark.parametrize("rule", ["uniform", "sandwich"])
+def test_training_draws_the_configurations_of_its_rule(rule: str, monkeypatch) -> None:
     import sparsearch.study.supernet as module
 
     space = tiny_space()
@@ -47,10 +48,31 @@ def test_training_draws_a_configuration_per_step(monkeypatch) -> None:
         drawn.append(tuple(b.k for b in _blocks(model)))
 
     monkeypatch.setattr(module, "configure", spy)
-    Supernet.train(space, candidate_structures(space)[0], settings, CPU)
-    assert len(drawn) == 1 + 6 + 1  # the first configuration, one per step, and k = C at the end
-    assert len(set(drawn[:-1])) > 1  # k changes from step to step
-    assert drawn[-1] == (12, 12, 12)
+    Supernet.train(space, candidate_structures(space)[0], settings, CPU, sampling=Sampling(rule, random=1))
+    assert drawn[-1] == (12, 12, 12)  # k = C at the end
+    if rule == "uniform":
+        assert len(drawn) == 1 + 6 + 1  # the first configuration, one per step, and k = C at the end
+        assert len(set(drawn[:-1])) > 1  # k changes from step to step
+    else:
+        assert len(drawn) == 6 * 3 + 1  # per step: the largest, the smallest, one random
+        steps = [drawn[i : i + 3] for i in range(0, 18, 3)]
+        assert all(s[0] == (12, 12, 12) and s[1] == (1, 1, 1) for s in steps)
+        assert len({s[2] for s in steps}) > 1
+
+
+def test_distillation_loss_is_the_task_loss_against_the_teachers_probabilities() -> None:
+    import torch.nn.functional as F
+
+    from sparsearch.models import vqa_loss
+    from sparsearch.train.loop import distillation_loss
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(5, 4), torch.tensor([0, 3, 1, 1, 2])
+    confident = 1e4 * F.one_hot(labels, 4).float()  # a teacher sure of the labels: the hard loss
+    assert torch.allclose(distillation_loss(logits, confident, "classification"), F.cross_entropy(logits, labels))
+    scores = torch.rand(5, 4).clamp(0.01, 0.99)
+    teacher = torch.log(scores / (1 - scores))  # sigmoid(teacher) = scores
+    assert torch.allclose(distillation_loss(logits, teacher, "vqa"), vqa_loss(logits, scores), atol=1e-6)
 
 
 def test_scoring_is_the_same_in_sparse_and_masked_execution(supernet: Supernet) -> None:

@@ -177,6 +177,7 @@ def print_study(summary: dict, report: str) -> None:
     from rich.table import Table
 
     from sparsearch.cost import format_flops
+    from sparsearch.study.noise import describe_comparison
     from sparsearch.study.structure import describe
 
     t = summary["trials"]
@@ -209,9 +210,10 @@ def print_study(summary: dict, report: str) -> None:
         )
     for ref in summary["references"]:
         if ref["feasible"]:
-            line = f"{ref['reference']}: accuracy {ref['accuracy']:.4f}, beaten by {len(ref['beaten_by'])} trial(s)"
+            line = f"{ref['reference']}: accuracy {ref['accuracy']:.4f}; at equal or fewer FLOPs "
+            line += describe_comparison(ref)
             if "finetuned_accuracy" in ref:
-                line += f"; fine-tuned {ref['finetuned_accuracy']:.4f}, beaten by {len(ref['finetuned_beaten_by'])}"
+                line += f"; fine-tuned {ref['finetuned_accuracy']:.4f}: {describe_comparison(ref, 'finetuned_')}"
             console.print(line)
         else:
             console.print(f"{ref['reference']}: over budget ({format_flops(ref['target']['executed_flops'])})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sparsearch.cost import format_flops
+from sparsearch.study.noise import describe_comparison
 from sparsearch.study.settings import DEFAULT_TRIALS, StudySettings, default_study_name
 from sparsearch.study.structure import describe
 
@@ -139,13 +140,12 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
             continue
         text = (
             f"- {ref['reference']} (trial {ref['number']}, {format_flops(ref['flops'])}): accuracy "
-            f"{ref['accuracy']:.4f}; {len(ref['beaten_by'])} searched trial(s) are more accurate at equal or "
-            "fewer FLOPs"
+            f"{ref['accuracy']:.4f}; of the searched trials at equal or fewer FLOPs, {describe_comparison(ref)}"
         )
         if "finetuned_accuracy" in ref:
             text += (
-                f". Fine-tuned {ref['finetuned_accuracy']:.4f}; beaten by {len(ref['finetuned_beaten_by'])} "
-                "fine-tuned Pareto configuration(s)"
+                f". Fine-tuned {ref['finetuned_accuracy']:.4f}; of the fine-tuned Pareto configurations, "
+                f"{describe_comparison(ref, 'finetuned_')}"
             )
         lines.append(text + ".")
     lines += [

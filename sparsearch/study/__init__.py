@@ -1,6 +1,6 @@
 """The study: Optuna search of a space under a FLOPs budget, with supernet or per-trial training."""
 
-from sparsearch.study.pareto import Point, beats, hypervolume, pareto_front
+from sparsearch.study.pareto import Point, hypervolume, pareto_front
 from sparsearch.study.progress import Progress
 from sparsearch.study.runner import StudyRun, open_study, run_study, run_worker, summarize
 from sparsearch.study.settings import StudySettings, default_study_name
@@ -13,7 +13,6 @@ __all__ = [
     "StudyRun",
     "StudySettings",
     "ValidationSettings",
-    "beats",
     "default_storage_url",
     "default_study_name",
     "hypervolume",

@@ -25,6 +25,7 @@ from sparsearch.cost import count
 from sparsearch.data import data_task, load_data
 from sparsearch.spaces import Space
 from sparsearch.study.early_stop import RUNGS, Peer, should_stop
+from sparsearch.study.noise import pack, standard_error
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.structure import Structure, choose_structures, elastic_parameters
 from sparsearch.study.supernet import Sampling, Supernet, score_split
@@ -110,6 +111,8 @@ class Evaluator:
             "accuracy": result.accuracy,
             "split": split_name,
             "examples": result.examples,
+            "standard_error": standard_error(result.accuracy, result.examples),
+            "correct": pack((result.predictions == result.labels).tolist()),  # for paired comparisons
             "executed_flops": cost.executed_flops,
             "dense_flops": cost.dense_flops,
             "params": cost.params,

@@ -1,4 +1,4 @@
-"""Pareto sets, hypervolume and comparisons with the reference trials, over plain (accuracy, FLOPs) points.
+"""Pareto sets and hypervolume over plain (accuracy, FLOPs) points (comparisons: :mod:`sparsearch.study.noise`).
 
 Objectives: accuracy up, target FLOPs down. Only feasible points (FLOPs within the budget) count.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Point", "beats", "hypervolume", "pareto_front"]
+__all__ = ["Point", "hypervolume", "pareto_front"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,3 @@ def hypervolume(points: Sequence[Point], budget: int) -> float:
         area += (max(p.accuracy, 0.0) - best) * saved
         best = max(best, p.accuracy)
     return area
-
-
-def beats(candidates: Sequence[Point], reference: Point) -> list[Point]:
-    """The candidates that match ``reference`` at equal or lower FLOPs with higher accuracy."""
-    return [p for p in candidates if p.flops <= reference.flops and p.accuracy > reference.accuracy]

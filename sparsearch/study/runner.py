@@ -29,8 +29,9 @@ from sparsearch.cost import format_flops
 from sparsearch.data import is_plugin
 from sparsearch.errors import ConfigError, WriteError
 from sparsearch.spaces import parse_space
+from sparsearch.study.noise import Measurement, compare, describe_comparison
 from sparsearch.study.objective import Evaluator
-from sparsearch.study.pareto import Point, beats, hypervolume, pareto_front
+from sparsearch.study.pareto import hypervolume, pareto_front
 from sparsearch.study.progress import Progress, study_points
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import (
@@ -356,6 +357,7 @@ def _trial_row(t: optuna.trial.FrozenTrial, finetuned: dict[str, Any]) -> dict[s
         "structure": t.params.get("structure"),
         "target": t.user_attrs.get("target"),
         "accuracy": t.values[0],
+        "accuracy_error": proxy.get("standard_error"),
         "accuracy_split": proxy.get("split"),
         "proxy_flops": proxy.get("executed_flops"),
         "latency_ms": proxy.get("latency_ms"),
@@ -379,30 +381,35 @@ def summarize(study: optuna.Study, settings: StudySettings, *, finetuned: dict[s
     refs = [rows[n] for n, t in complete.items() if t.user_attrs.get("reference")]
     searched = [p for p in points if not complete[p.number].user_attrs.get("reference")]
     comparisons = []
+    measured = [
+        Measurement(p.number, p.flops, complete[p.number].user_attrs.get("proxy", {"accuracy": p.accuracy}))
+        for p in searched
+    ]
+    tuned = [
+        Measurement(p.number, p.flops, rows[p.number]["finetuned"])
+        for p in front
+        if "finetuned" in rows[p.number] and not rows[p.number]["reference"]
+    ]
     for ref in refs:
         if not complete[ref["number"]].user_attrs.get("feasible"):
             comparisons.append({"reference": ref["reference"], "feasible": False, "target": ref["target"]})
             continue
-        point = Point(ref["number"], ref["accuracy"], ref["target"]["executed_flops"])
-        better = beats(searched, point)
+        flops = ref["target"]["executed_flops"]
+        own = Measurement(ref["number"], flops, complete[ref["number"]].user_attrs.get("proxy", {}))
         entry = {
             "reference": ref["reference"],
             "feasible": True,
             "number": ref["number"],
             "accuracy": ref["accuracy"],
-            "flops": point.flops,
-            "beaten_by": [p.number for p in better],
+            "flops": flops,
+            **compare(measured, own),
         }
         if "finetuned" in ref:  # the fine-tuned comparison: fine-tuned Pareto configurations only
-            tuned = [
-                Point(p.number, rows[p.number]["finetuned"]["accuracy"], p.flops)
-                for p in front
-                if "finetuned" in rows[p.number] and not rows[p.number]["reference"]
-            ]
+            against = compare(tuned, Measurement(ref["number"], flops, ref["finetuned"]))
             entry["finetuned_accuracy"] = ref["finetuned"]["accuracy"]
-            entry["finetuned_beaten_by"] = [
-                p.number for p in beats(tuned, Point(point.number, ref["finetuned"]["accuracy"], point.flops))
-            ]
+            entry["finetuned_beaten_by"] = against["beaten_by"]
+            entry["finetuned_tied_with"] = against["tied_with"]
+            entry["finetuned_best"] = against["best"]
         comparisons.append(entry)
     states = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState}
     feasible = sum(1 for t in complete.values() if t.user_attrs.get("feasible"))
@@ -497,11 +504,11 @@ def markdown_summary(s: dict[str, Any]) -> str:
             continue
         where = f"trial {ref['number']}, {format_flops(ref['flops'])}"
         text = f"- {ref['reference']} ({where}): accuracy {ref['accuracy']:.4f}"
-        text += f"; beaten at equal or fewer FLOPs by {len(ref['beaten_by'])} searched trial(s)"
+        text += f"; searched trials at equal or fewer FLOPs: {describe_comparison(ref)}"
         if "finetuned_accuracy" in ref:
             text += (
-                f"; fine-tuned {ref['finetuned_accuracy']:.4f}, beaten by "
-                f"{len(ref['finetuned_beaten_by'])} fine-tuned Pareto configuration(s)"
+                f"; fine-tuned {ref['finetuned_accuracy']:.4f}, against the fine-tuned Pareto configurations: "
+                f"{describe_comparison(ref, 'finetuned_')}"
             )
         lines.append(text)
     sc = s["scoring"]

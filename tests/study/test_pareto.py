@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparsearch.study import Point, beats, hypervolume, pareto_front
+from sparsearch.study import Point, hypervolume, pareto_front
 from sparsearch.study.early_stop import Peer, should_stop
 
 
@@ -19,12 +19,6 @@ def test_hypervolume_is_the_dominated_share_of_the_unit_box() -> None:
     # Points over budget and dominated points add nothing.
     assert hypervolume([Point(0, 0.5, 50), Point(1, 0.9, 120), Point(2, 0.4, 60)], budget=100) == pytest.approx(0.25)
     assert hypervolume([], budget=100) == 0.0
-
-
-def test_beats_needs_equal_or_fewer_flops_and_higher_accuracy() -> None:
-    ref = Point(9, 0.6, 50)
-    candidates = [Point(0, 0.61, 50), Point(1, 0.7, 51), Point(2, 0.6, 40), Point(3, 0.65, 10)]
-    assert [p.number for p in beats(candidates, ref)] == [0, 3]
 
 
 def test_early_stop_needs_enough_cheaper_peers_clearly_ahead() -> None:

@@ -84,8 +84,8 @@ class BranchModule(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         b, _, cin, h, w = inputs.shape
         n = self.branches
-        if self.num_inputs == 1:
-            x = inputs.expand(b, n, cin, h, w)
+        if self.num_inputs == 1:  # a single tensor or a lone live branch: the source's ReLU, then every branch
+            x = F.relu(inputs).expand(b, n, cin, h, w)
         else:
             x = inputs.index_select(1, self.source_index)  # (B, n·K, in, H, W)
             x = F.relu(x.view(b, n, self.fan_in, cin, h, w).mean(dim=2) if self.fan_in > 1 else x)

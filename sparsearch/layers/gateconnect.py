@@ -12,9 +12,10 @@ activations grow K-fold per module (with identity shortcuts) and a network's out
 at the seed's learning rate diverges. Averaging the K inputs keeps one copy, and with the ReLU after
 the aggregation the module at K = C computes ``ReLU(x + (1/C) Σ_j F_j(x))``: the ResNeXt block of the
 seed's eq. 1, its last batch norm's affine scaled by 1/C (the seed's claim that K = C is ResNeXt, made
-exact). A single input (the stem, or a single-stream block) is an activation already and is read as it is;
-readers of a module's outputs (the next module, or the network where the stage ends) aggregate them
-the same way.
+exact). A single input goes through the same ReLU: the identity on an activation (the stem, a
+single-stream block), and the ReLU a lone pre-activation branch needs once ``sparsearch prune`` has
+removed its siblings. Readers of a module's outputs (the next module, or the network where the stage
+ends) aggregate them the same way.
 
 Connectivity modes:
 
@@ -182,8 +183,8 @@ class GateConnectModule(nn.Module):
                 f"expected input of shape (B, {self.num_inputs}, {self.in_channels}, H, W), got {tuple(inputs.shape)}"
             )
         b, _, _, h, w = inputs.shape
-        if self.num_inputs == 1:  # one input (an activation already), every gate on: each branch reads it
-            x = inputs.expand(b, self.cardinality, *inputs.shape[2:])  # (B, C, in, H, W)
+        if self.num_inputs == 1:  # one input, every gate on: each branch reads it (ReLU: as any aggregate)
+            x = F.relu(inputs).expand(b, self.cardinality, *inputs.shape[2:])  # (B, C, in, H, W)
         else:  # the mean of the K selected inputs, then the ReLU after the aggregation
             gates = self._step_gates() / self.fan_in
             x = F.relu(torch.einsum("jk,bkchw->bjchw", gates, inputs))  # (B, C, in, H, W)

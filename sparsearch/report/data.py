@@ -56,6 +56,7 @@ def report_data(study: optuna.Study, settings, storage_url: str | None = None) -
         "hypervolume_history": _history(trials, settings.budget_flops),
         "importances": _importances(trials),
         "configurations": _configurations(space, summary["pareto"]),
+        "fidelity": study.user_attrs.get("fidelity"),  # sparsearch validate's figures, if it ran
     }
 
 

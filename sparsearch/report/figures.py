@@ -12,13 +12,18 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "draw_figures"]
+__all__ = ["FIGURES", "draw_figures", "figures_of"]
 
-FIGURES = ("pareto.png", "hypervolume.png", "importances.png", "configurations.png")
+FIGURES = ("pareto.png", "hypervolume.png", "importances.png", "configurations.png", "fidelity.png")
 DPI = 110
 METADATA = {"Software": None}  # no version string: the bytes depend on the data only
 
 SEARCHED, REFERENCE, FRONT, BUDGET, FAINT = "#4c72b0", "#dd8452", "#c44e52", "#55a868", "#b0b0b0"
+
+
+def figures_of(data: dict[str, Any]) -> list[str]:
+    """The figures a report of ``data`` has: ``fidelity.png`` only once the study is validated."""
+    return [name for name in FIGURES if name != "fidelity.png" or data.get("fidelity")]
 
 
 def draw_figures(data: dict[str, Any], directory: Path) -> list[str]:
@@ -29,6 +34,7 @@ def draw_figures(data: dict[str, Any], directory: Path) -> list[str]:
         ("hypervolume.png", _hypervolume),
         ("importances.png", _importances),
         ("configurations.png", _configurations),
+        ("fidelity.png", _fidelity),
     ):
         fig = draw(data)
         if fig is None:
@@ -147,4 +153,48 @@ def _configurations(data: dict[str, Any]) -> Figure | None:
     ax.set_yticks(range(len(rows)), [f"trial {r['trial']}" for r in rows], fontsize=8)
     ax.set_title("Pareto configurations: value / largest allowed", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.05)
+    return fig
+
+
+def _fidelity(data: dict[str, Any]) -> Figure | None:
+    """Study score vs stand-alone test accuracy of the validated configurations, coloured by FLOPs."""
+    fidelity = data.get("fidelity")
+    if not fidelity:
+        return None
+    scale, unit = _unit(data)
+    rows = fidelity["configurations_validated"]
+    fig = Figure(figsize=(7.5, 5.0), layout="constrained")
+    ax = fig.subplots()
+    spread = [(max(r["standalone"]) - min(r["standalone"])) / 2 if len(r["standalone"]) > 1 else 0.0 for r in rows]
+    ax.errorbar(
+        [r["score"] for r in rows],
+        [r["standalone_mean"] for r in rows],
+        yerr=spread,
+        fmt="none",
+        ecolor=FAINT,
+        elinewidth=1,
+        zorder=1,
+    )
+    dots = ax.scatter(
+        [r["score"] for r in rows],
+        [r["standalone_mean"] for r in rows],
+        c=[r["flops"] / scale for r in rows],
+        cmap="viridis",
+        s=40,
+        zorder=2,
+    )
+    for r in rows:
+        ax.annotate(
+            str(r["trial"]), (r["score"], r["standalone_mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    fig.colorbar(dots, ax=ax, label=f"target executed {unit} per example")
+    tau = fidelity["kendall"]
+    ax.set_title(
+        f"Kendall τ = {tau['value']:.2f} [{tau['low']:.2f}, {tau['high']:.2f}]; "
+        f"FLOPs alone {fidelity['flops_kendall']['value']:.2f}",
+        fontsize=10,
+    )
+    ax.set_xlabel("study score (proxy accuracy on its scoring split)")
+    ax.set_ylabel("stand-alone test accuracy (mean over seeds; bar: seed range)")
+    ax.grid(alpha=0.3)
     return fig

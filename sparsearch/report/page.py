@@ -16,7 +16,8 @@ MAKE_STUDY = "sparsearch study --budget 50GFLOPs"  # what `make study` runs
 
 def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) -> list[str]:
     """The ``sparsearch study`` command that makes this study (options that differ from the defaults
-    only) and the ``sparsearch report`` command that draws it."""
+    only), the ``sparsearch validate`` command of its validation if it has one, and the
+    ``sparsearch report`` command that draws it."""
     defaults = StudySettings(settings.space, "", "", settings.budget_flops)
     cmd = ["sparsearch study", f"--budget {data['budget'].replace(' ', '')}"]
     if settings.space != "default":
@@ -31,6 +32,7 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
         "data": "--data",
         "lr": "--lr",
         "supernets": "--supernets",
+        "sampling": "--sampling",
         "score_examples": "--score-examples",
         "finetune_steps": "--finetune-steps",
         "finetune_top": "--finetune-top",
@@ -45,7 +47,17 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
     report = f"sparsearch report {name} --out {out}"
     if data.get("storage") and data["storage"] != f"sqlite:///studies/{name}.db":
         report += f" --storage {data['storage']}"
-    return [" ".join(cmd), report]
+    commands = [" ".join(cmd), report]
+    fidelity = data.get("fidelity")
+    if fidelity:
+        s = fidelity["settings"]
+        validate = f"sparsearch validate {name} --configs {s['configs']} --seeds {s['seeds']} --epochs {s['epochs']}"
+        if s["tolerance"] != 0.10:
+            validate += f" --tolerance {s['tolerance']}"
+        if data.get("storage") and data["storage"] != f"sqlite:///studies/{name}.db":
+            validate += f" --storage {data['storage']}"
+        commands.insert(1, validate)
+    return commands
 
 
 def _pct(x: float | None) -> str:
@@ -59,9 +71,21 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def _machines(runs: list[dict[str, Any]]) -> str:
+    seen = []
+    for run in runs:
+        m = run.get("machine")
+        if m:
+            text = f"{m['cpu']} ({m['cores']} cores, {m['threads']} threads, torch {m['torch']}, {m['device']})"
+            if text not in seen:
+                seen.append(text)
+    return "; ".join(seen) if seen else "not recorded"
+
+
 def _time_line(data: dict[str, Any]) -> str:
     timing, per_minute = data["time"], data["scoring"]["per_minute"]
     parts = [f"{_duration(timing['seconds'])} in {len(timing['runs'])} run(s) of `sparsearch study`"]
+    parts.append(f"made on {_machines(timing['runs'])}")
     if timing["supernet_seconds"]:
         trained = ", ".join(f"{s:.0f} s (`{k}`)" for k, s in sorted(timing["supernet_seconds"].items()))
         parts.append(f"supernets trained in {trained}")
@@ -69,6 +93,52 @@ def _time_line(data: dict[str, Any]) -> str:
     if per_minute:
         parts.append(f"{per_minute:.1f} configurations scored per minute")
     return "; ".join(parts) + f". Created {timing['created']}."
+
+
+def _figure(f: dict[str, float] | None) -> str:
+    return "unmeasured" if f is None else f"{f['value']:+.2f} [{f['low']:+.2f}, {f['high']:+.2f}]"
+
+
+def _fidelity_section(fidelity: dict[str, Any] | None, study: str) -> list[str]:
+    """Whether the study's scores rank configurations as stand-alone training does (``sparsearch validate``)."""
+    lines = ["", "## Does the search rank configurations? (validation)", ""]
+    if not fidelity:
+        return [
+            *lines,
+            f"Not measured: run `sparsearch validate {study}` to train a sample of the configurations "
+            "stand-alone and compare the rankings.",
+        ]
+    s, r, m = fidelity["settings"], fidelity["resolution"], fidelity["machine"]
+    lines += [
+        f"{fidelity['configurations']} configurations trained stand-alone with the proxy recipe for "
+        f"{s['epochs']} epoch(s), {s['seeds']} seed(s) each, evaluated on the **test** split (which the "
+        f"study never saw); chosen to span the FLOPs range, with the Pareto set, the references and "
+        f"partners of near-equal cost (±{s['tolerance']:.0%} FLOPs). Made on {m['cpu']} ({m['cores']} cores, "
+        f"torch {m['torch']}, {m['device']}). Intervals: 95% bootstrap over configurations and seeds.",
+        "",
+        "![score vs stand-alone accuracy](fidelity.png)",
+        "",
+        "| figure | value [95% interval] |",
+        "| --- | ---: |",
+        f"| Kendall τ, study score vs stand-alone accuracy | {_figure(fidelity['kendall'])} |",
+        f"| Spearman ρ, the same | {_figure(fidelity['spearman'])} |",
+        f"| Kendall τ, FLOPs alone vs stand-alone accuracy | {_figure(fidelity['flops_kendall'])} |",
+        f"| partial τ of score and accuracy given FLOPs | {_figure(fidelity['partial_kendall'])} |",
+        f"| τ on the {fidelity['equal_cost_pairs']} equal-cost pairs: the score | "
+        f"{_figure(fidelity['equal_cost_kendall'])} |",
+        f"| τ on the same pairs: FLOPs | {_figure(fidelity['equal_cost_flops_kendall'])} |",
+        f"| the score's advantage over FLOPs on those pairs | {_figure(fidelity['equal_cost_advantage'])} |",
+        f"| regret: best stand-alone of the sample minus the recommended trial {fidelity['recommended']}'s | "
+        f"{_figure(fidelity['regret'])} |",
+    ]
+    if r["median_standard_error"] is not None:
+        lines += [
+            "",
+            f"The ground truth's own noise: median standard error of a configuration's mean "
+            f"{r['median_standard_error']:.4f} (seed standard deviation {r['median_seed_std']:.4f}), against a "
+            f"median difference of {r['median_pair_difference']:.4f} between two configurations.",
+        ]
+    return [*lines, "", f"**{fidelity['verdict']}**"]
 
 
 def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
@@ -148,6 +218,7 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
                 f"{describe_comparison(ref, 'finetuned_')}"
             )
         lines.append(text + ".")
+    lines += _fidelity_section(data.get("fidelity"), data["study"])
     lines += [
         "",
         "## Hypervolume over trials",

@@ -44,6 +44,7 @@ from sparsearch.study.storage import (
 )
 from sparsearch.study.structure import ELASTIC, candidate_structures, describe, references
 from sparsearch.train.loop import resolve_device
+from sparsearch.train.machine import describe_machine
 
 __all__ = ["StudyRun", "make_sampler", "open_study", "run_study", "run_worker", "study_settings", "summarize"]
 
@@ -321,6 +322,7 @@ def run_study(
     summary = summarize(study, settings, finetuned=finetuned)
     summary["run"] = {"seconds": time.perf_counter() - start, "search_seconds": search_seconds, "jobs": jobs}
     # Every run of the command is kept with the study, so a report can say how long the study took.
+    summary["run"]["machine"] = describe_machine(target)
     runs = [*study.user_attrs.get("runs", []), {**summary["run"], "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}]
     study.set_user_attr("runs", runs)
     summary["storage"] = redact(storage_url)

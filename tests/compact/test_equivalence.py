@@ -78,6 +78,27 @@ def test_fan_in_one_removes_branches_and_saves_parameters():
     assert branches[-1] == 8 and min(branches) < 8
 
 
+def test_a_module_left_with_one_live_branch_still_feeds_the_next_its_activation():
+    # Every branch of each module after the first reads input 0 only: the modules before keep one live
+    # branch each, and the compacted readers see a single tensor. It must still go through the ReLU
+    # that the source applies to its (pre-activation) branch outputs.
+    net = create_model("gateconnect_cifar", depth=29, num_classes=10, fan_in=1, input_size=16)
+    for m in net.modules():
+        if isinstance(m, GateConnectModule):
+            with torch.no_grad():
+                m.gates.fill_(0.01)
+                m.gates[:, 0] = 1.0
+            m.freeze()
+    _randomise_bn(net)
+    net.eval()
+    compact = _compact(net)
+    branches = [m.branches for m in compact.modules() if isinstance(m, BranchModule)]
+    assert branches[:-1] == [1] * (len(branches) - 1) and branches[-1] == 8
+    x = torch.randn(6, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        assert (compact.double()(x) - net.double()(x)).abs().max() <= 1e-9
+
+
 def _condnet_constant_routing(arch: str) -> nn.Module:
     net = create_model(arch, width=0.25, experts=4, input_size=32, num_classes=5)
     gen = torch.Generator().manual_seed(2)

@@ -11,7 +11,7 @@ import pytest
 from sparsearch.cli import main
 from sparsearch.errors import WriteError
 from sparsearch.report import FORMAT, load_report_data, report_data, write_report
-from sparsearch.report.figures import FIGURES
+from sparsearch.report.figures import figures_of
 from sparsearch.study import run_study
 from tests.study.helpers import tiny_settings
 from tests.study.test_study import _budget
@@ -30,8 +30,10 @@ def test_report_files_and_numbers(study, tmp_path) -> None:
     data = load_report_data("tiny", url)
     page = write_report(data, tmp_path / "out")
     out = page.parent
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FIGURES, "index.md", "report.html", "report.json"])
-    for name in FIGURES:
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*figures_of(data), "index.md", "report.html", "report.json"]
+    )
+    for name in figures_of(data):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((out / "report.json").read_text())
     assert saved["format"] == FORMAT
@@ -137,3 +139,19 @@ def test_a_study_with_nothing_complete_is_refused(tmp_path) -> None:
     with pytest.raises(Exception, match="no completed trial"):
         report_data(study, settings, url)
     assert not Path(tmp_path / "out").exists()
+
+
+def test_a_validated_study_shows_its_fidelity(study, tmp_path) -> None:
+    from sparsearch.study import ValidationSettings, run_validation
+
+    _, url, _ = study
+    result = run_validation(url, "tiny", ValidationSettings(configs=3, seeds=1), device="cpu")
+    data = load_report_data("tiny", url)
+    assert data["fidelity"] == json.loads(json.dumps(result))
+    out = write_report(data, tmp_path / "validated").parent
+    assert "fidelity.png" in figures_of(data) and (out / "fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "index.md").read_text()
+    assert "## Does the search rank configurations? (validation)" in page
+    assert f"| Kendall τ, study score vs stand-alone accuracy | {result['kendall']['value']:+.2f}" in page
+    assert result["verdict"] in page and result["machine"]["cpu"] in page
+    assert "sparsearch validate tiny --configs 3 --seeds 1 --epochs 1" in page

@@ -189,3 +189,32 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(fault
     assert failed[0].user_attrs["error"].startswith(reason)
     assert len(trials) == 5  # the failed trial took its slot; the others ran
     assert run.summary["trials"]["fail"] == 1 and run.summary["trials"]["complete"] == 4
+
+
+def test_kill_9_of_a_validation_keeps_its_finished_trainings(tmp_path) -> None:
+    import json
+    import signal
+    import time
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/v.db"
+    run_study(tiny_settings(10**12, trials=6), storage_url=url, name="v", device="cpu", artifacts=tmp_path / "v")
+    args = [sys.executable, "-m", "sparsearch", "validate", "v", "--storage", url, "--configs", "4", "--seeds", "2"]
+    process = subprocess.Popen([*args, "--device", "cpu"], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
+
+    def stored() -> dict:
+        return optuna.load_study(study_name="v", storage=url).user_attrs.get("validation", {})
+
+    deadline = time.time() + 300
+    while len(stored()) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = stored()
+    assert 2 <= len(kept) < 8, "killed before or after the window this test needs"
+    done = subprocess.run([*args, "--device", "cpu", "--json"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    after = stored()
+    assert len(after) == 8 and {k: after[k] for k in kept} == kept  # finished trainings kept as they were
+    assert json.loads(done.stdout)["configurations"] == 4

@@ -329,7 +329,7 @@ def study(
     epochs: Annotated[int | None, typer.Option(help="Proxy training epochs (default: the space's).")] = None,
     data: Annotated[str | None, typer.Option(help="Proxy data (default: the space's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Proxy learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
-    supernets: Annotated[int, typer.Option(help="Supernet mode: structures (routing, experts) trained.")] = 2,
+    supernets: Annotated[int, typer.Option(help="Supernet mode: structures (routing, experts) trained.")] = 1,
     sampling: Annotated[
         str,
         typer.Option(help="Supernet training steps: sandwich (largest, smallest, random; distilled) or uniform."),
@@ -433,6 +433,10 @@ def validate(
     seeds: Annotated[int, typer.Option(help="Trainings per configuration, one per seed.")] = 2,
     epochs: Annotated[int | None, typer.Option(help="Stand-alone epochs (default: the study's proxy epochs).")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative FLOPs difference of an equal-cost pair.")] = 0.10,
+    jobs: Annotated[int, typer.Option(help="Trainings at once, each in its own process.")] = 1,
+    data: Annotated[
+        str | None, typer.Option(help="The study's data plug-in, module:function (required for a plug-in study).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -443,7 +447,7 @@ def validate(
     settings = ValidationSettings(configs=configs, seeds=seeds, epochs=epochs, tolerance=tolerance)
     url = storage or f"sqlite:///studies/{study_name}.db"
     say = None if json_out else (lambda line: typer.echo(line, err=True))
-    result = run_validation(url, study_name, settings, device=device, log=say)
+    result = run_validation(url, study_name, settings, device=device, jobs=jobs, data=data, log=say)
     if json_out:
         typer.echo(json.dumps(result, indent=2, allow_nan=False))
     else:

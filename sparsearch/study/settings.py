@@ -33,7 +33,7 @@ class StudySettings:
     lr: float | None = None  # proxy training learning rate; None: the task's recipe
     sampler: str = "tpe"
     seed: int = 0
-    supernets: int = 2  # structures trained as supernets (the reference structure first)
+    supernets: int = 1  # structures trained as supernets (the reference structure first); each costs a training
     sampling: str = "sandwich"  # supernet steps: "sandwich" (largest, smallest, random) or "uniform"
     sandwich_random: int = 1  # sandwich: random configurations per step besides the largest and smallest
     distill: bool = True  # sandwich: in-place distillation from the largest configuration

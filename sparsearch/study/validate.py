@@ -5,20 +5,24 @@ the study recommends (its best score under the budget), the Pareto set and the f
 configurations spread over the FLOPs range, and partners of near-equal cost (within the tolerance) for
 the chosen ones. Each is trained from scratch with the study's proxy recipe for every seed and
 evaluated on the **test** split, which the study never looked at. Each finished training is stored in
-the study at once (user attribute ``validation``), so a killed validation resumes where it stopped;
+the study at once (user attribute ``validation:<key>``, one per training, so parallel trainings never
+overwrite each other), and a killed validation resumes where it stopped;
 the figures of :mod:`sparsearch.study.fidelity` are stored as ``fidelity``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
-from sparsearch.data import data_task
+from sparsearch.data import data_task, is_plugin
 from sparsearch.errors import ConfigError
 from sparsearch.study.fidelity import Measured, fidelity
 from sparsearch.study.pareto import pareto_front
@@ -33,7 +37,7 @@ from sparsearch.train.settings import default_settings
 
 __all__ = ["Candidate", "ValidationSettings", "choose", "run_validation"]
 
-ATTR_RUNS = "validation"  # study user attribute: finished stand-alone trainings, by key
+ATTR_RUN = "validation:"  # study user attributes: one per finished stand-alone training, by key
 ATTR_FIDELITY = "fidelity"  # study user attribute: the figures and how they were made
 
 
@@ -163,22 +167,50 @@ def _train_one(settings: StudySettings, space, values, seed: int, epochs: int, d
     }
 
 
+def _stored(study: optuna.Study) -> dict[str, Any]:
+    """The finished trainings stored in ``study``, by key."""
+    return {k[len(ATTR_RUN) :]: v for k, v in study.user_attrs.items() if k.startswith(ATTR_RUN)}
+
+
+def _train_and_store(
+    storage_url: str, name: str, key: str, values: dict, seed: int, epochs: int, device: str, threads: int
+) -> str:
+    """Train one configuration and store it under its own attribute (a worker process of ``--jobs``)."""
+    torch.set_num_threads(threads)
+    study, settings = open_study(storage_url, name, None)
+    space = study_space(settings)
+    result = _train_one(settings, space, values, seed, epochs, resolve_device(device))
+    study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})
+    return key
+
+
 def run_validation(
     storage_url: str,
     name: str,
     settings: ValidationSettings,
     *,
     device: str = "auto",
+    jobs: int = 1,
+    data: str | None = None,
     log=None,
 ) -> dict[str, Any]:
     """Train the chosen configurations of study ``name`` (those not yet stored), then rank them.
 
-    Returns what is stored as the study's ``fidelity`` attribute.
+    ``jobs`` trainings run at once, each in its own process with its share of the CPU threads. A study
+    on a data plug-in needs ``data`` naming it: the storage never chooses code to run. Returns what is
+    stored as the study's ``fidelity`` attribute.
     """
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs={jobs!r} must be a positive integer")
     database = sqlite_file(storage_url)
     if database is not None and not database.is_file():  # opening it would create an empty file
         raise ConfigError(f"no study {name!r}: {database} does not exist (give its --storage)")
     study, study_settings = open_study(storage_url, name, None)
+    if study_settings.data and is_plugin(study_settings.data) and (data or "").strip() != study_settings.data:
+        raise ConfigError(
+            f"study {name!r} trains on the plug-in {study_settings.data!r}; plug-ins run only when named on the "
+            f"command line: give --data {study_settings.data}"
+        )
     space = study_space(study_settings)
     target = resolve_device(device)
     pool = candidates(study)
@@ -188,24 +220,36 @@ def run_validation(
     epochs = settings.epochs or study_settings.epochs or space.proxy.epochs
     settings = replace(settings, epochs=epochs)
     seeds = [study_settings.seed + i for i in range(settings.seeds)]
-    done: dict[str, Any] = dict(study.user_attrs.get(ATTR_RUNS, {}))
     say = log or (lambda message: None)
+    stored = _stored(study)
+    todo = [
+        (_key(c.number, seed, epochs), c, seed)
+        for c, _ in chosen
+        for seed in seeds
+        if _key(c.number, seed, epochs) not in stored
+    ]
     total = len(chosen) * len(seeds)
-    count = 0
-    for candidate, _ in chosen:
-        for seed in seeds:
-            count += 1
-            key = _key(candidate.number, seed, epochs)
-            if key in done:
-                continue
-            say(f"[{count}/{total}] training trial {candidate.number} stand-alone, seed {seed}, {epochs} epoch(s)")
-            done[key] = {
-                "trial": candidate.number,
-                "seed": seed,
-                "epochs": epochs,
-                **_train_one(study_settings, space, candidate.values, seed, epochs, target),
-            }
-            study.set_user_attr(ATTR_RUNS, done)  # kept at once: a killed validation resumes here
+    if todo:
+        say(
+            f"{total - len(todo)} of {total} trainings stored; {len(todo)} to run "
+            f"({jobs} at a time, {epochs} epoch(s) each)"
+        )
+    if jobs == 1:
+        for i, (key, c, seed) in enumerate(todo, 1):
+            say(f"[{i}/{len(todo)}] training trial {c.number} stand-alone, seed {seed}")
+            result = _train_one(study_settings, space, c.values, seed, epochs, target)
+            study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})  # kept at once
+    elif todo:
+        threads = max(1, torch.get_num_threads() // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool_:
+            futures = [
+                pool_.submit(_train_and_store, storage_url, name, key, c.values, seed, epochs, str(target), threads)
+                for key, c, seed in todo
+            ]
+            for i, future in enumerate(as_completed(futures), 1):
+                say(f"[{i}/{len(todo)}] stored {future.result()}")
+    done = _stored(optuna.load_study(study_name=name, storage=study._storage))
     rows = [
         Measured(
             str(c.number), c.score, c.flops, tuple(done[_key(c.number, s, epochs)]["test_accuracy"] for s in seeds)

@@ -204,7 +204,8 @@ def test_kill_9_of_a_validation_keeps_its_finished_trainings(tmp_path) -> None:
     process = subprocess.Popen([*args, "--device", "cpu"], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
 
     def stored() -> dict:
-        return optuna.load_study(study_name="v", storage=url).user_attrs.get("validation", {})
+        attrs = optuna.load_study(study_name="v", storage=url).user_attrs
+        return {k: v for k, v in attrs.items() if k.startswith("validation:")}
 
     deadline = time.time() + 300
     while len(stored()) < 2 and time.time() < deadline and process.poll() is None:

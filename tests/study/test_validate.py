@@ -12,6 +12,10 @@ from sparsearch.study import ValidationSettings, run_study, run_validation
 from tests.study.helpers import tiny_settings
 
 
+def _runs(study: optuna.Study) -> dict:
+    return {k: v for k, v in study.user_attrs.items() if k.startswith("validation:")}
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("validate")
@@ -23,7 +27,7 @@ def study(tmp_path_factory):
 def test_validation_trains_each_chosen_configuration_per_seed_and_stores_the_figures(study) -> None:
     lines: list[str] = []
     result = run_validation(study, "tiny", ValidationSettings(configs=3, seeds=2), device="cpu", log=lines.append)
-    assert len(lines) == 3 * 2  # one line per training
+    assert len([line for line in lines if "training trial" in line]) == 3 * 2  # one line per training
     assert result["configurations"] == 3 and result["seeds"] == [2]
     assert result["split"] == "test" and result["settings"]["epochs"] == 1
     for key in ("kendall", "spearman", "flops_kendall", "partial_kendall", "regret"):
@@ -33,17 +37,18 @@ def test_validation_trains_each_chosen_configuration_per_seed_and_stores_the_fig
     assert result["recommended"] in validated
     stored = optuna.load_study(study_name="tiny", storage=study).user_attrs
     assert stored["fidelity"] == json.loads(json.dumps(result))
-    assert len(stored["validation"]) == 6
-    for run in stored["validation"].values():
+    runs = {k: v for k, v in stored.items() if k.startswith("validation:")}
+    assert len(runs) == 6
+    for run in runs.values():
         assert 0.0 <= run["test_accuracy"] <= 1.0 and run["test_examples"] == 360  # digits' test split
 
 
 def test_a_rerun_trains_only_what_is_missing(study) -> None:
-    before = optuna.load_study(study_name="tiny", storage=study).user_attrs["validation"]
+    before = _runs(optuna.load_study(study_name="tiny", storage=study))
     lines: list[str] = []
     run_validation(study, "tiny", ValidationSettings(configs=4, seeds=2), device="cpu", log=lines.append)
-    assert len(lines) == 2  # the fourth configuration, two seeds; the first three were kept
-    after = optuna.load_study(study_name="tiny", storage=study).user_attrs["validation"]
+    assert len([line for line in lines if "training trial" in line]) == 2  # the new configuration, two seeds
+    after = _runs(optuna.load_study(study_name="tiny", storage=study))
     assert {k: after[k] for k in before} == before
 
 
@@ -58,3 +63,15 @@ def test_the_command_prints_the_figures_and_refuses_a_missing_study(study, tmp_p
     assert not (tmp_path / "studies").exists()
     assert main(["validate", "tiny", "--storage", study, "--configs", "2"]) == 2
     assert "at least 3" in capsys.readouterr().err
+
+
+def test_parallel_jobs_store_every_training(study) -> None:
+    # Two processes train at once, each storing its own attribute: none is lost or overwritten.
+    before = _runs(optuna.load_study(study_name="tiny", storage=study))
+    lines: list[str] = []
+    run_validation(study, "tiny", ValidationSettings(configs=5, seeds=2), device="cpu", jobs=2, log=lines.append)
+    after = _runs(optuna.load_study(study_name="tiny", storage=study))
+    assert len(after) >= 10 and {k: after[k] for k in before} == before
+    assert len([line for line in lines if line.startswith("[") and "stored" in line]) == len(after) - len(before)
+    again = run_validation(study, "tiny", ValidationSettings(configs=5, seeds=2), device="cpu")
+    assert again["configurations"] == 5

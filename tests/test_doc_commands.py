@@ -4,7 +4,7 @@ Commands are the lines of plain or shell code blocks that start with ``sparsearc
 ``python benchmarks/`` / ``python experiments/``. Usage synopses (``[OPTIONS]``, ``[--x]``) are skipped.
 Short commands run, in the page's order, in a fresh directory per page (so ``train`` then ``eval`` of
 its output works); a trailing ``# error: ...`` comment means the command must fail with that one-line
-error and exit code 2. Long commands (studies, workers, easy-VQA or multi-epoch training, benchmarks, make targets)
+error and exit code 2. Long commands (studies, workers, validations, easy-VQA or multi-epoch training, benchmarks, make targets)
 are checked without running: their options must parse, their scripts and targets must exist.
 """
 
@@ -25,7 +25,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 SHELL = ("", "bash", "sh", "shell", "console")
 STARTS = ("sparsearch ", "make ", "python benchmarks/", "python experiments/")
 # Prefixes of commands that take minutes (or need a server): parsed, not run.
-LONG = ("make ", "sparsearch study", "sparsearch worker", "sparsearch report", "python ")
+LONG = ("make ", "sparsearch study", "sparsearch worker", "sparsearch validate", "sparsearch report", "python ")
 VQA_SPACES = ("default", "clevr")  # easy-VQA proxies: a training run takes minutes
 MAX_EPOCHS = 2  # digits trainings of more epochs (or the space's default) are parsed, not run
 

@@ -4,8 +4,9 @@ Commands are the lines of plain or shell code blocks that start with ``sparsearc
 ``python benchmarks/`` / ``python experiments/``. Usage synopses (``[OPTIONS]``, ``[--x]``) are skipped.
 Short commands run, in the page's order, in a fresh directory per page (so ``train`` then ``eval`` of
 its output works); a trailing ``# error: ...`` comment means the command must fail with that one-line
-error and exit code 2. Long commands (studies, workers, validations, easy-VQA or multi-epoch training, benchmarks, make targets)
-are checked without running: their options must parse, their scripts and targets must exist.
+error and exit code 2. Long commands (studies, workers, validations, easy-VQA or multi-epoch training,
+benchmarks, make targets) are checked without running: their options must parse, their scripts and
+targets must exist.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Nodes are the stem, every branch of every GateConnect module (``"stage1.0/b3"``), every single-stream
 block (``"conv2.0"``) and the head. Edges are the connections used at inference: the frozen top-K
-gates of GateConnect modules, and the fixed sums where branches meet a single-stream block or the head.
+gates of GateConnect modules, and the fixed aggregations (edge kind "sum": the mean, then the ReLU)
+where branches meet a single-stream block or the head.
 
 A block is *dead* when no path leads from it to the head: its output is computed and thrown away.
 Removing a dead block can leave its own inputs without a consumer, so they die in turn;

@@ -25,7 +25,7 @@ Connectivity modes:
   included). Call :func:`clip_gates_` after each optimiser step; keep the gates out of weight decay
   (:func:`split_gate_parameters`). In eval, and after :meth:`GateConnectModule.freeze`, the top-K
   gates of each row are used.
-- ``"fixed_full"``: every gate on (K = number of inputs): the ResNeXt sum.
+- ``"fixed_full"``: every gate on (K = number of inputs): the ResNeXt aggregation.
 - ``"fixed_random"``: K inputs per branch drawn once at construction, then fixed (seed 003's baseline).
 
 Inputs and outputs are stacked branch tensors: (B, num_inputs, in, H, W) -> (B, C, out, H', W').

@@ -100,8 +100,8 @@ def _near(a: int, b: int, tolerance: float) -> bool:
 def choose(pool: list[Candidate], n: int, tolerance: float) -> list[tuple[Candidate, str]]:
     """Up to ``n`` configurations of ``pool`` with why each was chosen, cheapest first.
 
-    In order: the recommended one; the Pareto set and the references (at most half of ``n``, spread
-    over FLOPs where there are more); configurations closest to evenly spaced FLOPs quantiles (until
+    In order: the recommended one; the feasible references; the Pareto set (up to half of ``n`` with
+    the above, spread over FLOPs where there are more); configurations closest to evenly spaced FLOPs quantiles (until
     two thirds of ``n``); then, for each chosen configuration in turn, the unchosen one of nearest
     FLOPs within ``tolerance`` (an equal-cost partner); then more quantile points. Deterministic.
     """
@@ -114,12 +114,15 @@ def choose(pool: list[Candidate], n: int, tolerance: float) -> list[tuple[Candid
             chosen[c.number] = (c, why)
 
     add(recommended(pool), "recommended")
-    notable = [c for c in pool if c.pareto or c.reference]
-    cap = max(1, n // 2)
-    if len(notable) > cap:
-        notable = [notable[round(i * (len(notable) - 1) / max(cap - 1, 1))] for i in range(cap)]
-    for c in notable:
-        add(c, f"reference {c.reference}" if c.reference else "Pareto")
+    for c in pool:
+        if c.reference:
+            add(c, f"reference {c.reference}")
+    front = [c for c in pool if c.pareto and c.number not in chosen]
+    cap = max(0, n // 2 - len(chosen))
+    if len(front) > cap:
+        front = [front[round(i * (len(front) - 1) / max(cap - 1, 1))] for i in range(cap)]
+    for c in front:
+        add(c, "Pareto")
 
     def spread(until: int) -> None:
         rest = [c for c in pool if c.number not in chosen]

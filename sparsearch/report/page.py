@@ -114,7 +114,8 @@ def _fidelity_section(fidelity: dict[str, Any] | None, study: str) -> list[str]:
         f"{s['epochs']} epoch(s), {s['seeds']} seed(s) each, evaluated on the **test** split (which the "
         f"study never saw); chosen to span the FLOPs range, with the Pareto set, the references and "
         f"partners of near-equal cost (±{s['tolerance']:.0%} FLOPs). Made on {m['cpu']} ({m['cores']} cores, "
-        f"torch {m['torch']}, {m['device']}). Intervals: 95% bootstrap over configurations and seeds.",
+        f"torch {m['torch']}, {m['device']}), {fidelity['training_seconds']:.0f} s per training (median). "
+        "Intervals: 95% bootstrap over configurations and seeds.",
         "",
         "![score vs stand-alone accuracy](fidelity.png)",
         "",

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import TrialState
@@ -167,6 +168,7 @@ def _train_one(settings: StudySettings, space, values, seed: int, epochs: int, d
         "test_examples": test.examples,
         "val_accuracy": history[-1].val_accuracy,
         "seconds": time.perf_counter() - start,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -279,6 +281,7 @@ def run_validation(
             for (c, why), row in zip(chosen, rows, strict=True)
         ],
         "machine": describe_machine(target),
+        "training_seconds": float(np.median([done[k]["seconds"] for k, _, _ in wanted])),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     study.set_user_attr(ATTR_FIDELITY, result)

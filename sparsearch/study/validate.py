@@ -227,13 +227,9 @@ def run_validation(
     seeds = [study_settings.seed + i for i in range(settings.seeds)]
     say = log or (lambda message: None)
     stored = _stored(study)
-    todo = [
-        (_key(c.number, seed, epochs), c, seed)
-        for c, _ in chosen
-        for seed in seeds
-        if _key(c.number, seed, epochs) not in stored
-    ]
-    total = len(chosen) * len(seeds)
+    wanted = [(_key(c.number, seed, epochs), c, seed) for c, _ in chosen for seed in seeds]
+    todo = [(key, c, seed) for key, c, seed in wanted if key not in stored]
+    total = len(wanted)
     if todo:
         say(
             f"{total - len(todo)} of {total} trainings stored; {len(todo)} to run "

@@ -59,7 +59,7 @@ from sparsearch.train.loop import (
 from sparsearch.train.run import build_run
 from sparsearch.train.settings import GatePhase, TrainSettings
 
-__all__ = ["SAMPLING_RULES", "Sampling", "Supernet", "configure", "recalibrate_batch_norm", "score_split"]
+__all__ = ["Sampling", "Supernet", "configure", "recalibrate_batch_norm", "score_split"]
 
 
 @dataclass(frozen=True)

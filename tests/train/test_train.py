@@ -63,7 +63,7 @@ def plugin(user_module) -> str:
     ("space", "values", "data", "steps", "settings"),
     [
         ("default", {"k": 8, "routing": "relu_l1", "conv4.experts": 2}, "easy-vqa", 12, {"batch_size": 64}),
-        ("gateconnect_cifar", {"fan_in": 2}, "digits", 20, {"batch_size": 32}),
+        ("gateconnect_cifar", {"fan_in": 2}, "digits", 40, {"batch_size": 32}),
         ("condconv_mobilenet_v1", {"experts": 4}, "cifar10", 12, {"batch_size": 16, "lr": 0.02}),
         ("gateconnect_cifar", {"stage3.fan_in": 4}, "cifar100", 12, {"batch_size": 16}),
         ("gateconnect_cifar", {}, "plugin", 15, {"batch_size": 32}),

@@ -231,6 +231,15 @@ def _child_worker(
     )
 
 
+def require_named_plugin(name: str, settings: StudySettings, data: str | None) -> None:
+    """Refuse to run a study's data plug-in unless ``data`` names it: the storage never chooses code to run."""
+    if settings.data and is_plugin(settings.data) and (data or "").strip() != settings.data:
+        raise ConfigError(
+            f"study {name!r} trains on the plug-in {settings.data!r}; plug-ins run only when named on the "
+            f"command line: give --data {settings.data}"
+        )
+
+
 def run_worker(
     storage_url: str,
     name: str,
@@ -251,11 +260,7 @@ def run_worker(
     if data is not None and data.strip() != (settings.data or ""):
         used = repr(settings.data) if settings.data else "its space's proxy dataset"
         raise ConfigError(f"study {name!r} uses {used}, not --data {data!r}")
-    if settings.data and is_plugin(settings.data) and data is None:
-        raise ConfigError(
-            f"study {name!r} trains on the plug-in {settings.data!r}; plug-ins run only when named on the "
-            f"command line: give --data {settings.data}"
-        )
+    require_named_plugin(name, settings, data)
     if seed is not None:
         study.sampler = make_sampler(settings.sampler, seed)
     space = study_space(settings)

@@ -23,12 +23,12 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from sparsearch.data import data_task, is_plugin
+from sparsearch.data import data_task
 from sparsearch.errors import ConfigError
 from sparsearch.study.fidelity import Measured, fidelity
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
-from sparsearch.study.runner import open_study, study_space
+from sparsearch.study.runner import open_study, require_named_plugin, study_space
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import sqlite_file
 from sparsearch.train.loop import evaluate, fit, resolve_device
@@ -211,11 +211,7 @@ def run_validation(
     if database is not None and not database.is_file():  # opening it would create an empty file
         raise ConfigError(f"no study {name!r}: {database} does not exist (give its --storage)")
     study, study_settings = open_study(storage_url, name, None)
-    if study_settings.data and is_plugin(study_settings.data) and (data or "").strip() != study_settings.data:
-        raise ConfigError(
-            f"study {name!r} trains on the plug-in {study_settings.data!r}; plug-ins run only when named on the "
-            f"command line: give --data {study_settings.data}"
-        )
+    require_named_plugin(name, study_settings, data)
     space = study_space(study_settings)
     target = resolve_device(device)
     pool = candidates(study)

@@ -7,7 +7,6 @@ runs it before building the site, and a test checks that the committed pages are
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import sys
 from pathlib import Path
@@ -80,24 +79,17 @@ def cli_reference() -> str:
 
 def _layout_arguments(name: str) -> list[tuple[str, str]]:
     """(argument, default) of a registered layout, knobs excluded."""
-    from sparsearch.models.condconv_nets import CondNetConfig
-    from sparsearch.models.registry import _CONDNETS, _LAYOUTS
+    from sparsearch.config import layout_arguments
 
-    knobs = {"k", "experts", "routing", "fan_in", "arch"}
-    if name in _CONDNETS:
-        fields = dataclasses.fields(CondNetConfig)
-        return [(f.name, repr(f.default)) for f in fields if f.name not in knobs]
-    signature = inspect.signature(_LAYOUTS[name])
     return [
-        (p.name, "(required)" if p.default is inspect.Parameter.empty else repr(p.default))
-        for p in signature.parameters.values()
-        if p.name not in knobs
+        (argument, "(required)" if default is inspect.Parameter.empty else repr(default))
+        for argument, default in layout_arguments(name)
     ]
 
 
 def space_reference() -> str:
     """The keys of a space file, the knobs, the layouts a target can name, and the shipped spaces."""
-    from sparsearch.models.registry import _LAYOUTS, model_names
+    from sparsearch.config import layout_doc, model_names
     from sparsearch.spaces.registry import get_space, space_names
     from sparsearch.spaces.schema import FIELDS, KNOB_DOCS
 
@@ -127,7 +119,7 @@ def space_reference() -> str:
     ]
     for name in model_names():
         args = ", ".join(f"`{a}` ({d})" for a, d in _layout_arguments(name))
-        doc = inspect.getdoc(_LAYOUTS[name]) or ""
+        doc = layout_doc(name)
         lines.append(f"| `{name}` | {_cell(args)} | {_cell(doc.split(chr(10) + chr(10))[0])} |")
     lines += ["", "## Shipped spaces", "", "| space | |", "| --- | --- |"]
     lines += [f"| `{n}` | {_cell(get_space(n).description)} |" for n in space_names()]

@@ -1,7 +1,7 @@
 """Usage of the conditional parts on calibration data, and the removals it justifies.
 
 Run the source model in eval mode on calibration batches and record, per top-k block, how often each
-path was selected, and per CondConv group (:func:`~sparsearch.compact.edits.expert_groups`), the
+path was selected, and per CondConv group (:func:`~sparsearch.models.edits.expert_groups`), the
 routing weights of each expert (mean, standard deviation, minimum, maximum; per channel where the
 routing is per channel). :func:`usage_edits` turns that into edits with their evidence:
 
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsearch.compact.edits import expert_groups
 from sparsearch.layers import TopKBottleneck
+from sparsearch.models.edits import expert_groups
 from sparsearch.train.loop import forward_batch
 from sparsearch.train.usage import RunningStats
 

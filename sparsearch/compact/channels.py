@@ -4,22 +4,21 @@ Only the inner channels of each branch are pruned: the outputs of its 1×1 reduc
 convolution. Block outputs stay, as the residual sums tie them across branches and modules.
 torch-pruning's ``MetaPruner`` chooses the channels (its importance criterion, ``round_to``, and
 ``in/out_channel_groups`` so that every branch keeps the same number); the choice is recorded as
-``channels`` edits and applied by :func:`prune_inner`, which is also what rebuilds a saved model.
+``channels`` edits and applied by :func:`sparsearch.models.edits.prune_inner`, which also rebuilds a
+saved model.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from sparsearch.compact.modules import BranchModule, slice_bn
 from sparsearch.errors import ConfigError
+from sparsearch.layers import BranchModule
+from sparsearch.models.edits import LAYERS, prune_inner
 
-__all__ = ["choose_channels", "prune_channels", "prune_inner"]
-
-LAYERS = ("reduce", "conv")  # a BranchModule's convolutions whose outputs may be pruned
+__all__ = ["choose_channels", "prune_channels"]
 
 
 def _importance(name: str):
@@ -69,39 +68,6 @@ def choose_channels(
         keep = [c for c in range(sizes[(name, layer)]) if c not in set(gone)]
         edits.append({"op": "channels", "module": name, "layer": layer, "keep": keep})
     return edits
-
-
-def _per_group(keep: list[int], groups: int, width: int) -> list[list[int]]:
-    """Local indices kept in each group of ``width`` channels; every group must keep the same number."""
-    local = [[c - g * width for c in keep if g * width <= c < (g + 1) * width] for g in range(groups)]
-    if len({len(g) for g in local}) != 1 or not local[0]:
-        raise ValueError(f"channels must be kept in equal positive numbers per branch, got {[len(g) for g in local]}")
-    return local
-
-
-@torch.no_grad()
-def prune_inner(block: BranchModule, layer: str, keep: list[int]) -> None:
-    """Keep the output channels ``keep`` of ``block.reduce`` or ``block.conv`` (and the inputs they feed)."""
-    if layer not in LAYERS:
-        raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
-    n = block.branches
-    producer = getattr(block, layer)
-    consumer = block.conv if layer == "reduce" else block.expand
-    width = producer.out_channels // n
-    local = _per_group(keep, n, width)
-    index = torch.tensor(keep)
-    producer.weight = nn.Parameter(producer.weight[index].clone())
-    producer.out_channels = len(keep)
-    bn = "bn_reduce" if layer == "reduce" else "bn_conv"
-    setattr(block, bn, slice_bn(getattr(block, bn), index))
-    rows = consumer.weight.view(n, -1, *consumer.weight.shape[1:])  # (groups, out/group, in/group, kh, kw)
-    cols = torch.stack([rows[g][:, torch.tensor(local[g])] for g in range(n)])
-    consumer.weight = nn.Parameter(cols.reshape(-1, *cols.shape[2:]).clone())
-    consumer.in_channels = len(keep)
-    if layer == "reduce":
-        block.width = len(keep) // n
-    else:
-        block.conv_width = len(keep) // n
 
 
 def prune_channels(

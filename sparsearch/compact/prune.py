@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from sparsearch.compact.calibration import calibrate, usage_edits
-from sparsearch.compact.cost import find_network, network_cost
-from sparsearch.compact.edits import apply_edits
 from sparsearch.compact.export import PROGRAM_FILE, export_program
 from sparsearch.compact.graph import connectivity_graph, dead_blocks, module_summaries
+from sparsearch.cost.walk import find_network, network_cost
 from sparsearch.errors import ConfigError, SparsearchError, WriteError
 from sparsearch.layers import GateConnectModule
 from sparsearch.models import SparseResNeXt
+from sparsearch.models.edits import apply_edits
 from sparsearch.train.checkpoint import (
     CheckpointError,
     is_checkpoint,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sparsearch.config import BlockPlan, CondNetConfig, NetConfig, condnet_plan, plan
 from sparsearch.cost.formulas import (
     bn_params,
     conv_macs,
@@ -18,8 +19,6 @@ from sparsearch.cost.formulas import (
     routing_macs,
     routing_params,
 )
-from sparsearch.models.condconv_nets import CondNetConfig, condnet_plan
-from sparsearch.models.config import BlockPlan, NetConfig, plan
 
 __all__ = ["CostReport", "LayerCost", "branch_module_cost", "count", "gateconnect_module_cost", "topk_block_cost"]
 
@@ -158,7 +157,7 @@ def branch_module_cost(
     out_hw: tuple[int, int],
     conv_width: int | None = None,
 ) -> tuple[int, int]:
-    """(MACs, parameters) of a compacted GateConnect module (:class:`~sparsearch.compact.BranchModule`):
+    """(MACs, parameters) of a compacted GateConnect module (:class:`~sparsearch.layers.BranchModule`):
     ``branches`` live branches whose fixed input sums are gathers and additions (not counted).
     ``conv_width``: outputs of each branch's 3×3 when channel pruning made it differ from ``width``."""
     n, w, v = branches, width, conv_width or width

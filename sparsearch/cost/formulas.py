@@ -6,7 +6,7 @@ products; FLOPs = 2 × MACs). Batch norm, activations, pooling, additions and ga
 
 from __future__ import annotations
 
-from sparsearch.layers.routing import HIDDEN_SIZES
+from sparsearch.config import HIDDEN_SIZES
 
 __all__ = [
     "bn_params",

@@ -7,7 +7,8 @@
   Static top-k blocks (all paths, no gate, one expert) run their masked execution so that thop
   counts their nn.Conv2d children itself; conditional blocks and GateConnect modules, whose work
   happens in functional calls thop cannot see, get hooks that apply the analytic formula to the
-  module's own attributes and input shape; so do CondConv2d and CondLinear (their mixed form).
+  module's own attributes and input shape (:mod:`sparsearch.cost.modules`, as the walk over a network
+  does); so do CondConv2d and CondLinear (their mixed form).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sparsearch.cost.count import gateconnect_module_cost, topk_block_cost
-from sparsearch.cost.formulas import routing_macs
-from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, QuestionGate, TopKBottleneck
+from sparsearch.cost.modules import condconv_macs, condlinear_macs, gateconnect_cost, topk_cost
+from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
 
 __all__ = ["flop_counter_flops", "is_static", "thop_macs"]
 
@@ -44,56 +44,22 @@ def _zero(module: nn.Module, inputs: Any, output: Any) -> None:
 
 def _topk_hook(module: TopKBottleneck, inputs: tuple[Tensor, ...], output: Tensor) -> None:
     x = inputs[0]
-    gate = module.gate
-    cond_dim = gate.cond_dim if isinstance(gate, QuestionGate) else None
-    expert_routing = module.expert_router.name if module.expert_router is not None else "sigmoid"
-    _, executed, _ = topk_block_cost(
-        module.in_channels,
-        module.out_channels,
-        module.cardinality,
-        module.width,
-        module.k,
-        module.experts,
-        module.stride,
-        tuple(x.shape[2:]),
-        tuple(output.shape[2:]),
-        gate.routing.name,
-        cond_dim,
-        expert_routing,
-    )
+    _, executed, _ = topk_cost(module, tuple(x.shape[2:]), tuple(output.shape[2:]))
     module.total_ops += x.shape[0] * executed
 
 
 def _gateconnect_hook(module: GateConnectModule, inputs: tuple[Tensor, ...], output: Tensor) -> None:
     x = inputs[0]  # (B, inputs, in, H, W)
-    macs, _ = gateconnect_module_cost(
-        module.in_channels,
-        module.out_channels,
-        module.cardinality,
-        module.width,
-        module.num_inputs,
-        module.stride,
-        tuple(x.shape[3:]),
-        tuple(output.shape[3:]),
-    )
+    macs, _ = gateconnect_cost(module, tuple(x.shape[3:]), tuple(output.shape[3:]))
     module.total_ops += x.shape[0] * macs
 
 
-def _routing_macs(router: nn.Module) -> int:
-    return routing_macs(router.name, router.in_features, router.num_experts, router.channels, router.hidden)
-
-
 def _condconv_hook(module: CondConv2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-    """Mixed (inference) form: mix n kernels, one convolution, and the layer's own routing if any."""
-    kernel = module.weight[0].numel()  # |W| = out · in/groups · kh · kw
-    macs = module.num_experts * kernel + kernel * output.shape[2] * output.shape[3]  # mix, then convolve
-    module.total_ops += inputs[0].shape[0] * (macs + _routing_macs(module.router))
+    module.total_ops += inputs[0].shape[0] * condconv_macs(module, tuple(output.shape[2:]))
 
 
 def _condlinear_hook(module: CondLinear, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-    n, fin, fout = module.num_experts, module.in_features, module.out_features
-    macs = n * fin * fout + fin * fout + (n * fout if module.bias is not None else 0)
-    module.total_ops += inputs[0].shape[0] * (macs + _routing_macs(module.router))
+    module.total_ops += inputs[0].shape[0] * condlinear_macs(module)
 
 
 @contextmanager

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsearch.layers._checks import check_positive
+from sparsearch.layers.branches import BranchTrunk
 from sparsearch.layers.controllers import select_top_k
 
 __all__ = ["CONNECTIVITIES", "GateConnectModule", "clip_gates_", "split_gate_parameters"]
@@ -48,7 +49,7 @@ __all__ = ["CONNECTIVITIES", "GateConnectModule", "clip_gates_", "split_gate_par
 CONNECTIVITIES = ("learned", "fixed_full", "fixed_random")
 
 
-class GateConnectModule(nn.Module):
+class GateConnectModule(BranchTrunk):
     """C residual branches with learned binary input connectivity of fan-in K.
 
     Args:
@@ -76,7 +77,6 @@ class GateConnectModule(nn.Module):
         num_inputs: int | None = None,
         gate_floor: float = 1e-3,
     ) -> None:
-        super().__init__()
         num_inputs = cardinality if num_inputs is None else num_inputs
         check_positive(
             in_channels=in_channels,
@@ -94,25 +94,11 @@ class GateConnectModule(nn.Module):
             raise ValueError(f"fan_in={fan_in} must be in 1..{num_inputs} (the inputs of each branch)")
         if not 0 < gate_floor < 1 / num_inputs:
             raise ValueError(f"gate_floor must be in (0, 1/{num_inputs}), got {gate_floor=}")
+        super().__init__(in_channels, out_channels, cardinality, width, stride)  # the C branches
         self.in_channels, self.out_channels = in_channels, out_channels
         self.cardinality, self.width, self.fan_in, self.stride = cardinality, width, fan_in, stride
         self.num_inputs, self.connectivity, self.gate_floor = num_inputs, connectivity, gate_floor
-        c, inner = cardinality, cardinality * width
-        # All C branches run as grouped convolutions over the stacked branch channels.
-        self.reduce = nn.Conv2d(c * in_channels, inner, 1, groups=c, bias=False)
-        self.bn_reduce = nn.BatchNorm2d(inner)
-        self.conv = nn.Conv2d(inner, inner, 3, stride, 1, groups=c, bias=False)
-        self.bn_conv = nn.BatchNorm2d(inner)
-        self.expand = nn.Conv2d(inner, c * out_channels, 1, groups=c, bias=False)
-        self.bn_expand = nn.BatchNorm2d(c * out_channels)
-        # One projection shared by the branches (applied to each branch's input), so that a module
-        # has the parameters of the ResNeXt block it generalises (seed 003, Table 1: equal counts).
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut: nn.Module = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
-        else:
-            self.shortcut = nn.Identity()
+        c = cardinality
         # Real-valued gates g̃ (learned mode); uniform start, so early draws explore every input.
         self.gates = nn.Parameter(torch.full((c, num_inputs), 0.5), requires_grad=connectivity == "learned")
         self.register_buffer("mask", self._initial_mask())  # binary connectivity when fixed or frozen
@@ -182,20 +168,13 @@ class GateConnectModule(nn.Module):
             raise ValueError(
                 f"expected input of shape (B, {self.num_inputs}, {self.in_channels}, H, W), got {tuple(inputs.shape)}"
             )
-        b, _, _, h, w = inputs.shape
+        b = inputs.shape[0]
         if self.num_inputs == 1:  # one input, every gate on: each branch reads it (ReLU: as any aggregate)
             x = F.relu(inputs).expand(b, self.cardinality, *inputs.shape[2:])  # (B, C, in, H, W)
         else:  # the mean of the K selected inputs, then the ReLU after the aggregation
             gates = self._step_gates() / self.fan_in
             x = F.relu(torch.einsum("jk,bkchw->bjchw", gates, inputs))  # (B, C, in, H, W)
-        c = self.cardinality
-        residual = self.shortcut(x.reshape(b * c, self.in_channels, h, w))  # (B·C, out, H', W')
-        x = x.reshape(b, c * self.in_channels, h, w)  # branches stacked on channels
-        y = F.relu(self.bn_reduce(self.reduce(x)))
-        y = F.relu(self.bn_conv(self.conv(y)))
-        y = self.bn_expand(self.expand(y))  # (B, C·out, H', W')
-        y = y.view(b, c, self.out_channels, *y.shape[2:]) + residual.view(b, c, *residual.shape[1:])
-        return y  # (B, C, out, H', W'): pre-activation, the reader aggregates then applies the ReLU
+        return self.run_branches(x)  # (B, C, out, H', W'): pre-activation; the reader aggregates, then ReLU
 
     def extra_repr(self) -> str:
         return (

@@ -16,17 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsearch.config.routing import HIDDEN_SIZES, declare_routing, routing_names
+
 __all__ = [
     "HIDDEN_SIZES",
     "Routing",
     "RoutingOutput",
+    "SelectedRouting",
     "create_routing",
     "register_routing",
     "routing_names",
 ]
-
-# Hidden-layer width as a multiple of the input width (seed 001, Table 6: small, medium, large).
-HIDDEN_SIZES: dict[str, float | None] = {"none": None, "small": 1 / 8, "medium": 1.0, "large": 8.0}
 
 
 class RoutingOutput(NamedTuple):
@@ -109,13 +109,9 @@ def register_routing(cls: type[Routing]) -> type[Routing]:
     """Class decorator adding a routing function to the registry under ``cls.name``."""
     if cls.name in _ROUTINGS:
         raise ValueError(f"routing {cls.name!r} is already registered")
+    declare_routing(cls.name)
     _ROUTINGS[cls.name] = cls
     return cls
-
-
-def routing_names() -> list[str]:
-    """Names of the registered routing functions, sorted."""
-    return sorted(_ROUTINGS)
 
 
 def create_routing(name: str, in_features: int, num_experts: int, **kwargs: object) -> Routing:
@@ -207,3 +203,24 @@ class ConstantRouting(Routing):
 
     def normalise(self, logits: Tensor) -> Tensor:
         return torch.ones_like(logits)
+
+
+class SelectedRouting(nn.Module):
+    """``routing`` with its outputs restricted to the columns ``keep`` (experts or paths).
+
+    Every logit is still computed, so the kept weights equal the source model's.
+    """
+
+    def __init__(self, routing: nn.Module, keep: list[int]) -> None:
+        super().__init__()
+        self.routing = routing
+        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long))
+        self.name = routing.name
+        self.has_parameters = routing.has_parameters
+        self.in_features, self.num_experts = routing.in_features, len(keep)
+        self.channels, self.hidden, self.k = routing.channels, routing.hidden, routing.k
+        self.computed_experts = routing.num_experts  # logits computed: the source's count
+
+    def forward(self, features: Tensor) -> RoutingOutput:
+        weights, scores = self.routing(features)
+        return RoutingOutput(weights.index_select(1, self.keep), scores.index_select(1, self.keep))

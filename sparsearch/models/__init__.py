@@ -1,9 +1,21 @@
-"""Models of the sparse ResNeXt family: configurations, seed layouts, the builder and a registry."""
+"""Modules of the sparse ResNeXt family, seed 001's CondConv networks and the VQA model, and a builder.
 
-from sparsearch.models.config import NetConfig, StageConfig, plan, with_knobs
-from sparsearch.models.registry import build_model, create_model, layout, model_names, register_layout
+The configurations they are built from live in :mod:`sparsearch.config` (re-exported here).
+"""
+
+from sparsearch.config import (
+    NetConfig,
+    StageConfig,
+    config_from_dict,
+    config_to_dict,
+    layout,
+    model_names,
+    plan,
+    register_layout,
+    with_knobs,
+)
+from sparsearch.models.registry import build_model, create_model
 from sparsearch.models.resnext import SparseResNeXt
-from sparsearch.models.serialize import config_from_dict, config_to_dict
 from sparsearch.models.vqa import VQAModel, create_vqa_model, soft_scores, vqa_accuracy, vqa_loss
 
 __all__ = [

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsearch.config import NetConfig, Plan, plan
 from sparsearch.layers import GateConnectModule, TopKBottleneck
-from sparsearch.models.config import NetConfig, Plan, plan
 
 __all__ = ["SparseResNeXt", "merge_branches"]
 

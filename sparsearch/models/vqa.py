@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from sparsearch.config import NetConfig, layout
 from sparsearch.errors import ConfigError
-from sparsearch.models.config import NetConfig
-from sparsearch.models.registry import layout
 from sparsearch.models.resnext import SparseResNeXt
 
 __all__ = ["VQAModel", "create_vqa_model", "soft_scores", "vqa_accuracy", "vqa_loss"]

@@ -25,10 +25,8 @@ from typing import Any
 
 import yaml
 
+from sparsearch.config import CondNetConfig, NetConfig, layout, model_names, routing_names
 from sparsearch.errors import ConfigError
-from sparsearch.layers import routing_names
-from sparsearch.models import NetConfig, layout, model_names
-from sparsearch.models.condconv_nets import CondNetConfig
 from sparsearch.spaces.space import DATASETS, EXPERT_COUNTS, KNOBS, Knob, Proxy, Space, knob_units
 
 __all__ = ["FIELDS", "KNOB_DOCS", "Field", "load_space", "parse_space"]

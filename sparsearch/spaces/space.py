@@ -9,9 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from sparsearch.config import CondNetConfig, NetConfig, layout
 from sparsearch.errors import ConfigError
-from sparsearch.models import NetConfig, layout
-from sparsearch.models.condconv_nets import CondNetConfig
 
 __all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "Space"]
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from sparsearch import __version__
 from sparsearch.errors import SparsearchError, WriteError
+from sparsearch.models.edits import apply_edits
 from sparsearch.train.model import ModelSpec, build_task_model
 
 __all__ = [
@@ -215,8 +216,6 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     except (SparsearchError, ValueError) as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: cannot build its model ({err})") from None
     if "compaction" in meta:  # a compacted model: the source model with its structural edits
-        from sparsearch.compact.edits import apply_edits
-
         compaction = meta["compaction"]
         try:
             apply_edits(model, compaction.get("edits") if isinstance(compaction, dict) else None)

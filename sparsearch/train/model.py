@@ -12,9 +12,9 @@ from typing import Any
 
 from torch import nn
 
+from sparsearch.config import CondNetConfig, NetConfig, config_from_dict, config_to_dict
 from sparsearch.errors import ConfigError
-from sparsearch.models import NetConfig, SparseResNeXt, VQAModel, build_model, config_from_dict, config_to_dict
-from sparsearch.models.condconv_nets import CondNetConfig
+from sparsearch.models import SparseResNeXt, VQAModel, build_model
 
 __all__ = ["ModelSpec", "build_task_model"]
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from sparsearch.cost import count
+from sparsearch.cost.walk import network_cost  # compacted models no longer match their config
 from sparsearch.data import Datasets, is_plugin, load_data
 from sparsearch.errors import ConfigError
 from sparsearch.models import NetConfig
@@ -251,8 +252,6 @@ def evaluate_checkpoint(
     latency_batch = min(latency_batch, len(chosen))
     batch = chosen.batch(torch.arange(latency_batch)).to(device)
     seconds = measure_latency(ckpt.model, batch)
-    from sparsearch.compact.cost import network_cost  # compacted models no longer match their config
-
     cost = network_cost(ckpt.model)
     return {
         "checkpoint": str(path),

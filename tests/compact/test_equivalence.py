@@ -11,17 +11,16 @@ import torch
 from torch import nn
 
 from sparsearch.compact.calibration import calibrate, usage_edits
-from sparsearch.compact.channels import choose_channels, prune_inner
-from sparsearch.compact.cost import network_cost
-from sparsearch.compact.edits import EditError, apply_edits, expert_groups
+from sparsearch.compact.channels import choose_channels
 from sparsearch.compact.graph import connectivity_graph, dead_blocks
-from sparsearch.compact.modules import BranchModule
 from sparsearch.compact.prune import branch_edits
 from sparsearch.cost import count
 from sparsearch.cost.verify import flop_counter_flops, thop_macs
+from sparsearch.cost.walk import network_cost
 from sparsearch.data import Batch
-from sparsearch.layers import GateConnectModule
+from sparsearch.layers import BranchModule, GateConnectModule
 from sparsearch.models import SparseResNeXt, create_model, layout, with_knobs
+from sparsearch.models.edits import EditError, apply_edits, expert_groups, prune_inner
 
 
 def _randomise_bn(model: nn.Module) -> None:

@@ -20,13 +20,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sparsearch.config import CondNetConfig, NetConfig, StageConfig
 from sparsearch.cost import count, parse_budget
 from sparsearch.cost.verify import flop_counter_flops
 from sparsearch.errors import ConfigError
 from sparsearch.layers import CondConv2d, TopKBottleneck
 from sparsearch.models import build_model
-from sparsearch.models.condconv_nets import CondNetConfig
-from sparsearch.models.config import NetConfig, StageConfig
 from sparsearch.spaces import parse_space
 
 settings.register_profile(

@@ -4,7 +4,7 @@ An edit names a submodule and says what it becomes:
 
 - ``{"op": "branches", "module": M, "keep": [...], "sources": [[...], ...], "num_inputs": n}``: a
   GateConnect module keeps the branches ``keep``, each summing its fixed ``sources`` (indices into
-  the previous module's kept outputs) -> :class:`~sparsearch.compact.modules.BranchModule`.
+  the previous module's kept outputs) -> :class:`~sparsearch.layers.BranchModule`.
 - ``{"op": "paths", "module": M, "keep": [...]}``: a top-k block keeps the paths ``keep``; its gate
   still scores every path but chooses among the kept ones.
 - ``{"op": "experts", "module": M, "keep": [...]}``: a CondConv group (see :func:`expert_group`)
@@ -12,7 +12,7 @@ An edit names a submodule and says what it becomes:
 - ``{"op": "fold", "module": M, "alpha": [...]}``: a CondConv group whose routing is constant becomes
   plain convolutions (linear layers) with the kernels ``Σ_i α_i W_i``; its routing goes.
 - ``{"op": "channels", "module": M, "layer": "reduce" | "conv", "keep": [...]}``: a BranchModule keeps
-  these output channels of a branch convolution (:mod:`~sparsearch.compact.channels`).
+  these output channels of a branch convolution (chosen by :mod:`~sparsearch.compact.channels`).
 
 The same list rebuilds a compacted checkpoint: apply the edits to the freshly built source model, then
 load the compacted weights. Applying an edit copies the weights it keeps, so one code path serves both.
@@ -25,14 +25,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsearch.compact.modules import BranchModule, SelectedRouting, slice_bn
 from sparsearch.errors import SparsearchError
-from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
-from sparsearch.models.condconv_nets import _Block
+from sparsearch.layers import (
+    BranchModule,
+    CondConv2d,
+    CondLinear,
+    GateConnectModule,
+    SelectedRouting,
+    TopKBottleneck,
+    slice_bn,
+)
+from sparsearch.models.condconv_nets import CondNetBlock
 
-__all__ = ["OPS", "EditError", "apply_edit", "apply_edits", "expert_group", "expert_groups"]
+__all__ = ["LAYERS", "OPS", "EditError", "apply_edit", "apply_edits", "expert_group", "expert_groups", "prune_inner"]
 
 OPS = ("branches", "paths", "experts", "fold", "channels")
+LAYERS = ("reduce", "conv")  # a BranchModule's convolutions whose outputs a channels edit may prune
 
 
 class EditError(SparsearchError):
@@ -76,7 +84,7 @@ def expert_group(module: nn.Module) -> tuple[nn.Module | None, list[str]] | None
     """
     if isinstance(module, TopKBottleneck) and module.expert_router is not None:
         return module.expert_router, ["reduce", "conv", "expand"]
-    if isinstance(module, _Block) and module.router is not None:
+    if isinstance(module, CondNetBlock) and module.router is not None:
         return module.router, [f"convs.{i}" for i, c in enumerate(module.convs) if isinstance(c, CondConv2d)]
     if isinstance(module, CondConv2d | CondLinear) and module.router.name != "constant":
         return None, [""]
@@ -195,6 +203,42 @@ def _keep_paths(block: TopKBottleneck, keep: list[int]) -> None:
     block.k = gate.k = min(gate.k, c)
 
 
+# --- inner channels of a BranchModule --------------------------------------------------------------
+
+
+def _per_group(keep: list[int], groups: int, width: int) -> list[list[int]]:
+    """Local indices kept in each group of ``width`` channels; every group must keep the same number."""
+    local = [[c - g * width for c in keep if g * width <= c < (g + 1) * width] for g in range(groups)]
+    if len({len(g) for g in local}) != 1 or not local[0]:
+        raise ValueError(f"channels must be kept in equal positive numbers per branch, got {[len(g) for g in local]}")
+    return local
+
+
+@torch.no_grad()
+def prune_inner(block: BranchModule, layer: str, keep: list[int]) -> None:
+    """Keep the output channels ``keep`` of ``block.reduce`` or ``block.conv`` (and the inputs they feed)."""
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
+    n = block.branches
+    producer = getattr(block, layer)
+    consumer = block.conv if layer == "reduce" else block.expand
+    width = producer.out_channels // n
+    local = _per_group(keep, n, width)
+    index = torch.tensor(keep)
+    producer.weight = nn.Parameter(producer.weight[index].clone())
+    producer.out_channels = len(keep)
+    bn = "bn_reduce" if layer == "reduce" else "bn_conv"
+    setattr(block, bn, slice_bn(getattr(block, bn), index))
+    rows = consumer.weight.view(n, -1, *consumer.weight.shape[1:])  # (groups, out/group, in/group, kh, kw)
+    cols = torch.stack([rows[g][:, torch.tensor(local[g])] for g in range(n)])
+    consumer.weight = nn.Parameter(cols.reshape(-1, *cols.shape[2:]).clone())
+    consumer.in_channels = len(keep)
+    if layer == "reduce":
+        block.width = len(keep) // n
+    else:
+        block.conv_width = len(keep) // n
+
+
 # --- applying ------------------------------------------------------------------------------------------
 
 
@@ -219,14 +263,12 @@ def apply_edit(model: nn.Module, edit: dict[str, Any]) -> None:
         block = _get(model, name, (TopKBottleneck,))
         _keep_paths(block, _indices(edit.get("keep"), block.cardinality, f"paths {name!r} keep"))
     elif op == "experts":
-        host = _get(model, name, (TopKBottleneck, _Block, CondConv2d, CondLinear))
+        host = _get(model, name, (TopKBottleneck, CondNetBlock, CondConv2d, CondLinear))
         if expert_group(host) is None:
             raise EditError(f"experts {name!r}: the module has no CondConv experts")
         n = _layer(host, expert_group(host)[1][0]).num_experts
         _keep_experts(host, _indices(edit.get("keep"), n, f"experts {name!r} keep"))
     elif op == "channels":
-        from sparsearch.compact.channels import LAYERS, prune_inner
-
         block = _get(model, name, (BranchModule,))
         layer = edit.get("layer")
         if layer not in LAYERS:
@@ -237,7 +279,7 @@ def apply_edit(model: nn.Module, edit: dict[str, Any]) -> None:
         except ValueError as err:
             raise EditError(f"channels {name!r}: {err}") from None
     else:
-        host = _get(model, name, (TopKBottleneck, _Block, CondConv2d, CondLinear))
+        host = _get(model, name, (TopKBottleneck, CondNetBlock, CondConv2d, CondLinear))
         if expert_group(host) is None:
             raise EditError(f"fold {name!r}: the module has no CondConv experts")
         try:

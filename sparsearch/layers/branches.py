@@ -1,27 +1,58 @@
-"""Modules of compacted models: what a GateConnect module, a gate or a routing function becomes once
-its learned structure is fixed.
+"""Grouped residual branches: the trunk a GateConnect module runs, and what it becomes once compacted.
 
+- :class:`BranchTrunk`: n residual bottleneck branches (in -> w 1×1, w -> w 3×3, w -> out 1×1, BN,
+  ReLU) run as three grouped convolutions over the stacked branch channels, with one shortcut shared
+  by the branches (applied to each branch's input).
 - :class:`BranchModule`: the live branches of a GateConnect module with their fixed inputs. Each branch
-  averages its K kept inputs (a gather and K - 1 additions instead of the C × inputs gate product), and
-  the three branch convolutions are grouped convolutions with one group per live branch.
-- :class:`SelectedRouting`: a routing function whose outputs are restricted to kept experts (or
-  paths). It still computes every logit, so normalised weights (softmax, L1) keep the values they had
-  in the source model.
+  averages its K kept inputs (a gather and K - 1 additions instead of the C × inputs gate product).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsearch.layers import GateConnectModule
-from sparsearch.layers.routing import RoutingOutput
+if TYPE_CHECKING:
+    from sparsearch.layers.gateconnect import GateConnectModule
 
-__all__ = ["BranchModule", "SelectedRouting", "slice_bn"]
+__all__ = ["BranchModule", "BranchTrunk", "slice_bn"]
 
 
-class BranchModule(nn.Module):
+class BranchTrunk(nn.Module):
+    """``branches`` residual bottlenecks as grouped convolutions: (B, n, in, H, W) -> (B, n, out, H', W')."""
+
+    def __init__(self, in_channels: int, out_channels: int, branches: int, width: int, stride: int) -> None:
+        super().__init__()
+        inner = branches * width
+        self.reduce = nn.Conv2d(branches * in_channels, inner, 1, groups=branches, bias=False)
+        self.bn_reduce = nn.BatchNorm2d(inner)
+        self.conv = nn.Conv2d(inner, inner, 3, stride, 1, groups=branches, bias=False)
+        self.bn_conv = nn.BatchNorm2d(inner)
+        self.expand = nn.Conv2d(inner, branches * out_channels, 1, groups=branches, bias=False)
+        self.bn_expand = nn.BatchNorm2d(branches * out_channels)
+        # One projection shared by the branches, so that a GateConnect module has the parameters of the
+        # ResNeXt block it generalises (seed 003, Table 1: equal counts).
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut: nn.Module = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+        else:
+            self.shortcut = nn.Identity()
+
+    def run_branches(self, x: Tensor) -> Tensor:
+        """Branch inputs (B, n, in, H, W) -> pre-activation outputs (B, n, out, H', W'): shortcut + F(x)."""
+        b, n, cin, h, w = x.shape
+        residual = self.shortcut(x.reshape(b * n, cin, h, w))  # (B·n, out, H', W')
+        y = F.relu(self.bn_reduce(self.reduce(x.reshape(b, n * cin, h, w))))  # branches stacked on channels
+        y = F.relu(self.bn_conv(self.conv(y)))
+        y = self.bn_expand(self.expand(y))  # (B, n·out, H', W')
+        return y.view(b, n, -1, *y.shape[2:]) + residual.view(b, n, *residual.shape[1:])
+
+
+class BranchModule(BranchTrunk):
     """Live branches of a GateConnect module; ``(B, inputs, in, H, W) -> (B, branches, out, H', W')``.
 
     Args:
@@ -39,29 +70,16 @@ class BranchModule(nn.Module):
         sources: list[list[int]],
         num_inputs: int,
     ) -> None:
-        super().__init__()
         if not sources or len({len(s) for s in sources}) != 1 or not sources[0]:
             raise ValueError(f"every branch must read the same positive number of inputs, got {sources}")
         if any(not 0 <= i < num_inputs for s in sources for i in s):
             raise ValueError(f"source index out of range 0..{num_inputs - 1}: {sources}")
         n = len(sources)
+        super().__init__(in_channels, out_channels, n, width, stride)
         self.in_channels, self.out_channels, self.width, self.stride = in_channels, out_channels, width, stride
         self.conv_width = width  # outputs of each branch's 3×3 (differs from width after channel pruning)
         self.branches, self.num_inputs, self.fan_in = n, num_inputs, len(sources[0])
         self.register_buffer("source_index", torch.tensor([i for s in sources for i in s], dtype=torch.long))
-        inner = n * width
-        self.reduce = nn.Conv2d(n * in_channels, inner, 1, groups=n, bias=False)
-        self.bn_reduce = nn.BatchNorm2d(inner)
-        self.conv = nn.Conv2d(inner, inner, 3, stride, 1, groups=n, bias=False)
-        self.bn_conv = nn.BatchNorm2d(inner)
-        self.expand = nn.Conv2d(inner, n * out_channels, 1, groups=n, bias=False)
-        self.bn_expand = nn.BatchNorm2d(n * out_channels)
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut: nn.Module = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
-        else:
-            self.shortcut = nn.Identity()
 
     @classmethod
     def from_module(
@@ -89,11 +107,7 @@ class BranchModule(nn.Module):
         else:
             x = inputs.index_select(1, self.source_index)  # (B, n·K, in, H, W)
             x = F.relu(x.view(b, n, self.fan_in, cin, h, w).mean(dim=2) if self.fan_in > 1 else x)
-        residual = self.shortcut(x.reshape(b * n, cin, h, w))  # (B·n, out, H', W')
-        y = F.relu(self.bn_reduce(self.reduce(x.reshape(b, n * cin, h, w))))
-        y = F.relu(self.bn_conv(self.conv(y)))
-        y = self.bn_expand(self.expand(y))  # (B, n·out, H', W')
-        return y.view(b, n, self.out_channels, *y.shape[2:]) + residual.view(b, n, *residual.shape[1:])
+        return self.run_branches(x)
 
     def extra_repr(self) -> str:
         return (
@@ -111,24 +125,3 @@ def slice_bn(bn: nn.BatchNorm2d, rows: Tensor) -> nn.BatchNorm2d:
         getattr(new, key).copy_(getattr(bn, key)[rows])
     new.num_batches_tracked.copy_(bn.num_batches_tracked)
     return new.train(bn.training)
-
-
-class SelectedRouting(nn.Module):
-    """``routing`` with its outputs restricted to the columns ``keep`` (experts or paths).
-
-    Every logit is still computed, so the kept weights equal the source model's.
-    """
-
-    def __init__(self, routing: nn.Module, keep: list[int]) -> None:
-        super().__init__()
-        self.routing = routing
-        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long))
-        self.name = routing.name
-        self.has_parameters = routing.has_parameters
-        self.in_features, self.num_experts = routing.in_features, len(keep)
-        self.channels, self.hidden, self.k = routing.channels, routing.hidden, routing.k
-        self.computed_experts = routing.num_experts  # logits computed: the source's count
-
-    def forward(self, features: Tensor) -> RoutingOutput:
-        weights, scores = self.routing(features)
-        return RoutingOutput(weights.index_select(1, self.keep), scores.index_select(1, self.keep))

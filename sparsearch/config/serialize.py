@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
+from sparsearch.config.condnet import CondNetConfig
+from sparsearch.config.resnext import NetConfig, StageConfig
 from sparsearch.errors import ConfigError
-from sparsearch.models.condconv_nets import CondNetConfig
-from sparsearch.models.config import NetConfig, StageConfig
 
 __all__ = ["config_from_dict", "config_to_dict"]
 

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from torch import nn
 
-from sparsearch.compact.modules import BranchModule
-from sparsearch.cost import CostReport, LayerCost, count
-from sparsearch.cost.count import branch_module_cost, gateconnect_module_cost, topk_block_cost
-from sparsearch.cost.formulas import (
-    bn_params,
-    conv_macs,
-    conv_params,
-    linear_macs,
-    linear_params,
-    routing_macs,
-    routing_params,
+from sparsearch.config import condnet_plan
+from sparsearch.cost.count import CostReport, LayerCost, count
+from sparsearch.cost.formulas import bn_params, conv_macs, conv_params, linear_macs, linear_params
+from sparsearch.cost.modules import (
+    branch_cost,
+    condconv_macs,
+    condlinear_macs,
+    gateconnect_cost,
+    routing_cost,
+    topk_cost,
 )
-from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, QuestionGate, TopKBottleneck
+from sparsearch.layers import BranchModule, CondConv2d, CondLinear, GateConnectModule
 from sparsearch.models import SparseResNeXt
-from sparsearch.models.condconv_nets import CondNet, condnet_plan
+from sparsearch.models.condconv_nets import CondNet
 
 __all__ = ["find_network", "network_cost"]
 
@@ -38,67 +37,18 @@ def find_network(model: nn.Module) -> SparseResNeXt | CondNet:
     raise TypeError(f"no sparsearch network in {type(model).__name__}")
 
 
-def _scored(routing: nn.Module) -> int:
-    """Logits a routing function computes (a SelectedRouting computes its source's)."""
-    return getattr(routing, "computed_experts", routing.num_experts)
-
-
-def _routing(routing: nn.Module, fin: int) -> tuple[int, int]:
-    args = (routing.name, fin, _scored(routing), routing.channels, routing.hidden)
-    return routing_macs(*args), routing_params(*args)
-
-
-def _topk(block: TopKBottleneck, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int, int]:
-    gate = block.gate
-    router = block.expert_router
-    return topk_block_cost(
-        block.in_channels,
-        block.out_channels,
-        block.cardinality,
-        block.width,
-        block.k,
-        block.experts,
-        block.stride,
-        in_hw,
-        out_hw,
-        gate.routing.name,
-        gate.cond_dim if isinstance(gate, QuestionGate) else None,
-        "sigmoid" if router is None else router.name,
-        gate_logits=_scored(gate.routing),
-        expert_logits=None if router is None else _scored(router),
-    )
-
-
 def _resnext(net: SparseResNeXt) -> CostReport:
     base = count(net.config)  # the stem and head rows do not change
     rows = [base.layers[0]]
     for b, module in zip(net.plan.blocks, net.blocks.values(), strict=True):
         if isinstance(module, BranchModule):
-            macs, params = branch_module_cost(
-                module.in_channels,
-                module.out_channels,
-                module.branches,
-                module.width,
-                module.stride,
-                b.in_size,
-                b.out_size,
-                module.conv_width,
-            )
+            macs, params = branch_cost(module, b.in_size, b.out_size)
             rows.append(LayerCost(b.name, "branches", macs, macs, params))
         elif isinstance(module, GateConnectModule):
-            macs, params = gateconnect_module_cost(
-                module.in_channels,
-                module.out_channels,
-                module.cardinality,
-                module.width,
-                module.num_inputs,
-                module.stride,
-                b.in_size,
-                b.out_size,
-            )
+            macs, params = gateconnect_cost(module, b.in_size, b.out_size)
             rows.append(LayerCost(b.name, "gateconnect", macs, macs, params))
         else:
-            dense, executed, params = _topk(module, b.in_size, b.out_size)
+            dense, executed, params = topk_cost(module, b.in_size, b.out_size)
             rows.append(LayerCost(b.name, "topk", dense, executed, params))
     rows.extend(base.layers[len(rows) :])
     return CostReport(tuple(rows))
@@ -110,19 +60,16 @@ def _condnet(net: CondNet) -> CostReport:
     for spec, block in zip(specs, net.layers, strict=True):
         macs = params = 0
         if block.router is not None:
-            m, p = _routing(block.router, spec.convs[0].cin)
+            m, p = routing_cost(block.router, spec.convs[0].cin)
             macs, params = macs + m, params + p
         for c, hw, conv in zip(spec.convs, spec.conv_hw, block.convs, strict=True):
             weights = conv_params(c.cin, c.cout, c.kernel, c.groups)
-            macs += conv_macs(c.cin, c.cout, c.kernel, hw, c.groups)
             params += weights + bn_params(c.cout)
             if isinstance(conv, CondConv2d):
-                n = conv.num_experts
-                macs += n * weights
-                params += (n - 1) * weights
-                if conv.router.name != "constant":
-                    m, p = _routing(conv.router, c.cin)
-                    macs, params = macs + m, params + p
+                macs += condconv_macs(conv, hw)
+                params += (conv.num_experts - 1) * weights + routing_cost(conv.router)[1]
+            else:
+                macs += conv_macs(c.cin, c.cout, c.kernel, hw, c.groups)
         if spec.residual == "projection":
             macs += conv_macs(spec.convs[0].cin, spec.convs[-1].cout, 1, spec.out_hw)
             params += conv_params(spec.convs[0].cin, spec.convs[-1].cout, 1) + bn_params(spec.convs[-1].cout)
@@ -132,10 +79,8 @@ def _condnet(net: CondNet) -> CostReport:
     fin, fout = (head.in_features, head.out_features)
     macs, params = linear_macs(fin, fout), linear_params(fin, fout, head.bias is not None)
     if isinstance(head, CondLinear):
-        n = head.num_experts
-        m, p = _routing(head.router, fin)
-        macs += n * fin * fout + (n * fout if head.bias is not None else 0) + m
-        params = n * params + p
+        macs = condlinear_macs(head)
+        params = head.num_experts * params + routing_cost(head.router)[1]
     rows.append(
         LayerCost("classifier", "condlinear" if isinstance(head, CondLinear) else "classifier", macs, macs, params)
     )

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
-from sparsearch.layers import routing_names
 
 __all__ = ["HEADS", "BlockPlan", "NetConfig", "Plan", "StageConfig", "plan", "with_knobs"]
 

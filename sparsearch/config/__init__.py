@@ -1,0 +1,36 @@
+"""The configuration core: configurations, shape plans, layouts and name tables, without torch.
+
+``cost/`` and ``spaces/`` stand on this package alone, so counting a configuration or listing the
+spaces never imports torch; ``layers/`` and ``models/`` build modules from what is described here.
+"""
+
+from sparsearch.config.condnet import ARCHS, CondNetConfig, ConvSpec, LayerSpec, condnet_plan
+from sparsearch.config.layouts import layout, layout_arguments, layout_doc, model_names, register_layout
+from sparsearch.config.resnext import HEADS, BlockPlan, NetConfig, Plan, StageConfig, plan, with_knobs
+from sparsearch.config.routing import HIDDEN_SIZES, declare_routing, routing_names
+from sparsearch.config.serialize import config_from_dict, config_to_dict
+
+__all__ = [
+    "ARCHS",
+    "HEADS",
+    "HIDDEN_SIZES",
+    "BlockPlan",
+    "CondNetConfig",
+    "ConvSpec",
+    "LayerSpec",
+    "NetConfig",
+    "Plan",
+    "StageConfig",
+    "condnet_plan",
+    "config_from_dict",
+    "config_to_dict",
+    "declare_routing",
+    "layout",
+    "layout_arguments",
+    "layout_doc",
+    "model_names",
+    "plan",
+    "register_layout",
+    "routing_names",
+    "with_knobs",
+]

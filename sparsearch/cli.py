@@ -12,6 +12,7 @@ from typer.exceptions import TyperException
 from sparsearch import __version__
 from sparsearch.console import TrainProgress, print_eval, print_flops, print_prune, print_study
 from sparsearch.errors import SparsearchError
+from sparsearch.study.samplers import SAMPLERS
 
 app = typer.Typer(
     name="sparsearch",
@@ -80,66 +81,21 @@ def flops(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Per-layer cost of a configuration of SPACE: dense and executed FLOPs and MACs, parameters."""
-    from sparsearch.cost import count, parse_budget
+    from sparsearch.cost import cost_summary, parse_budget
     from sparsearch.spaces import get_space
 
     target_budget = None if budget is None else parse_budget(budget)
     chosen = get_space(space)
     config = chosen.target_config(chosen.expand(_parse_sets(sets or [])))
-    report = count(config)
-    result: dict[str, object] = {
-        "space": chosen.name,
-        "input_size": config.input_size,
-        "units": "per example; FLOPs = 2 x MACs",
-        "layers": [
-            {
-                "name": layer.name,
-                "kind": layer.kind,
-                "dense_flops": 2 * layer.dense_macs,
-                "executed_flops": 2 * layer.executed_macs,
-                "dense_macs": layer.dense_macs,
-                "executed_macs": layer.executed_macs,
-                "params": layer.params,
-            }
-            for layer in report.layers
-        ],
-        "total": {
-            "dense_flops": report.dense_flops,
-            "executed_flops": report.executed_flops,
-            "dense_macs": report.dense_macs,
-            "executed_macs": report.executed_macs,
-            "params": report.params,
-        },
-    }
-    if target_budget is not None:
-        result["budget"] = {
-            "flops": target_budget,
-            "within": report.executed_flops <= target_budget,
-            "margin_flops": target_budget - report.executed_flops,
-        }
+    result = {"space": chosen.name, **cost_summary(config, target_budget)}
     if verify:
-        result["verify"] = _verify(config, report.executed_flops)
+        from sparsearch.cost.verify import verify_config
+
+        result["verify"] = verify_config(config)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
         print_flops(result)
-
-
-def _verify(config: object, analytic: int) -> dict[str, int]:
-    import torch
-
-    from sparsearch.cost.verify import flop_counter_flops, thop_macs
-    from sparsearch.models import build_model
-
-    model = build_model(config).eval()
-    x = torch.randn(1, getattr(config, "in_channels", 3), config.input_size, config.input_size)
-    cond_dim = getattr(config, "cond_dim", None)
-    inputs = (x,) if cond_dim is None else (x, torch.randn(1, cond_dim))
-    return {
-        "analytic_flops": analytic,
-        "flop_counter_flops": flop_counter_flops(model, *inputs),
-        "thop_flops": 2 * thop_macs(model, *inputs),
-    }
 
 
 @app.command("train")
@@ -182,10 +138,10 @@ def train(
     chosen = get_space(space)
     values = chosen.expand(_parse_sets(sets or []))
     chosen.target_config(values)  # refuse bad values before loading any data
-    dataset = data or chosen.proxy.dataset
+    dataset, epochs = chosen.proxy.recipe(data, epochs)
     settings = default_settings(
         data_task(dataset),
-        epochs=chosen.proxy.epochs if epochs is None else epochs,
+        epochs=epochs,
         batch_size=batch_size,
         lr=lr,
         optimizer=optimizer,
@@ -322,7 +278,7 @@ def study(
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<name>.db); postgresql://...")
     ] = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (default: <space>-<budget>).")] = None,
-    sampler: Annotated[str, typer.Option(help="tpe, nsga2, gp or random.")] = "tpe",
+    sampler: Annotated[str, typer.Option(help=f"{', '.join(SAMPLERS)}.")] = "tpe",
     eval_mode: Annotated[
         str, typer.Option("--eval", help="supernet (weight sharing, default) or train (each trial trains).")
     ] = "supernet",
@@ -355,8 +311,6 @@ def study(
     from sparsearch.study import Progress, StudySettings, default_storage_url, default_study_name, run_study
 
     flops = parse_budget(budget)
-    if timeout is not None and not timeout > 0:
-        raise SparsearchError(f"--timeout {timeout}: give a positive number of seconds")
     chosen, text = get_space_and_text(space)
     settings = StudySettings(
         space=chosen.name,
@@ -376,8 +330,6 @@ def study(
         finetune_steps=finetune_steps,
         finetune_top=finetune_top,
     )
-    if heartbeat < 1:
-        raise SparsearchError(f"--heartbeat {heartbeat}: give a positive number of seconds")
     name = study_name or default_study_name(chosen.name, flops)
     url = storage or default_storage_url(name)
     progress = Progress(settings.n_trials, flops)
@@ -385,6 +337,7 @@ def study(
         settings,
         storage_url=url,
         name=name,
+        space=chosen,
         device=device,
         jobs=jobs,
         timeout=timeout,
@@ -410,10 +363,10 @@ def report(
 ) -> None:
     """Plot a study: Pareto front, hypervolume, importances, configurations (PNG, HTML, Markdown, JSON)."""
     from sparsearch.report import load_report_data, write_report
+    from sparsearch.study import default_storage_url
 
-    url = storage or f"sqlite:///studies/{study_name}.db"
-    data = load_report_data(study_name, url)
-    page = write_report(data, out or f"studies/{study_name}/report")
+    data = load_report_data(study_name, storage or default_storage_url(study_name))
+    page = write_report(data, out)
     if json_out:
         typer.echo(json.dumps(data, indent=2, allow_nan=False))
     else:
@@ -442,10 +395,10 @@ def validate(
 ) -> None:
     """Train configurations of a study stand-alone and measure how well its scores rank them."""
     from sparsearch.console import print_validation
-    from sparsearch.study import ValidationSettings, run_validation
+    from sparsearch.study import ValidationSettings, default_storage_url, run_validation
 
     settings = ValidationSettings(configs=configs, seeds=seeds, epochs=epochs, tolerance=tolerance)
-    url = storage or f"sqlite:///studies/{study_name}.db"
+    url = storage or default_storage_url(study_name)
     say = None if json_out else (lambda line: typer.echo(line, err=True))
     result = run_validation(url, study_name, settings, device=device, jobs=jobs, data=data, log=say)
     if json_out:
@@ -469,16 +422,9 @@ def worker(
     ] = None,
 ) -> None:
     """Join a study and run its queued trials until none is left."""
-    import time
-
     from sparsearch.study import run_worker
 
-    deadline = None if timeout is None else time.time() + timeout
-    if heartbeat < 1:
-        raise SparsearchError(f"--heartbeat {heartbeat}: give a positive number of seconds")
-    done = run_worker(
-        storage, study_name, device=device, seed=seed, deadline=deadline, heartbeat_s=heartbeat, data=data
-    )
+    done = run_worker(storage, study_name, device=device, seed=seed, timeout=timeout, heartbeat_s=heartbeat, data=data)
     typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 
 

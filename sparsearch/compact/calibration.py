@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsearch.layers import TopKBottleneck
-from sparsearch.models.edits import expert_groups
+from sparsearch.models.edits import Edit, expert_groups
 from sparsearch.train.loop import forward_batch
 from sparsearch.train.usage import RunningStats
 
@@ -75,24 +75,18 @@ def _rounded(t: Tensor) -> Any:
     return [round(float(v), 6) for v in t] if t.dim() == 1 else [_rounded(row) for row in t]
 
 
-def usage_edits(calibration: Calibration, threshold: float, tolerance: float) -> list[dict[str, Any]]:
-    """Edits that usage justifies, each with ``evidence`` (kept out of the edit itself when applied)."""
-    edits: list[dict[str, Any]] = []
+def usage_edits(calibration: Calibration, threshold: float, tolerance: float) -> list[Edit]:
+    """Edits that usage justifies, each with its ``evidence``."""
+    edits: list[Edit] = []
     for name, counts in calibration.selected.items():
         keep = [c for c, n in enumerate(counts.tolist()) if n > 0]
         if len(keep) < len(counts):
-            edits.append(
-                {
-                    "op": "paths",
-                    "module": name,
-                    "keep": keep,
-                    "evidence": {
-                        "examples": calibration.examples,
-                        "selected": counts.tolist(),
-                        "removed": [c for c in range(len(counts)) if c not in keep],
-                    },
-                }
-            )
+            evidence = {
+                "examples": calibration.examples,
+                "selected": counts.tolist(),
+                "removed": [c for c in range(len(counts)) if c not in keep],
+            }
+            edits.append(Edit("paths", name, {"keep": keep}, evidence))
     for name, stats in calibration.routing.items():
         if stats.count == 0:
             continue
@@ -104,12 +98,12 @@ def usage_edits(calibration: Calibration, threshold: float, tolerance: float) ->
             "max": _rounded(stats.max),
         }
         if float(stats.std.max()) <= tolerance:
-            edits.append({"op": "fold", "module": name, "alpha": stats.mean.tolist(), "evidence": evidence})
+            edits.append(Edit("fold", name, {"alpha": stats.mean.tolist()}, evidence))
             continue
         peak = stats.max if stats.max.dim() == 1 else stats.max.amax(dim=1)  # (n,) per expert
         keep = [i for i, v in enumerate(peak.tolist()) if v >= threshold] or [int(peak.argmax())]
         if len(keep) < len(peak):
             evidence["removed"] = [i for i in range(len(peak)) if i not in keep]
             evidence["threshold"] = threshold
-            edits.append({"op": "experts", "module": name, "keep": keep, "evidence": evidence})
+            edits.append(Edit("experts", name, {"keep": keep}, evidence))
     return edits

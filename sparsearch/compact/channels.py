@@ -10,13 +10,11 @@ saved model.
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
 from sparsearch.errors import ConfigError
 from sparsearch.layers import BranchModule
-from sparsearch.models.edits import LAYERS, prune_inner
+from sparsearch.models.edits import LAYERS, Edit, prune_inner
 
 __all__ = ["choose_channels", "prune_channels"]
 
@@ -29,9 +27,7 @@ def _importance(name: str):
     return tp.importance.MagnitudeImportance(p=1 if name == "l1" else 2)
 
 
-def choose_channels(
-    model: nn.Module, example: Tensor, ratio: float, importance: str, round_to: int
-) -> list[dict[str, Any]]:
+def choose_channels(model: nn.Module, example: Tensor, ratio: float, importance: str, round_to: int) -> list[Edit]:
     """``channels`` edits: per BranchModule of ``model`` and layer, the output channels to keep.
 
     ``model`` is pruned in place by torch-pruning while choosing; use a copy.
@@ -66,17 +62,15 @@ def choose_channels(
     edits = []
     for (name, layer), gone in sorted(removed.items()):
         keep = [c for c in range(sizes[(name, layer)]) if c not in set(gone)]
-        edits.append({"op": "channels", "module": name, "layer": layer, "keep": keep})
+        edits.append(Edit("channels", name, {"layer": layer, "keep": keep}))
     return edits
 
 
-def prune_channels(
-    model: nn.Module, example: Tensor, ratio: float, importance: str, round_to: int
-) -> list[dict[str, Any]]:
+def prune_channels(model: nn.Module, example: Tensor, ratio: float, importance: str, round_to: int) -> list[Edit]:
     """Prune ``model`` in place (the branches of its GateConnect modules); returns the edits applied."""
     import copy
 
     edits = choose_channels(copy.deepcopy(model), example, ratio, importance, round_to)
     for edit in edits:
-        prune_inner(model.get_submodule(edit["module"]), edit["layer"], edit["keep"])
+        prune_inner(model.get_submodule(edit.module), edit.args["layer"], edit.args["keep"])
     return edits

@@ -9,7 +9,6 @@ The batch dimension is dynamic. Load it with::
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsearch.errors import SparsearchError
+from sparsearch.safe_io import atomic_file
 
 __all__ = ["PROGRAM_FILE", "ExportError", "export_program"]
 
@@ -44,9 +44,8 @@ def export_program(model: nn.Module, inputs: tuple[Tensor, ...], path: str | Pat
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"torch.export failed: {type(err).__name__}: {first}") from None
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")  # keeps the .pt2 suffix torch.export expects
-    torch.export.save(program, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path, "exported program") as tmp:  # keeps the .pt2 suffix torch.export expects
+        torch.export.save(program, tmp)
     loaded = torch.export.load(path).module()
     diff = float((loaded(*inputs) - model(*inputs)).abs().max())
     if not diff <= atol:

@@ -3,12 +3,12 @@ branch, a line per active connection; dead branches (and their connections) draw
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import networkx as nx
 
 from sparsearch.compact.graph import HEAD, STEM
+from sparsearch.safe_io import atomic_file
 
 __all__ = ["draw_connectivity"]
 
@@ -74,8 +74,9 @@ def draw_connectivity(graph: nx.DiGraph, dead: set[str], path: str | Path, title
     ax.set_title(title or "learned connectivity (dead branches crossed)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path, "picture") as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return path

@@ -17,37 +17,50 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from sparsearch.compact.calibration import calibrate, usage_edits
+from sparsearch.compact.calibration import Calibration, calibrate, usage_edits
 from sparsearch.compact.export import PROGRAM_FILE, export_program
 from sparsearch.compact.graph import connectivity_graph, dead_blocks, module_summaries
 from sparsearch.cost.walk import find_network, network_cost
-from sparsearch.errors import ConfigError, SparsearchError, WriteError
+from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.layers import GateConnectModule
 from sparsearch.models import SparseResNeXt
-from sparsearch.models.edits import apply_edits
+from sparsearch.models.edits import Edit, apply_edits
+from sparsearch.safe_io import atomic_dir, refuse_foreign
 from sparsearch.train.checkpoint import (
+    Checkpoint,
     CheckpointError,
+    Compaction,
     is_checkpoint,
     load_checkpoint,
-    move_into_place,
-    save_checkpoint,
+    write_checkpoint_files,
 )
 from sparsearch.train.loop import evaluate, fit, forward_batch
 from sparsearch.train.run import checkpoint_data, measure_latency, model_flops
 from sparsearch.train.settings import TrainSettings
 
-__all__ = ["PruneError", "PruneSettings", "branch_edits", "prune_checkpoint"]
+__all__ = [
+    "EditPlan",
+    "PruneError",
+    "PruneSettings",
+    "Verification",
+    "branch_edits",
+    "measure",
+    "plan_edits",
+    "prune_checkpoint",
+    "refine",
+    "verify",
+    "write_output",
+]
 
 REPORT_JSON, REPORT_MD, PICTURE = "report.json", "report.md", "connectivity.png"
 EXACT_OPS = ("branches", "paths", "fold")  # equal outputs on the calibration batches
@@ -94,7 +107,7 @@ def _net_prefix(model: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is net)
 
 
-def branch_edits(net: SparseResNeXt, prefix: str, dead: set[str]) -> list[dict[str, Any]]:
+def branch_edits(net: SparseResNeXt, prefix: str, dead: set[str]) -> list[Edit]:
     """One ``branches`` edit per GateConnect module: its live branches and their fixed inputs."""
     from sparsearch.compact.graph import branch_node
 
@@ -115,16 +128,7 @@ def branch_edits(net: SparseResNeXt, prefix: str, dead: set[str]) -> list[dict[s
         name = f"{prefix}.blocks.{key}" if prefix else f"blocks.{key}"
         evidence = {"block": b.name, "dead": [j for j in range(module.cardinality) if j not in keep]}
         evidence["fan_in"] = [len(s) for s in sources]
-        edits.append(
-            {
-                "op": "branches",
-                "module": name,
-                "keep": keep,
-                "sources": sources,
-                "num_inputs": num_inputs,
-                "evidence": evidence,
-            }
-        )
+        edits.append(Edit("branches", name, {"keep": keep, "sources": sources, "num_inputs": num_inputs}, evidence))
         kept_before = keep
     return edits
 
@@ -198,16 +202,127 @@ def _latency(before: nn.Module, after: nn.Module, split, sizes: tuple[int, ...],
     return rows
 
 
-def _describe(edit: dict[str, Any]) -> str:
-    op, ev = edit["op"], edit.get("evidence", {})
+def _describe(edit: Edit) -> str:
+    op, ev, kept = edit.op, edit.evidence or {}, len(edit.args.get("keep", []))
     if op == "branches":
         dead = ev.get("dead", [])
-        return f"{len(edit['keep'])} live branches kept, {len(dead)} dead removed {dead}; gates -> fixed sums"
+        return f"{kept} live branches kept, {len(dead)} dead removed {dead}; gates -> fixed averages"
     if op == "paths":
-        return f"paths {ev['removed']} never selected in {ev['examples']} examples; {len(edit['keep'])} kept"
+        return f"paths {ev['removed']} never selected in {ev['examples']} examples; {kept} kept"
     if op == "experts":
-        return f"experts {ev['removed']} never reached routing weight {ev['threshold']}; {len(edit['keep'])} kept"
+        return f"experts {ev['removed']} never reached routing weight {ev['threshold']}; {kept} kept"
     return f"routing constant (std <= tolerance over {ev['examples']} examples): folded into plain layers"
+
+
+@dataclass
+class EditPlan:
+    """Stage 1: what calibration and the connectivity graph say to remove, as edits with their evidence."""
+
+    calibration: Calibration
+    edits: list[Edit]
+    graph: nx.DiGraph | None = None  # GateConnect networks: the connectivity graph
+    dead: set[str] = field(default_factory=set)  # its dead branches
+    graph_report: dict[str, Any] | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Every edit keeps the outputs (on the calibration data)."""
+        return all(e.op in EXACT_OPS for e in self.edits)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Stage 2: the compacted model against its source: outputs (float64 and float32) and accuracy."""
+
+    max_abs_diff: float  # float64
+    max_abs_diff_float32: float
+    source_float32_rounding: float
+    accuracy_before: float
+    accuracy_after: float
+
+
+def plan_edits(model: nn.Module, batches: list, settings: PruneSettings, device: torch.device) -> EditPlan:
+    """Calibrate ``model`` on ``batches`` and plan the edits: dead GateConnect branches from the
+    connectivity graph, never-used paths and experts and constant routings from calibration."""
+    cal = calibrate(model, batches, device)
+    plan = EditPlan(cal, [])
+    net = find_network(model)
+    if isinstance(net, SparseResNeXt) and any(isinstance(m, GateConnectModule) for m in net.modules()):
+        plan.graph = connectivity_graph(net)
+        rounds = dead_blocks(plan.graph)
+        plan.dead = {n for r in rounds for n in r}
+        plan.graph_report = {
+            "nodes": plan.graph.number_of_nodes(),
+            "edges": plan.graph.number_of_edges(),
+            "dead": len(plan.dead),
+            "cascade": rounds,
+            "modules": [s.to_dict() for s in module_summaries(plan.graph, plan.dead)],
+        }
+        plan.edits += branch_edits(net, _net_prefix(model), plan.dead)
+    plan.edits += usage_edits(cal, settings.threshold, settings.tolerance)
+    return plan
+
+
+def verify(
+    model: nn.Module, compact: nn.Module, plan: EditPlan, batches: list, datasets, settings: PruneSettings, device
+) -> Verification:
+    """Compare ``compact`` with ``model``; raises :class:`PruneError` when a check fails.
+
+    Checked in float64, where an exact compaction gives equal outputs; float32 results differ by the
+    rounding of re-associated sums (grouped convolutions with fewer groups), which is reported beside
+    the source's own float32 rounding error. Usage-based removals are checked on validation accuracy.
+    """
+    source64 = _outputs(model, batches, device, torch.float64)
+    diff = _max_diff(source64, _outputs(compact, batches, device, torch.float64))
+    diff32 = _max_diff(plan.calibration.outputs, _outputs(compact, batches, device, torch.float32))
+    rounding32 = _max_diff(plan.calibration.outputs, source64)
+    check_equivalence(plan.exact, diff, settings.atol)
+    before = _val_accuracy(model, datasets, settings, device)
+    after = _val_accuracy(compact, datasets, settings, device)
+    check_accuracy(plan.exact, before, after, settings.max_drop)
+    return Verification(diff, diff32, rounding32, before, after)
+
+
+def _val_accuracy(model: nn.Module, datasets, settings: PruneSettings, device) -> float:
+    return evaluate(model, datasets.val, datasets.task, max(settings.batch_size, 256), device).accuracy
+
+
+def refine(
+    compact: nn.Module, example: Tensor, source: Checkpoint, datasets, settings: PruneSettings, device, say
+) -> tuple[nn.Module, list[Edit], dict[str, Any] | None, dict[str, Any] | None]:
+    """Optional stages on a copy of ``compact``: channel pruning (its edits) and fine-tuning.
+    Returns (final model, channel edits, channels report, fine-tuning report)."""
+    final, edits, channels_report, finetune_report = compact, [], None, None
+    if settings.channels is not None:
+        from sparsearch.compact.channels import prune_channels
+
+        say(f"pruning {settings.channels:.0%} of the inner channels ({settings.importance})")
+        final = copy.deepcopy(compact)
+        prefix = _net_prefix(final)
+        found = prune_channels(find_network(final), example, settings.channels, settings.importance, settings.round_to)
+        edits = [e.moved(prefix) for e in found]
+        channels_report = {
+            "ratio": settings.channels,
+            "importance": settings.importance,
+            "round_to": settings.round_to,
+            "layers": len(edits),
+        }
+    if settings.finetune_epochs:
+        say(f"fine-tuning for {settings.finetune_epochs} epochs")
+        train = _finetune_settings(source.meta.training, settings.finetune_epochs)
+        fit(final, datasets, train, device)
+        final.eval()
+        finetune_report = {"epochs": settings.finetune_epochs, "lr": train.lr}
+    return final, edits, channels_report, finetune_report
+
+
+def measure(model: nn.Module, final: nn.Module, datasets, settings: PruneSettings, device) -> dict[str, Any]:
+    """Stage 3: analytic and counted costs before and after, and latency measured side by side."""
+    example = datasets.val.batch(torch.arange(1)).to(device)
+    return {
+        "costs": {"before": _costs(model, example), "after": _costs(final, example)},
+        "latency": _latency(model, final, datasets.val, settings.latency_batches, device),
+    }
 
 
 def prune_checkpoint(
@@ -219,167 +334,108 @@ def prune_checkpoint(
     data: str | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Compact the checkpoint ``path`` into ``out``; returns the report (also written as report.json)."""
+    """Compact the checkpoint ``path`` into ``out``: plan edits -> verify -> measure -> write.
+    Returns the report (also written as report.json)."""
     say = on_stage or (lambda _: None)
     path, out = Path(path), Path(out)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or is_checkpoint(out))):
-        raise CheckpointError(f"{out} exists and is not a sparsearch checkpoint; refusing to overwrite it")
+    refuse_foreign(out, is_checkpoint, "a sparsearch checkpoint", CheckpointError)
     if out.resolve() == path.resolve():
         raise ConfigError(f"--out {out} is the source checkpoint; choose another directory")
     source = load_checkpoint(path, device)
-    if "compaction" in source.meta:
+    if source.meta.compaction is not None:
         raise CheckpointError(f"{path}: already a compacted model (made by sparsearch prune)")
     model = source.model
     datasets = checkpoint_data(source, data)
     batches = list(itertools.islice(datasets.train.batches(settings.batch_size), settings.calib_batches))
     say(f"calibrating on {len(batches)} batches of {datasets.spec} (train split)")
-    cal = calibrate(model, batches, device)
+    plan = plan_edits(model, batches, settings, device)
 
-    net = find_network(model)
-    graph_report: dict[str, Any] | None = None
-    edits: list[dict[str, Any]] = []
-    dead: set[str] = set()
-    graph = None
-    if isinstance(net, SparseResNeXt) and any(isinstance(m, GateConnectModule) for m in net.modules()):
-        graph = connectivity_graph(net)
-        rounds = dead_blocks(graph)
-        dead = {n for r in rounds for n in r}
-        summaries = module_summaries(graph, dead)
-        graph_report = {
-            "nodes": graph.number_of_nodes(),
-            "edges": graph.number_of_edges(),
-            "dead": len(dead),
-            "cascade": rounds,
-            "modules": [s.to_dict() for s in summaries],
-        }
-        edits += branch_edits(net, _net_prefix(model), dead)
-    edits += usage_edits(cal, settings.threshold, settings.tolerance)
-
-    say(f"compacting: {len(edits)} edits")
-    compact = copy.deepcopy(model)
-    apply_edits(compact, [{k: v for k, v in e.items() if k != "evidence"} for e in edits])
-    compact.to(device).eval()
-    # Checked in float64, where an exact compaction gives equal outputs; float32 results differ by the
-    # rounding of re-associated sums (grouped convolutions with fewer groups), which is reported beside
-    # the source's own float32 rounding error.
-    source64 = _outputs(model, batches, device, torch.float64)
-    diff = _max_diff(source64, _outputs(compact, batches, device, torch.float64))
-    diff32 = _max_diff(cal.outputs, _outputs(compact, batches, device, torch.float32))
-    rounding32 = _max_diff(cal.outputs, source64)
-    exact = all(e["op"] in EXACT_OPS for e in edits)
-    check_equivalence(exact, diff, settings.atol)
-
-    say("evaluating on the validation split")
-    task, eval_batch = datasets.task, max(settings.batch_size, 256)
-    before_acc = evaluate(model, datasets.val, task, eval_batch, device).accuracy
-    after_acc = evaluate(compact, datasets.val, task, eval_batch, device).accuracy
-    check_accuracy(exact, before_acc, after_acc, settings.max_drop)
-    channels_report = None
-    final = compact
-    if settings.channels is not None:
-        from sparsearch.compact.channels import prune_channels
-
-        say(f"pruning {settings.channels:.0%} of the inner channels ({settings.importance})")
-        final = copy.deepcopy(compact)
-        net_prefix = _net_prefix(final)
-        channel_edits = prune_channels(
-            find_network(final), batches[0].images.to(device), settings.channels, settings.importance, settings.round_to
-        )
-        for edit in channel_edits:
-            edit["module"] = f"{net_prefix}.{edit['module']}" if net_prefix else edit["module"]
-        edits += channel_edits
-        channels_report = {
-            "ratio": settings.channels,
-            "importance": settings.importance,
-            "round_to": settings.round_to,
-            "layers": len(channel_edits),
-        }
-    finetune_report = None
-    if settings.finetune_epochs:
-        say(f"fine-tuning for {settings.finetune_epochs} epochs")
-        train = _finetune_settings(source.meta.get("training", {}), settings.finetune_epochs)
-        fit(final, datasets, train, device)
-        final.eval()
-        finetune_report = {"epochs": settings.finetune_epochs, "lr": train.lr}
-    final_acc = after_acc if final is compact else evaluate(final, datasets.val, task, eval_batch, device).accuracy
+    say(f"compacting: {len(plan.edits)} edits")
+    compact = apply_edits(copy.deepcopy(model), plan.edits).to(device).eval()
+    say("checking outputs and validation accuracy")
+    check = verify(model, compact, plan, batches, datasets, settings, device)
+    final, channel_edits, channels_report, finetune_report = refine(
+        compact, batches[0].images.to(device), source, datasets, settings, device, say
+    )
+    edits = plan.edits + channel_edits
+    final_acc = check.accuracy_after if final is compact else _val_accuracy(final, datasets, settings, device)
 
     say("measuring costs and latency")
-    example = datasets.val.batch(torch.arange(1)).to(device)
-    costs = {"before": _costs(model, example), "after": _costs(final, example)}
-    latency = _latency(model, final, datasets.val, settings.latency_batches, device)
-
+    measured = measure(model, final, datasets, settings, device)
     report: dict[str, Any] = {
         "source": str(path),
         "out": str(out),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": {"task": source.spec.task, "network": type(net).__name__},
+        "model": {"task": source.spec.task, "network": type(find_network(model)).__name__},
         "data": datasets.spec,
-        "calibration": {"split": "train", "batches": len(batches), "examples": cal.examples},
+        "calibration": {"split": "train", "batches": len(batches), "examples": plan.calibration.examples},
         "settings": asdict(settings),
-        "graph": graph_report,
-        "removals": [{**e, "summary": _describe(e)} for e in edits if e["op"] != "channels"],
+        "graph": plan.graph_report,
+        "removals": [{**e.reported(), "summary": _describe(e)} for e in edits if e.op != "channels"],
         "equivalence": {
-            "max_abs_diff": diff,
+            "max_abs_diff": check.max_abs_diff,
             "dtype": "float64",
-            "max_abs_diff_float32": diff32,
-            "source_float32_rounding": rounding32,
+            "max_abs_diff_float32": check.max_abs_diff_float32,
+            "source_float32_rounding": check.source_float32_rounding,
             "atol": settings.atol,
-            "exact": exact,
-            "on": f"{cal.examples} calibration examples",
-            "passed": (diff <= settings.atol) if exact else (before_acc - after_acc <= settings.max_drop),
+            "exact": plan.exact,
+            "on": f"{plan.calibration.examples} calibration examples",
+            "passed": (check.max_abs_diff <= settings.atol)
+            if plan.exact
+            else (check.accuracy_before - check.accuracy_after <= settings.max_drop),
         },
-        "accuracy": {"split": "val", "examples": len(datasets.val), "before": before_acc, "compacted": after_acc},
+        "accuracy": {
+            "split": "val",
+            "examples": len(datasets.val),
+            "before": check.accuracy_before,
+            "compacted": check.accuracy_after,
+        },
         "channels": channels_report,
         "finetune": finetune_report,
-        "costs": costs,
-        "latency": latency,
+        **measured,
         "device": str(device),
         "units": "per example; FLOPs = 2 x MACs; network = the CNN (analytic), model = everything (FlopCounterMode)",
     }
     if final is not compact:
         report["accuracy"]["final"] = final_acc
-    _write(out, path, source, final, edits, datasets, report, graph, dead, example, settings, say)
+    compaction = Compaction(str(path), source.meta.weights_sha256, tuple(edits))
+    write_output(out, source, final, compaction, datasets, report, plan, settings, say)
     return json.loads(json.dumps(report))  # what report.json holds (tuples as lists)
 
 
-def _write(out, path, source, model, edits, datasets, report, graph, dead, example, settings, say) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.prune-", dir=out.parent))
-    try:
-        stored = [{k: v for k, v in e.items() if k != "evidence"} for e in edits]
-        meta = {k: v for k, v in source.meta.items() if k in ("space", "data", "training")}
-        ckpt = save_checkpoint(
-            work / "model",
-            model,
-            source.spec,
-            **meta,
-            compaction={"source": str(path), "source_sha256": source.meta["weights"]["sha256"], "edits": stored},
-            metrics={"split": "val", "val_accuracy": report["accuracy"].get("final", report["accuracy"]["compacted"])},
-            created=report["created"],
+def write_output(
+    out: Path,
+    source: Checkpoint,
+    model: nn.Module,
+    compaction: Compaction,
+    datasets,
+    report: dict[str, Any],
+    plan: EditPlan,
+    settings: PruneSettings,
+    say,
+) -> None:
+    """Stage 4: the compacted checkpoint, its exported program, picture and report, swapped in whole."""
+    with atomic_dir(out, "compacted checkpoint") as tmp:
+        meta = {k: v for k, v in source.meta.record.items() if k in ("space", "data", "training")}
+        metrics = {"split": "val", "val_accuracy": report["accuracy"].get("final", report["accuracy"]["compacted"])}
+        write_checkpoint_files(
+            tmp, model, source.spec, **meta, compaction=compaction.to_dict(), metrics=metrics, created=report["created"]
         )
         if settings.export:
             say("exporting with torch.export")
-            two = datasets.val.batch(torch.arange(min(2, len(datasets.val)))).to(
-                example.images.device
+            two = datasets.val.batch(torch.arange(min(2, len(datasets.val)))).to(next(model.parameters()).device)
+            inputs = (
+                (two.images,) if two.tokens is None else (two.images, two.tokens, two.lengths)
             )  # batch 1 would specialise
-            inputs = (two.images,) if two.tokens is None else (two.images, two.tokens, two.lengths)
-            diff = export_program(model, inputs, ckpt / PROGRAM_FILE, settings.atol)
+            diff = export_program(model, inputs, tmp / PROGRAM_FILE, settings.atol)
             report["export"] = {"file": PROGRAM_FILE, "max_abs_diff": diff, "dynamic": ["batch"]}
-        if graph is not None:
+        if plan.graph is not None:
             from sparsearch.compact.picture import draw_connectivity
 
-            draw_connectivity(
-                graph, dead, ckpt / PICTURE, f"{path.name}: learned connectivity, {len(dead)} dead branches"
-            )
+            title = f"{Path(compaction.source).name}: learned connectivity, {len(plan.dead)} dead branches"
+            draw_connectivity(plan.graph, plan.dead, tmp / PICTURE, title)
             report["picture"] = PICTURE
-        (ckpt / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         from sparsearch.compact.report import markdown
 
-        (ckpt / REPORT_MD).write_text(markdown(report))
-        move_into_place(ckpt, out)  # a previous output is replaced only once the new one is complete
-    except WriteError as err:  # the compacted checkpoint, written inside the work directory
-        raise WriteError.of("compacted checkpoint", out, err.__cause__ or err, existed=out.exists()) from err
-    except OSError as err:  # a full disk, a read-only directory
-        raise WriteError.of("compacted checkpoint", out, err, existed=out.exists()) from err
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        (tmp / REPORT_MD).write_text(markdown(report))

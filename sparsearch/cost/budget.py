@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 from sparsearch.errors import ConfigError
 
-__all__ = ["format_flops", "parse_budget"]
+__all__ = ["budget_text", "format_flops", "parse_budget"]
 
 _PREFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _BUDGET = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:([KMGT]?)(FLOPs|MACs))?\s*$")
@@ -37,3 +38,15 @@ def format_flops(flops: float, unit: str = "FLOPs") -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
+
+
+def budget_text(flops: int) -> str:
+    """The budget exactly, as ``--budget`` reads it back: ``50GFLOPs``, ``12.34GFLOPs``, ``999FLOPs``.
+
+    A study carries its budget as an int; this is the text its name and its reproduce command use, so
+    that ``parse_budget(budget_text(n)) == n`` (display strings like :func:`format_flops` round)."""
+    for prefix, scale in (("T", 12), ("G", 9), ("M", 6), ("K", 3)):
+        if flops >= 10**scale:
+            number = Decimal(flops).scaleb(-scale).normalize()
+            return f"{number:f}{prefix}FLOPs"
+    return f"{flops}FLOPs"

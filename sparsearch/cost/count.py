@@ -20,7 +20,15 @@ from sparsearch.cost.formulas import (
     routing_params,
 )
 
-__all__ = ["CostReport", "LayerCost", "branch_module_cost", "count", "gateconnect_module_cost", "topk_block_cost"]
+__all__ = [
+    "CostReport",
+    "LayerCost",
+    "branch_module_cost",
+    "cost_summary",
+    "count",
+    "gateconnect_module_cost",
+    "topk_block_cost",
+]
 
 
 @dataclass(frozen=True)
@@ -248,3 +256,39 @@ def count(config: NetConfig | CondNetConfig) -> CostReport:
             LayerCost("head", "conv", macs, macs, conv_params(last, c.head_channels, 1) + bn_params(c.head_channels))
         )
     return CostReport(tuple(layers))
+
+
+def cost_summary(config: NetConfig | CondNetConfig, budget_flops: int | None = None) -> dict[str, object]:
+    """What ``sparsearch flops --json`` prints for ``config``: every layer, the totals in FLOPs and
+    MACs, and, given a budget, whether the executed FLOPs fit it."""
+    report = count(config)
+    result: dict[str, object] = {
+        "input_size": config.input_size,
+        "units": "per example; FLOPs = 2 x MACs",
+        "layers": [
+            {
+                "name": layer.name,
+                "kind": layer.kind,
+                "dense_flops": 2 * layer.dense_macs,
+                "executed_flops": 2 * layer.executed_macs,
+                "dense_macs": layer.dense_macs,
+                "executed_macs": layer.executed_macs,
+                "params": layer.params,
+            }
+            for layer in report.layers
+        ],
+        "total": {
+            "dense_flops": report.dense_flops,
+            "executed_flops": report.executed_flops,
+            "dense_macs": report.dense_macs,
+            "executed_macs": report.executed_macs,
+            "params": report.params,
+        },
+    }
+    if budget_flops is not None:
+        result["budget"] = {
+            "flops": budget_flops,
+            "within": report.executed_flops <= budget_flops,
+            "margin_flops": budget_flops - report.executed_flops,
+        }
+    return result

@@ -20,10 +20,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from sparsearch.config import CondNetConfig, NetConfig
+from sparsearch.cost.count import count
 from sparsearch.cost.modules import condconv_macs, condlinear_macs, gateconnect_cost, topk_cost
 from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
+from sparsearch.models import build_model
 
-__all__ = ["flop_counter_flops", "is_static", "thop_macs"]
+__all__ = ["flop_counter_flops", "is_static", "thop_macs", "verify_config"]
 
 
 def flop_counter_flops(model: nn.Module, *inputs: Tensor) -> int:
@@ -95,3 +98,16 @@ def thop_macs(model: nn.Module, *inputs: Tensor) -> int:
             if name in m._buffers:
                 del m._buffers[name]
     return round(macs)
+
+
+def verify_config(config: NetConfig | CondNetConfig) -> dict[str, int]:
+    """Build ``config`` and count one example three ways: analytic, FlopCounterMode and thop (FLOPs)."""
+    model = build_model(config).eval()
+    x = torch.randn(1, getattr(config, "in_channels", 3), config.input_size, config.input_size)
+    cond_dim = getattr(config, "cond_dim", None)
+    inputs = (x,) if cond_dim is None else (x, torch.randn(1, cond_dim))
+    return {
+        "analytic_flops": count(config).executed_flops,
+        "flop_counter_flops": flop_counter_flops(model, *inputs),
+        "thop_flops": 2 * thop_macs(model, *inputs),
+    }

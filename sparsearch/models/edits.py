@@ -16,10 +16,14 @@ An edit names a submodule and says what it becomes:
 
 The same list rebuilds a compacted checkpoint: apply the edits to the freshly built source model, then
 load the compacted weights. Applying an edit copies the weights it keeps, so one code path serves both.
+In code an edit is an :class:`Edit`: the record above plus the ``evidence`` that justified it, which
+reports show and checkpoints do not store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -37,7 +41,17 @@ from sparsearch.layers import (
 )
 from sparsearch.models.condconv_nets import CondNetBlock
 
-__all__ = ["LAYERS", "OPS", "EditError", "apply_edit", "apply_edits", "expert_group", "expert_groups", "prune_inner"]
+__all__ = [
+    "LAYERS",
+    "OPS",
+    "Edit",
+    "EditError",
+    "apply_edit",
+    "apply_edits",
+    "expert_group",
+    "expert_groups",
+    "prune_inner",
+]
 
 OPS = ("branches", "paths", "experts", "fold", "channels")
 LAYERS = ("reduce", "conv")  # a BranchModule's convolutions whose outputs a channels edit may prune
@@ -45,6 +59,37 @@ LAYERS = ("reduce", "conv")  # a BranchModule's convolutions whose outputs a cha
 
 class EditError(SparsearchError):
     """An edit that does not fit the model it is applied to."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One structural edit: ``op`` on the submodule ``module`` with the op's own fields in ``args``
+    (keep, sources, num_inputs, alpha, layer), and the ``evidence`` that justified it (reports only)."""
+
+    op: str
+    module: str
+    args: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> Edit:
+        """The edit a stored record describes (as ``config.json`` holds it); evidence is kept if present."""
+        if not isinstance(data, dict) or data.get("op") not in OPS or not isinstance(data.get("module"), str):
+            raise EditError(f"not an edit: {data!r}; expected an object with 'op' in {OPS} and 'module'")
+        args = {k: v for k, v in data.items() if k not in ("op", "module", "evidence")}
+        return cls(data["op"], data["module"], args, data.get("evidence"))
+
+    def stored(self) -> dict[str, Any]:
+        """The record a checkpoint stores: ``{"op", "module", ...args}``."""
+        return {"op": self.op, "module": self.module, **self.args}
+
+    def reported(self) -> dict[str, Any]:
+        """The record with its evidence, as reports show it."""
+        return self.stored() if self.evidence is None else {**self.stored(), "evidence": self.evidence}
+
+    def moved(self, prefix: str) -> Edit:
+        """The same edit on ``prefix.module`` (a network's edit applied to the model that holds it)."""
+        return replace(self, module=f"{prefix}.{self.module}") if prefix else self
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -242,16 +287,16 @@ def prune_inner(block: BranchModule, layer: str, keep: list[int]) -> None:
 # --- applying ------------------------------------------------------------------------------------------
 
 
-def apply_edit(model: nn.Module, edit: dict[str, Any]) -> None:
-    """Apply one edit to ``model`` in place (weights that are kept are copied over)."""
-    if not isinstance(edit, dict) or edit.get("op") not in OPS or not isinstance(edit.get("module"), str):
-        raise EditError(f"not an edit: {edit!r}; expected an object with 'op' in {OPS} and 'module'")
-    op, name = edit["op"], edit["module"]
+def apply_edit(model: nn.Module, edit: Edit | dict[str, Any]) -> None:
+    """Apply one edit (or a stored record of one) to ``model`` in place; kept weights are copied over."""
+    if not isinstance(edit, Edit):
+        edit = Edit.parse(edit)
+    op, name, args = edit.op, edit.module, edit.args
     if op == "branches":
         module = _get(model, name, (GateConnectModule,))
-        keep = _indices(edit.get("keep"), module.cardinality, f"branches {name!r} keep")
-        sources = edit.get("sources")
-        num_inputs = edit.get("num_inputs")
+        keep = _indices(args.get("keep"), module.cardinality, f"branches {name!r} keep")
+        sources = args.get("sources")
+        num_inputs = args.get("num_inputs")
         if not isinstance(sources, list) or len(sources) != len(keep) or not isinstance(num_inputs, int):
             raise EditError(f"branches {name!r}: expected one source list per kept branch and num_inputs")
         try:
@@ -261,19 +306,19 @@ def apply_edit(model: nn.Module, edit: dict[str, Any]) -> None:
         _set_submodule(model, name, new)
     elif op == "paths":
         block = _get(model, name, (TopKBottleneck,))
-        _keep_paths(block, _indices(edit.get("keep"), block.cardinality, f"paths {name!r} keep"))
+        _keep_paths(block, _indices(args.get("keep"), block.cardinality, f"paths {name!r} keep"))
     elif op == "experts":
         host = _get(model, name, (TopKBottleneck, CondNetBlock, CondConv2d, CondLinear))
         if expert_group(host) is None:
             raise EditError(f"experts {name!r}: the module has no CondConv experts")
         n = _layer(host, expert_group(host)[1][0]).num_experts
-        _keep_experts(host, _indices(edit.get("keep"), n, f"experts {name!r} keep"))
+        _keep_experts(host, _indices(args.get("keep"), n, f"experts {name!r} keep"))
     elif op == "channels":
         block = _get(model, name, (BranchModule,))
-        layer = edit.get("layer")
+        layer = args.get("layer")
         if layer not in LAYERS:
             raise EditError(f"channels {name!r}: layer must be one of {LAYERS}, got {layer!r}")
-        keep = _indices(edit.get("keep"), getattr(block, layer).out_channels, f"channels {name!r} keep")
+        keep = _indices(args.get("keep"), getattr(block, layer).out_channels, f"channels {name!r} keep")
         try:
             prune_inner(block, layer, keep)
         except ValueError as err:
@@ -283,14 +328,15 @@ def apply_edit(model: nn.Module, edit: dict[str, Any]) -> None:
         if expert_group(host) is None:
             raise EditError(f"fold {name!r}: the module has no CondConv experts")
         try:
-            alpha = torch.tensor(edit.get("alpha"), dtype=torch.float64)
+            alpha = torch.tensor(args.get("alpha"), dtype=torch.float64)
         except (TypeError, ValueError):
             raise EditError(f"fold {name!r}: alpha must be a list of numbers") from None
         _fold(model, name, host, alpha)
 
 
-def apply_edits(model: nn.Module, edits: list[dict[str, Any]]) -> nn.Module:
-    if not isinstance(edits, list):
+def apply_edits(model: nn.Module, edits: Sequence[Edit | dict[str, Any]]) -> nn.Module:
+    """Apply ``edits`` in order (records are parsed first); returns ``model``."""
+    if not isinstance(edits, list | tuple):
         raise EditError(f"edits must be a list, got {type(edits).__name__}")
     for edit in edits:
         apply_edit(model, edit)

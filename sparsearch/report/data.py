@@ -1,6 +1,6 @@
 """Everything a study report shows, read from the study's storage as plain JSON-ready numbers.
 
-The report adds to the study's summary (:func:`sparsearch.study.runner.summarize`: the Pareto set,
+The report adds to the study's summary (:func:`sparsearch.study.summary.summarize`: the Pareto set,
 the references, the hypervolume) what the plots need: every trial as a point, the hypervolume after
 each finished trial, Optuna's parameter importances for both objectives, the Pareto configurations'
 knob values per layer, and what a reader needs to judge the numbers (units, target vs proxy, the split
@@ -17,10 +17,13 @@ import optuna
 from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError
+from sparsearch.spaces import Space, parse_space
 from sparsearch.study.pareto import Point, hypervolume
-from sparsearch.study.runner import open_study, study_space, summarize
+from sparsearch.study.session import open_study
+from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import redact, sqlite_file
 from sparsearch.study.structure import ELASTIC, describe
+from sparsearch.study.summary import summarize
 
 __all__ = ["FORMAT", "load_report_data", "report_data"]
 
@@ -33,12 +36,15 @@ def load_report_data(name: str, storage_url: str) -> dict[str, Any]:
     database = sqlite_file(storage_url)
     if database is not None and not database.is_file():  # opening it would create an empty file
         raise ConfigError(f"no study {name!r}: {database} does not exist (give its --storage)")
-    study, settings = open_study(storage_url, name, None)
-    return report_data(study, settings, storage_url)
+    opened = open_study(storage_url, name, None)
+    return report_data(opened.study, opened.settings, storage_url, space=opened.space)
 
 
-def report_data(study: optuna.Study, settings, storage_url: str | None = None) -> dict[str, Any]:
-    space = study_space(settings)
+def report_data(
+    study: optuna.Study, settings: StudySettings, storage_url: str | None = None, *, space: Space | None = None
+) -> dict[str, Any]:
+    """The report of ``study``; ``space``: its space when the caller has parsed it already."""
+    space = space or parse_space(settings.space_text, settings.space_source)
     summary = summarize(study, settings)
     trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.COMPLETE for t in trials):
@@ -74,11 +80,11 @@ def _about(space, settings, trials) -> dict[str, Any]:
             "what": "the space's target network; its executed FLOPs per example are counted analytically",
         },
         "proxy": {
-            "dataset": settings.data or proxy.dataset,
+            "dataset": proxy.recipe(settings.data).data,
             "input_size": proxy.input_size,
             "width": proxy.width,
             "depth": list(proxy.depth) if proxy.depth else None,
-            "epochs": settings.epochs or proxy.epochs,
+            "epochs": proxy.recipe(epochs=settings.epochs).epochs,
             "what": "a narrow, shallow network of the same family, trained on the proxy data; it gives accuracy",
         },
         "accuracy": {

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsearch.cost import format_flops
-from sparsearch.study.noise import describe_comparison
+from sparsearch.cost.budget import budget_text
 from sparsearch.study.settings import DEFAULT_TRIALS, StudySettings, default_study_name
-from sparsearch.study.structure import describe
+from sparsearch.study.tables import pareto_table, reference_lines
 
 __all__ = ["markdown_page", "reproduce_commands"]
 
@@ -19,7 +18,7 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
     only), the ``sparsearch validate`` command of its validation if it has one, and the
     ``sparsearch report`` command that draws it."""
     defaults = StudySettings(settings.space, "", "", settings.budget_flops)
-    cmd = ["sparsearch study", f"--budget {data['budget'].replace(' ', '')}"]
+    cmd = ["sparsearch study", f"--budget {budget_text(settings.budget_flops)}"]
     if settings.space != "default":
         cmd.append(f"--space {settings.space}")
     if settings.n_trials != DEFAULT_TRIALS[settings.eval]:
@@ -187,38 +186,12 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
         "",
         "## Pareto trials",
         "",
-        "| trial | reference | configuration | target FLOPs | target MACs | target params "
-        "| proxy accuracy | fine-tuned | latency (ms) |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *pareto_table(data["pareto"]),
+        "",
+        "## References",
+        "",
+        *reference_lines(data["references"]),
     ]
-    for row in data["pareto"]:
-        target_cost = row["target"]
-        tuned = row.get("finetuned", {}).get("accuracy")
-        latency = row.get("latency_ms")
-        shown = "" if latency is None else f"{latency:.1f} (batch {row.get('latency_batch')})"
-        lines.append(
-            f"| {row['number']} | {row['reference'] or ''} | {describe(row['values'])} "
-            f"| {format_flops(target_cost['executed_flops'])} | {format_flops(target_cost['executed_flops'], 'MACs')} "
-            f"| {target_cost['params'] / 1e6:.2f} M | {_pct(row['accuracy'])} | {_pct(tuned)} "
-            f"| {shown} |"
-        )
-    lines += ["", "## References", ""]
-    for ref in data["references"]:
-        if not ref["feasible"]:
-            lines.append(
-                f"- {ref['reference']}: {format_flops(ref['target']['executed_flops'])}, over the budget (not trained)."
-            )
-            continue
-        text = (
-            f"- {ref['reference']} (trial {ref['number']}, {format_flops(ref['flops'])}): accuracy "
-            f"{ref['accuracy']:.4f}; of the searched trials at equal or fewer FLOPs, {describe_comparison(ref)}"
-        )
-        if "finetuned_accuracy" in ref:
-            text += (
-                f". Fine-tuned {ref['finetuned_accuracy']:.4f}; of the fine-tuned Pareto configurations, "
-                f"{describe_comparison(ref, 'finetuned_')}"
-            )
-        lines.append(text + ".")
     lines += _fidelity_section(data.get("fidelity"), data["study"])
     lines += [
         "",

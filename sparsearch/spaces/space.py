@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from sparsearch.config import CondNetConfig, NetConfig, layout
 from sparsearch.errors import ConfigError
 
-__all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "Space"]
+__all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "ProxyRecipe", "Space"]
 
 KNOBS = ("k", "experts", "routing", "fan_in")
 DATASETS = ("easy-vqa", "digits", "cifar10", "cifar100")
@@ -52,6 +52,16 @@ class Proxy:
     depth: tuple[int, ...] | None  # blocks per stage of the proxy (None: the target's)
     epochs: int  # training epochs used to estimate accuracy
     num_classes: int | None  # classifier outputs of the proxy (None: the target's)
+
+    def recipe(self, data: str | None = None, epochs: int | None = None) -> ProxyRecipe:
+        """The data and epochs a proxy trains with: those given, else the space's (the one place this
+        default is worked out, for train, study, validate, eval and report)."""
+        return ProxyRecipe(data or self.dataset, self.epochs if epochs is None else epochs)
+
+
+class ProxyRecipe(NamedTuple):
+    data: str  # a data spec: easy-vqa, digits, cifar10:DIR, module:function
+    epochs: int
 
 
 @dataclass(frozen=True)

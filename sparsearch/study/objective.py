@@ -43,10 +43,11 @@ class Evaluator:
         self.settings, self.space, self.device = settings, space, device
         self.artifacts = Path(artifacts)
         self.log = log or (lambda message: None)
-        self.data_spec = settings.data or space.proxy.dataset
+        recipe = space.proxy.recipe(settings.data, settings.epochs)
+        self.data_spec = recipe.data
         self.train_settings: TrainSettings = default_settings(
             data_task(self.data_spec),
-            epochs=settings.epochs or space.proxy.epochs,
+            epochs=recipe.epochs,
             seed=settings.seed,
             lr=settings.lr,
         )

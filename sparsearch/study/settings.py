@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from sparsearch.cost import format_flops
+from sparsearch.cost.budget import budget_text
 from sparsearch.errors import ConfigError
+from sparsearch.study.samplers import SAMPLERS
 
 __all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name"]
 
 EVAL_MODES = ("supernet", "train")
 SAMPLING_RULES = ("sandwich", "uniform")  # how a supernet's training steps pick configurations
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DEFAULT_TRIALS = {"supernet": 100, "train": 5}  # about 10 minutes each on a 2-core CPU (default space)
 
 
@@ -91,7 +91,6 @@ class StudySettings:
 
 
 def default_study_name(space: str, budget_flops: int) -> str:
-    """``default-50GFLOPs``: the space and the budget, safe as a file name."""
-    budget = format_flops(budget_flops).replace(" ", "")
-    name = f"{space}-{budget}"
+    """``default-50GFLOPs``: the space and the exact budget (``default-12.34GFLOPs``), safe as a file name."""
+    name = f"{space}-{budget_text(budget_flops)}"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

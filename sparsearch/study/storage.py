@@ -23,16 +23,18 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError, SparsearchError
 
 __all__ = [
     "HEARTBEAT_SECONDS",
     "StorageError",
+    "check_run_limits",
+    "claim_waiting_trial",
     "default_storage_url",
     "heartbeat",
     "open_storage",
-    "pop_waiting_trial",
     "redact",
     "setup_lock",
     "sqlite_file",
@@ -57,6 +59,14 @@ def redact(url: str) -> str:
 def default_storage_url(study_name: str, directory: str | Path = "studies") -> str:
     """``sqlite:///studies/<name>.db`` (the directory is created when the storage is opened)."""
     return f"sqlite:///{Path(directory) / study_name}.db"
+
+
+def check_run_limits(timeout: float | None, heartbeat_s: int) -> None:
+    """Refuse a non-positive ``--timeout`` or ``--heartbeat`` before anything starts."""
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"--timeout {timeout}: give a positive number of seconds")
+    if isinstance(heartbeat_s, bool) or not isinstance(heartbeat_s, int) or heartbeat_s < 1:
+        raise ConfigError(f"--heartbeat {heartbeat_s}: give a positive number of seconds")
 
 
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
@@ -187,14 +197,23 @@ def _acquire(url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def pop_waiting_trial(study: optuna.Study) -> int | None:
-    """Claim a queued (WAITING) trial for this worker; None when the queue is empty.
+def claim_waiting_trial(storage: RDBStorage, study_id: int) -> int | None:
+    """Claim a queued (WAITING) trial of study ``study_id`` for this worker: its trial id, or None when
+    the queue is empty.
 
     Unlike ``study.ask()``, this never creates a trial: a study runs exactly the trials queued for it.
-    The claim is the storage's atomic WAITING -> RUNNING update (on SQLite atomic because transactions
-    begin IMMEDIATE), so two workers never get the same trial.
+    The claim is the storage's WAITING -> RUNNING update (public ``set_trial_state_values``), which
+    returns False for every worker but the one that made it (SQLite transactions begin IMMEDIATE;
+    PostgreSQL locks the row), so two workers never get the same trial.
     """
-    return study._pop_waiting_trial_id()  # Optuna's own claim (the part of ask() that takes a queued trial)
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker claimed and finished it
+            continue
+    return None
 
 
 @contextlib.contextmanager

@@ -306,7 +306,7 @@ class Supernet:
         if not is_checkpoint(path):
             return None
         ckpt = load_checkpoint(path, device)
-        recorded = ckpt.meta.get("supernet", {})
+        recorded = ckpt.meta.supernet
         expected = json.loads(json.dumps(replace(settings, gate_phases=LEARN_GATES_THROUGHOUT).to_dict()))
         if (
             recorded.get("structure") != structure.label

@@ -28,7 +28,8 @@ from sparsearch.errors import ConfigError
 from sparsearch.study.fidelity import Measured, fidelity
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
-from sparsearch.study.runner import open_study, require_named_plugin, study_space
+from sparsearch.study.queue import require_named_plugin
+from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import sqlite_file
 from sparsearch.train.loop import evaluate, fit, resolve_device
@@ -157,7 +158,7 @@ def _accuracies(done: dict[str, Any], number: int, seeds: list[int], epochs: int
 
 def _train_one(settings: StudySettings, space, values, seed: int, epochs: int, device) -> dict[str, Any]:
     """Train ``values`` from scratch with the study's proxy recipe at ``seed``; its test accuracy."""
-    data_spec = settings.data or space.proxy.dataset
+    data_spec = space.proxy.recipe(settings.data).data
     recipe = default_settings(data_task(data_spec), epochs=epochs, seed=seed, lr=settings.lr)
     start = time.perf_counter()
     _, datasets, model = build_run(space, values, recipe, data=data_spec)
@@ -182,10 +183,9 @@ def _train_and_store(
 ) -> str:
     """Train one configuration and store it under its own attribute (a worker process of ``--jobs``)."""
     torch.set_num_threads(threads)
-    study, settings = open_study(storage_url, name, None)
-    space = study_space(settings)
-    result = _train_one(settings, space, values, seed, epochs, resolve_device(device))
-    study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})
+    opened = open_study(storage_url, name, None)
+    result = _train_one(opened.settings, opened.space, values, seed, epochs, resolve_device(device))
+    opened.study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})
     return key
 
 
@@ -210,15 +210,15 @@ def run_validation(
     database = sqlite_file(storage_url)
     if database is not None and not database.is_file():  # opening it would create an empty file
         raise ConfigError(f"no study {name!r}: {database} does not exist (give its --storage)")
-    study, study_settings = open_study(storage_url, name, None)
+    opened = open_study(storage_url, name, None)
+    study, study_settings, space = opened.study, opened.settings, opened.space
     require_named_plugin(name, study_settings, data)
-    space = study_space(study_settings)
     target = resolve_device(device)
     pool = candidates(study)
     if len(pool) < 3:
         raise ConfigError(f"study {name!r} has {len(pool)} feasible configuration(s); validation needs 3 or more")
     chosen = choose(pool, settings.configs, settings.tolerance)
-    epochs = settings.epochs or study_settings.epochs or space.proxy.epochs
+    epochs = space.proxy.recipe(epochs=settings.epochs or study_settings.epochs).epochs
     settings = replace(settings, epochs=epochs)
     seeds = [study_settings.seed + i for i in range(settings.seeds)]
     say = log or (lambda message: None)
@@ -246,7 +246,7 @@ def run_validation(
             ]
             for i, future in enumerate(as_completed(futures), 1):
                 say(f"[{i}/{len(todo)}] stored {future.result()}")
-    done = _stored(optuna.load_study(study_name=name, storage=study._storage))
+    done = _stored(optuna.load_study(study_name=name, storage=opened.storage))  # what the processes stored
     rows = [
         Measured(
             str(c.number), c.score, c.flops, tuple(done[_key(c.number, s, epochs)]["test_accuracy"] for s in seeds)

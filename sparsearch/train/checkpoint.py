@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +25,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from sparsearch import __version__
-from sparsearch.errors import SparsearchError, WriteError
-from sparsearch.models.edits import apply_edits
+from sparsearch.errors import SparsearchError
+from sparsearch.models.edits import Edit, EditError, apply_edits
+from sparsearch.safe_io import atomic_dir, refuse_foreign
 from sparsearch.train.model import ModelSpec, build_task_model
 
 __all__ = [
@@ -38,9 +36,13 @@ __all__ = [
     "WEIGHTS_FILE",
     "Checkpoint",
     "CheckpointError",
+    "CheckpointMeta",
+    "Compaction",
+    "is_checkpoint",
     "load_checkpoint",
     "load_weights_file",
     "save_checkpoint",
+    "write_checkpoint_files",
 ]
 
 FORMAT = "sparsearch-checkpoint"
@@ -53,11 +55,81 @@ class CheckpointError(SparsearchError):
     """A checkpoint or weights file that cannot be used as it is."""
 
 
+@dataclass(frozen=True)
+class Compaction:
+    """How a compacted checkpoint was made: its source and the edits that rebuild it from the source model."""
+
+    source: str
+    source_sha256: str
+    edits: tuple[Edit, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "source_sha256": self.source_sha256, "edits": [e.stored() for e in self.edits]}
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """config.json, read once: the fields the library acts on, typed, and the whole ``record``."""
+
+    record: dict[str, Any]  # config.json as written (metrics, usage, versions... are read from here)
+    weights_sha256: str
+    data: str | None  # the data spec it was trained on, if recorded
+    training: dict[str, Any]  # the training settings it was trained with, as recorded
+    compaction: Compaction | None  # set for a model made by ``sparsearch prune``
+
+    @classmethod
+    def parse(cls, record: dict[str, Any], where: Path) -> CheckpointMeta:
+        weights = record.get("weights")
+        sha = weights.get("sha256") if isinstance(weights, dict) else None
+        data = record.get("data")
+        spec = data.get("spec") if isinstance(data, dict) else None
+        training = record.get("training")
+        compaction = None
+        if "compaction" in record:
+            raw = record["compaction"]
+            try:
+                if not isinstance(raw, dict) or not isinstance(raw.get("edits"), list):
+                    raise EditError("'compaction' must be an object with a list of 'edits'")
+                edits = tuple(Edit.parse(e) for e in raw["edits"])
+            except EditError as err:
+                raise CheckpointError(f"{where}: cannot rebuild the compacted model ({err})") from None
+            compaction = Compaction(str(raw.get("source", "")), str(raw.get("source_sha256", "")), edits)
+        return cls(
+            record,
+            sha if isinstance(sha, str) else "",
+            spec if isinstance(spec, str) and spec else None,
+            training if isinstance(training, dict) else {},
+            compaction,
+        )
+
+    @property
+    def seed(self) -> int:
+        """The seed of the split it was trained with (0 if not recorded)."""
+        return int(self.training.get("seed", 0))
+
+    @property
+    def val_fraction(self) -> float:
+        return float(self.training.get("val_fraction", 0.1))
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record.get("metrics", {})
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return self.record.get("usage", {})
+
+    @property
+    def supernet(self) -> dict[str, Any]:
+        value = self.record.get("supernet")
+        return value if isinstance(value, dict) else {}
+
+
 @dataclass
 class Checkpoint:
     model: nn.Module
     spec: ModelSpec
-    meta: dict[str, Any]  # the whole of config.json
+    meta: CheckpointMeta
     path: Path
 
 
@@ -82,40 +154,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def is_checkpoint(path: Path) -> bool:
     return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
 
-def move_into_place(done: Path, out: Path) -> None:
-    """Rename the complete directory ``done`` to ``out`` (a sibling, so renames stay on one file system).
-
-    An existing ``out`` is first moved aside and deleted only once ``done`` is in its place; if that
-    rename fails, the previous ``out`` is put back, so a failed write never leaves ``out`` missing.
-    """
-    if not out.exists():
-        os.rename(done, out)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+def write_checkpoint_files(directory: Path, model: nn.Module, spec: ModelSpec, **meta: Any) -> None:
+    """Write the weights and config.json of a checkpoint into the existing, empty ``directory`` (synced by
+    the caller's :func:`~sparsearch.safe_io.atomic_dir`, which swaps it into place)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     try:
-        os.rename(out, aside / out.name)
-    except BaseException:
-        aside.rmdir()
-        raise
-    try:
-        os.rename(done, out)
-    except BaseException:
-        os.rename(aside / out.name, out)  # put the previous one back before reporting the failure
-        aside.rmdir()
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
+        save_file(state, directory / WEIGHTS_FILE, metadata={"format": FORMAT})
+    except SafetensorError as err:  # safetensors reports some write failures as its own error
+        raise OSError(str(err)) from err
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": spec.to_dict(),
+        **meta,
+        "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(directory / WEIGHTS_FILE), "tensors": len(state)},
+        "versions": versions(),
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
 
 
 def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: Any) -> Path:
@@ -124,32 +183,9 @@ def save_checkpoint(out: str | Path, model: nn.Module, spec: ModelSpec, **meta: 
     ``out`` must not exist, be empty, or hold a checkpoint (which is replaced); anything else is refused.
     """
     out = Path(out)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or is_checkpoint(out))):
-        raise CheckpointError(f"{out} exists and is not a sparsearch checkpoint; refusing to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a checkpoint is an ordinary directory
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
-        _fsync(tmp / WEIGHTS_FILE)
-        record = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": spec.to_dict(),
-            **meta,
-            "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(tmp / WEIGHTS_FILE), "tensors": len(state)},
-            "versions": versions(),
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
-        _fsync(tmp / CONFIG_FILE)
-        move_into_place(tmp, out)
-    except (OSError, SafetensorError) as err:  # a full disk, a read-only directory
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise WriteError.of("checkpoint", out, err, existed=out.exists()) from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    refuse_foreign(out, is_checkpoint, "a sparsearch checkpoint", CheckpointError)
+    with atomic_dir(out, "checkpoint") as tmp:
+        write_checkpoint_files(tmp, model, spec, **meta)
     return out
 
 
@@ -196,15 +232,15 @@ def _check_state(path: Path, expected: dict[str, Tensor], found: dict[str, Tenso
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     """The model of a checkpoint directory, in eval mode, with its config.json."""
     path = Path(path)
-    meta = _read_config(path)
+    record = _read_config(path)
+    meta = CheckpointMeta.parse(record, path / CONFIG_FILE)
     weights = path / WEIGHTS_FILE
-    recorded = meta.get("weights", {}).get("sha256") if isinstance(meta.get("weights"), dict) else None
-    if recorded != _sha256(weights):
+    if meta.weights_sha256 != _sha256(weights):
         raise CheckpointError(
             f"{weights}: truncated or changed since it was written (SHA-256 differs from config.json)"
         )
     try:
-        spec = ModelSpec.from_dict(meta.get("model"))
+        spec = ModelSpec.from_dict(record.get("model"))
     except SparsearchError as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: {err}") from None
     try:
@@ -215,10 +251,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
         model = build_task_model(spec)
     except (SparsearchError, ValueError) as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: cannot build its model ({err})") from None
-    if "compaction" in meta:  # a compacted model: the source model with its structural edits
-        compaction = meta["compaction"]
+    if meta.compaction is not None:  # a compacted model: the source model with its structural edits
         try:
-            apply_edits(model, compaction.get("edits") if isinstance(compaction, dict) else None)
+            apply_edits(model, meta.compaction.edits)
         except SparsearchError as err:
             raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the compacted model ({err})") from None
     _check_state(path, model.state_dict(), state)

@@ -86,7 +86,7 @@ def build_run(
     """The data and the freshly initialised model (seeded by ``settings.seed``) of one configuration."""
     config = network_config(space, values, network, connectivity)
     datasets = load_data(
-        data or space.proxy.dataset,
+        space.proxy.recipe(data).data,
         input_size=config.input_size,
         seed=settings.seed,
         val_fraction=settings.val_fraction,
@@ -197,8 +197,7 @@ def model_flops(model: nn.Module, batch) -> int:
 
 def checkpoint_data(ckpt, data: str | None = None) -> Datasets:
     """The data a checkpoint was trained on (or ``data``), split as it was, checked to fit its model."""
-    recorded = ckpt.meta.get("data", {})
-    spec_data = data or recorded.get("spec")
+    spec_data = data or ckpt.meta.data
     if not spec_data:
         raise CheckpointError(f"{ckpt.path}: config.json names no data; give --data")
     if data is None and is_plugin(spec_data):  # a file never chooses code to run
@@ -206,12 +205,11 @@ def checkpoint_data(ckpt, data: str | None = None) -> Datasets:
             f"{ckpt.path}: its data is the plug-in {spec_data!r}; plug-ins run only when named on the "
             f"command line: give --data {spec_data}"
         )
-    settings = ckpt.meta.get("training", {})
     datasets = load_data(
         spec_data,
         input_size=ckpt.spec.config.input_size,
-        seed=int(settings.get("seed", 0)),
-        val_fraction=float(settings.get("val_fraction", 0.1)),
+        seed=ckpt.meta.seed,
+        val_fraction=ckpt.meta.val_fraction,
         vocab=ckpt.spec.vocab,
     )
     if datasets.task != ckpt.spec.task:

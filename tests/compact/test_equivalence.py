@@ -48,7 +48,7 @@ def _gateconnect(fan_in: int) -> SparseResNeXt:
 
 def _compact(net: SparseResNeXt) -> SparseResNeXt:
     dead = {n for r in dead_blocks(connectivity_graph(net)) for n in r}
-    edits = [{k: v for k, v in e.items() if k != "evidence"} for e in branch_edits(net, "", dead)]
+    edits = branch_edits(net, "", dead)
     return apply_edits(copy.deepcopy(net), edits).eval()
 
 
@@ -123,8 +123,8 @@ def test_constant_routing_folds_into_plain_layers_exactly(arch):
     x = torch.randn(8, 3, 32, 32)
     cal = calibrate(net, _batches(x), torch.device("cpu"))
     edits = usage_edits(cal, threshold=0.0, tolerance=1e-6)
-    assert edits and {e["op"] for e in edits} == {"fold"}
-    compact = apply_edits(copy.deepcopy(net), [{k: v for k, v in e.items() if k != "evidence"} for e in edits])
+    assert edits and {e.op for e in edits} == {"fold"}
+    compact = apply_edits(copy.deepcopy(net), edits)
     assert not expert_groups(compact)  # every CondConv layer became a plain one
     with torch.no_grad():
         assert (compact(x) - net(x)).abs().max() <= 1e-4
@@ -148,19 +148,19 @@ def test_paths_never_selected_are_removed_with_equal_outputs_on_the_calibration_
         block.gate.routing.trunk.bias[[0, 5]] = -1e4  # paths 0 and 5 can never be chosen
     x = torch.randn(16, 3, 16, 16)
     cal = calibrate(net, _batches(x), torch.device("cpu"))
-    edits = [e for e in usage_edits(cal, threshold=0.0, tolerance=1e-9) if e["op"] == "paths"]
-    mine = next(e for e in edits if e["module"] == "blocks.conv3_0")
-    removed = mine["evidence"]["removed"]
-    assert {0, 5} <= set(removed) and sorted(removed + mine["keep"]) == list(range(12))
-    assert all(mine["evidence"]["selected"][c] == 0 for c in removed)
-    compact = apply_edits(copy.deepcopy(net), [{k: v for k, v in e.items() if k != "evidence"} for e in edits])
+    edits = [e for e in usage_edits(cal, threshold=0.0, tolerance=1e-9) if e.op == "paths"]
+    mine = next(e for e in edits if e.module == "blocks.conv3_0")
+    removed = mine.evidence["removed"]
+    assert {0, 5} <= set(removed) and sorted(removed + mine.args["keep"]) == list(range(12))
+    assert all(mine.evidence["selected"][c] == 0 for c in removed)
+    compact = apply_edits(copy.deepcopy(net), edits)
     for execution in ("masked", "sparse"):  # sparse last: the costs below count it
         for m in compact.modules():
             if hasattr(m, "execution") and hasattr(m, "gate"):
                 m.execution = execution
         with torch.no_grad():
             assert (compact(x) - net(x)).abs().max() <= 1e-4
-    assert compact.blocks["conv3_0"].cardinality == len(mine["keep"])
+    assert compact.blocks["conv3_0"].cardinality == len(mine.args["keep"])
     after = network_cost(compact)
     assert flop_counter_flops(compact, x[:1]) == after.executed_flops
     assert sum(p.numel() for p in compact.parameters()) == after.params
@@ -173,10 +173,10 @@ def test_experts_below_the_threshold_are_removed_after_the_paths():
         block.expert_router.trunk.bias[1] = -30.0  # sigmoid(-30) ~ 1e-13: expert 1 never counts
     x = torch.randn(8, 3, 16, 16)
     cal = calibrate(net, _batches(x), torch.device("cpu"))
-    edits = [e for e in usage_edits(cal, threshold=0.01, tolerance=1e-9) if e["module"] == "blocks.conv2_0"]
-    experts = [e for e in edits if e["op"] == "experts"]
-    assert len(experts) == 1 and experts[0]["keep"] == [0, 2] and experts[0]["evidence"]["removed"] == [1]
-    compact = apply_edits(copy.deepcopy(net), [{k: v for k, v in e.items() if k != "evidence"} for e in edits])
+    edits = [e for e in usage_edits(cal, threshold=0.01, tolerance=1e-9) if e.module == "blocks.conv2_0"]
+    experts = [e for e in edits if e.op == "experts"]
+    assert len(experts) == 1 and experts[0].args["keep"] == [0, 2] and experts[0].evidence["removed"] == [1]
+    compact = apply_edits(copy.deepcopy(net), edits)
     assert compact.blocks["conv2_0"].experts == 2
     with torch.no_grad():
         assert (compact(x) - net(x)).abs().max() <= 1e-4  # the removed expert weighed ~1e-13
@@ -190,16 +190,16 @@ def test_channel_choice_of_torch_pruning_equals_the_recorded_edits():
     x = torch.randn(4, 3, 16, 16)
     pruned_by_tp = copy.deepcopy(net)
     edits = choose_channels(pruned_by_tp, x, 0.5, "l2", 2)
-    assert edits and all(len(e["keep"]) % 2 == 0 for e in edits)
+    assert edits and all(len(e.args["keep"]) % 2 == 0 for e in edits)
     mine = copy.deepcopy(net)
     for e in edits:
-        prune_inner(mine.get_submodule(e["module"]), e["layer"], e["keep"])
+        prune_inner(mine.get_submodule(e.module), e.args["layer"], e.args["keep"])
     # The same as masking the removed channels in the source: zero their batch-norm scale and shift.
     masked = copy.deepcopy(net)
     for e in edits:
-        block = masked.get_submodule(e["module"])
-        bn = block.bn_reduce if e["layer"] == "reduce" else block.bn_conv
-        gone = [c for c in range(bn.num_features) if c not in e["keep"]]
+        block = masked.get_submodule(e.module)
+        bn = block.bn_reduce if e.args["layer"] == "reduce" else block.bn_conv
+        gone = [c for c in range(bn.num_features) if c not in e.args["keep"]]
         with torch.no_grad():
             bn.weight[gone] = 0.0
             bn.bias[gone] = 0.0

@@ -198,7 +198,7 @@ def test_bad_checkpoints_are_refused(trained: Path, pruned: tuple[Path, dict], t
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(CheckpointError, match="refusing to overwrite"):
+    with pytest.raises(CheckpointError, match="refusing to replace"):
         prune_checkpoint(trained, other, PruneSettings(), CPU)
     assert (other / "keep.txt").read_text() == "mine"
 

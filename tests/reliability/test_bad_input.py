@@ -336,11 +336,11 @@ def test_a_study_name_that_exists_with_another_space_is_refused(workdir, capsys)
         space="tiny", space_text=SPACE, space_source="space.yaml", budget_flops=50 * 10**9, trials=5
     )
     url = f"sqlite:///{workdir}/s.db"
-    study, _ = open_study(url, "mine", settings)
+    study = open_study(url, "mine", settings).study
     trials = [(t.number, t.state, t.params) for t in study.get_trials()]
     err = _refused([*STUDY, "--space", "clevr", "--storage", url, "--study-name", "mine"], workdir, capsys)
     assert "study 'mine' exists with space='tiny'" in err, err
-    study, _ = open_study(url, "mine", settings)
+    study = open_study(url, "mine", settings).study
     assert [(t.number, t.state, t.params) for t in study.get_trials()] == trials
 
 

@@ -23,7 +23,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sparsearch.study import open_study
-from sparsearch.study.runner import top_up
+from sparsearch.study.queue import top_up
 from sparsearch.study.storage import open_storage
 from tests.study.helpers import tiny_settings, write_tiny
 from tests.study.test_study import _budget
@@ -86,11 +86,12 @@ def _exactly_once(url: str, n: int) -> None:
 CLAIM = """
 import json, sys
 import optuna
-from sparsearch.study.storage import open_storage, pop_waiting_trial
+from sparsearch.study.storage import claim_waiting_trial, open_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1]))
+storage = open_storage(sys.argv[1])
+study_id = storage.get_study_id_from_name("s")
 claimed = []
-while (trial_id := pop_waiting_trial(study)) is not None:
+while (trial_id := claim_waiting_trial(storage, study_id)) is not None:
     claimed.append(trial_id)
 print(json.dumps(claimed))
 """
@@ -98,7 +99,7 @@ print(json.dumps(claimed))
 
 def test_each_queued_trial_is_claimed_by_exactly_one_process(storage, tmp_path) -> None:
     url, _ = storage
-    study, _ = open_study(url, "s", tiny_settings(_budget(), eval="train", trials=3))
+    study = open_study(url, "s", tiny_settings(_budget(), eval="train", trials=3)).study
     for _ in range(197):
         study.enqueue_trial({})
     claimers = _start([[sys.executable, "-c", CLAIM, url]] * WORKERS, tmp_path)
@@ -112,7 +113,7 @@ def test_workers_complete_exactly_the_requested_trials(storage, tmp_path) -> Non
     # Train mode: every trial trains its own proxy; no early stopping, so every trial completes.
     url, _ = storage
     settings = tiny_settings(_budget(), eval="train", trials=12, stop_peers=100)
-    study, _ = open_study(url, "s", settings)
+    study = open_study(url, "s", settings).study
     top_up(study, 12)
     worker = _cli("worker", "--storage", url, "--study-name", "s", "--device", "cpu", "--seed")
     workers = _start([[*worker, str(i)] for i in range(WORKERS)], tmp_path)

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-import sparsearch.train.checkpoint as checkpoint_module
+import sparsearch.safe_io as safe_io
 from sparsearch.errors import WriteError
 from sparsearch.study import run_study
 from sparsearch.study.objective import Evaluator
-from sparsearch.study.runner import write_summary
+from sparsearch.study.summary import write_summary
 from tests.study.helpers import tiny_settings
 from tests.study.test_study import _budget
 
@@ -141,22 +141,21 @@ def test_permission_denied_at_the_final_rename_keeps_the_previous_checkpoint(tmp
     out = save_checkpoint(tmp_path / "ckpt", build_task_model(spec), spec, metrics={"run": 1})
     before = _files(out)
     # Moving the old checkpoint aside is the first rename; moving the new one in, the second.
-    _permission_denied_at(monkeypatch, checkpoint_module.os, "rename", 2)
+    _permission_denied_at(monkeypatch, safe_io.os, "rename", 2)
     with pytest.raises(
         WriteError, match=r"cannot write the checkpoint .Permission denied.*the previous checkpoint is kept"
     ):
         save_checkpoint(out, build_task_model(spec), spec, metrics={"run": 2})
     monkeypatch.undo()
-    assert _files(out) == before and load_checkpoint(out).meta["metrics"] == {"run": 1}
+    assert _files(out) == before and load_checkpoint(out).meta.metrics == {"run": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
 def test_permission_denied_replacing_the_summary_keeps_the_previous_one(study, tmp_path, monkeypatch) -> None:
-    import sparsearch.study.runner as runner
 
     write_summary(study[2], tmp_path)
     before = _files(tmp_path)
-    _permission_denied_at(monkeypatch, runner.os, "replace", 1)
+    _permission_denied_at(monkeypatch, safe_io.os, "replace", 1)
     with pytest.raises(WriteError, match=r"pareto.json: cannot write the file .Permission denied"):
         write_summary({**study[2], "study": "another"}, tmp_path)
     assert _files(tmp_path) == before

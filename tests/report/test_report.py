@@ -135,7 +135,7 @@ def test_a_study_with_nothing_complete_is_refused(tmp_path) -> None:
     from sparsearch.study import open_study
 
     url = f"sqlite:///{tmp_path}/empty.db"
-    study, settings = open_study(url, "empty", tiny_settings(_budget()))
+    study, settings, *_ = open_study(url, "empty", tiny_settings(_budget()))
     with pytest.raises(Exception, match="no completed trial"):
         report_data(study, settings, url)
     assert not Path(tmp_path / "out").exists()

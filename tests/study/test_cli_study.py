@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from sparsearch.cli import main
+from sparsearch.cost import budget_text, parse_budget
 from tests.study.helpers import write_tiny
 from tests.study.test_study import _budget
 
@@ -14,7 +15,9 @@ def test_study_command_prints_the_pareto_set_and_the_report(capsys, tmp_path, mo
     args += ["--finetune-steps", "2", "--score-examples", "64", "--device", "cpu"]
     assert main([*args, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["study"] == f"tiny-{out['budget'].replace(' ', '')}"
+    # The name carries the budget exactly (the display string rounds), so it reads back as the same int.
+    assert out["study"] == f"tiny-{budget_text(out['budget_flops'])}"
+    assert parse_budget(out["study"].removeprefix("tiny-")) == out["budget_flops"] == _budget()
     assert out["trials"]["complete"] == 4 and out["pareto"]
     assert (tmp_path / "studies" / f"{out['study']}.db").exists()
     assert out["report"] == f"studies/{out['study']}/pareto.md"

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from sparsearch.cost import count
 from sparsearch.errors import ConfigError
 from sparsearch.study import open_study, run_study
-from sparsearch.study.runner import top_up
+from sparsearch.study.queue import top_up
 from tests.study.helpers import TINY, tiny_settings, tiny_space
 
 
@@ -129,7 +129,7 @@ def test_local_jobs_complete_exactly_the_queued_trials(tmp_path) -> None:
 
 
 def test_top_up_counts_retried_trials_once(tmp_path) -> None:
-    study, _ = open_study(f"sqlite:///{tmp_path}/r.db", "r", tiny_settings(_budget(), trials=4))
+    study = open_study(f"sqlite:///{tmp_path}/r.db", "r", tiny_settings(_budget(), trials=4)).study
     assert len(study.get_trials()) == 3  # the references
     assert top_up(study, 4) == 1
     # A failed trial with a queued retry counts once.

@@ -37,7 +37,7 @@ def test_save_then_load_gives_the_same_tensors(saved: Path) -> None:
     again = load_checkpoint(saved)
     for key, tensor in loaded.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[key])
-    assert loaded.meta["metrics"] == {"val_accuracy": 0.5}
+    assert loaded.meta.metrics == {"val_accuracy": 0.5}
     assert not loaded.model.training
 
 
@@ -136,5 +136,5 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint_intact(
 def test_saving_over_a_checkpoint_replaces_it(saved: Path) -> None:
     model, spec = _model()
     save_checkpoint(saved, model, spec, metrics={"val_accuracy": 0.9})
-    assert load_checkpoint(saved).meta["metrics"] == {"val_accuracy": 0.9}
+    assert load_checkpoint(saved).meta.metrics == {"val_accuracy": 0.9}
     assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]

@@ -109,7 +109,7 @@ def test_checkpoint_round_trips_exactly(trained) -> None:
             result.model(batch.images, batch.tokens, batch.lengths),
             loaded.model(batch.images, batch.tokens, batch.lengths),
         )
-    meta = loaded.meta
+    meta = loaded.meta.record
     assert meta["space"]["name"] == "default" and meta["data"]["spec"] == "easy-vqa"
     assert meta["metrics"]["val_accuracy"] == result.val.accuracy
     assert set(meta["versions"]) >= {"sparsearch", "torch", "python"}
@@ -117,7 +117,7 @@ def test_checkpoint_round_trips_exactly(trained) -> None:
 
 def test_usage_statistics_count_every_selection(trained) -> None:
     result, out = trained
-    usage = load_checkpoint(out).meta["usage"]
+    usage = load_checkpoint(out).meta.usage
     examples = result.val.examples
     assert len(usage["topk"]) == 5  # the proxy's blocks: depth [1, 1, 2, 1]
     for stats in usage["topk"].values():

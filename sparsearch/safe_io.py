@@ -1,0 +1,129 @@
+"""Writing files a user trusts: whole or not at all, and never over a directory that is not ours.
+
+- :func:`atomic_file`: write a file as a temporary sibling, sync it, rename it into place.
+- :func:`atomic_dir`: build a directory as a temporary sibling, sync its files, swap it in whole
+  (:func:`move_into_place`): a crash leaves the previous directory or the new one, never half of each.
+- :func:`refuse_foreign`: an output directory must not exist, be empty, or be one of ours (replaced).
+
+A failure to write (a full disk, a read-only directory) becomes a :class:`~sparsearch.errors.WriteError`
+that says whether the previous output is kept; the temporary files are removed whatever happens.
+Every writer of the package uses these: checkpoints, prune outputs, reports, summaries, exports, pictures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from sparsearch.errors import ConfigError, SparsearchError, WriteError
+
+__all__ = ["atomic_dir", "atomic_file", "fsync_file", "move_into_place", "refuse_foreign", "write_text"]
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, what: str = "file") -> Iterator[Path]:
+    """Yield a temporary sibling path of ``path`` (same suffix, so writers that check it are content);
+    once the block ends it is synced and renamed to ``path``. On any failure it is removed and
+    ``path`` is left as it was."""
+    path = Path(path)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise WriteError.of(what, path, err, existed=existed) from err
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise WriteError.of(what, path, err, existed=existed) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str, what: str = "file") -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_file(path, what) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def move_into_place(done: Path, out: Path) -> None:
+    """Rename the complete directory ``done`` to ``out`` (a sibling, so renames stay on one file system).
+
+    An existing ``out`` is first moved aside and deleted only once ``done`` is in its place; if that
+    rename fails, the previous ``out`` is put back, so a failed write never leaves ``out`` missing.
+    """
+    if not out.exists():
+        os.rename(done, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    try:
+        os.rename(out, aside / out.name)
+    except BaseException:
+        aside.rmdir()
+        raise
+    try:
+        os.rename(done, out)
+    except BaseException:
+        os.rename(aside / out.name, out)  # put the previous one back before reporting the failure
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, what: str) -> Iterator[Path]:
+    """Yield an empty temporary sibling directory of ``out``; once the block ends its files are synced
+    and it replaces ``out`` whole. On any failure it is removed and ``out`` is left as it was.
+
+    A :class:`WriteError` raised inside (a nested atomic write) is reported as a failure to write ``out``.
+    """
+    out = Path(out)
+    existed = out.exists()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as err:
+        raise WriteError.of(what, out, err, existed=existed) from err
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs are ordinary directories
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                fsync_file(f)
+        move_into_place(tmp, out)
+    except WriteError as err:
+        raise WriteError.of(what, out, err.__cause__ or err, existed=existed) from err
+    except OSError as err:
+        raise WriteError.of(what, out, err, existed=existed) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def refuse_foreign(
+    out: str | Path, is_ours: Callable[[Path], bool], what: str, error: type[SparsearchError] = ConfigError
+) -> None:
+    """Refuse ``out`` unless it does not exist, is an empty directory, or ``is_ours`` (it is replaced):
+    a mistyped ``--out`` never deletes a directory of other files."""
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or is_ours(out))):
+        raise error(f"{out} exists and is not {what}; refusing to replace it")

@@ -1,0 +1,176 @@
+"""The trial queue: a study of ``--trials N`` holds exactly N slots, and workers claim them one by one.
+
+Slots are queued (WAITING) when the study is created or resumed: the reference trials first, then
+empty slots the sampler fills when a worker claims them. Workers only claim queued trials and never
+create any, so N workers on one storage complete exactly N trials between them. A trial whose worker
+died is marked failed once its heartbeat is stale and a copy is queued in its place (the failed one
+no longer counts as a slot).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from sparsearch.data import is_plugin
+from sparsearch.errors import ConfigError
+from sparsearch.study.objective import Evaluator
+from sparsearch.study.samplers import make_sampler
+from sparsearch.study.session import open_study
+from sparsearch.study.settings import StudySettings
+from sparsearch.study.storage import HEARTBEAT_SECONDS, check_run_limits, claim_waiting_trial, heartbeat
+from sparsearch.train.loop import resolve_device
+
+__all__ = ["require_named_plugin", "run_worker", "top_up", "work"]
+
+
+def _slots(study: optuna.Study) -> int:
+    """Trials that count towards --trials: all but those a retry has replaced."""
+    trials = study.get_trials(deepcopy=False)
+    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return sum(1 for t in trials if t.number not in replaced)
+
+
+def top_up(study: optuna.Study, trials: int) -> int:
+    """Queue empty trials until the study holds ``trials`` slots; returns how many were queued."""
+    missing = trials - _slots(study)
+    for _ in range(max(0, missing)):
+        study.enqueue_trial({})
+    return max(0, missing)
+
+
+def _run_one(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, evaluator: Evaluator) -> None:
+    try:
+        values = evaluator(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    except KeyboardInterrupt:
+        trial.set_user_attr("error", "interrupted")
+        frozen = study.tell(trial, state=TrialState.FAIL)
+        callback = storage.get_heartbeat_stale_trial_callback()  # queue its copy, as for a stale trial
+        if callback is not None:
+            callback(study, frozen)
+        raise
+    except Exception as err:  # the trial fails with its reason; the study goes on
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        trial.set_user_attr("error", reason[:500])
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        if not all(math.isfinite(v) for v in values):  # Optuna would fail it too, without saying why
+            trial.set_user_attr("error", f"non-finite objective values {list(values)}")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        study.tell(trial, list(values))
+
+
+def work(
+    study: optuna.Study,
+    storage: RDBStorage,
+    evaluator: Evaluator,
+    *,
+    deadline: float | None = None,
+    wait: bool = False,
+    on_trial=None,
+    poll_s: float = 2.0,
+) -> int:
+    """Claim and run queued trials of ``study`` (opened on ``storage``) until none is left (``wait``: and
+    none is running anywhere), or the deadline passes. Returns the number of trials this worker ran."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    interval = storage.get_heartbeat_interval() or HEARTBEAT_SECONDS
+    done = 0
+    while deadline is None or time.time() < deadline:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, and queued again
+        trial_id = claim_waiting_trial(storage, study_id)
+        if trial_id is None:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not wait or not running:
+                break
+            time.sleep(poll_s)
+            continue
+        # The study reads the storage through Optuna's cache, which learns of trials when it reads them:
+        # read once, so that it knows the trial just claimed (a worker that has not read since it started
+        # would otherwise fail on the trial's first parameter).
+        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        trial = optuna.Trial(study, trial_id)
+        with heartbeat(storage, trial_id, interval):
+            _run_one(study, storage, trial, evaluator)
+        done += 1
+        if on_trial is not None:
+            on_trial(study)
+    return done
+
+
+def require_named_plugin(name: str, settings: StudySettings, data: str | None) -> None:
+    """Refuse to run a study's data plug-in unless ``data`` names it: the storage never chooses code to run."""
+    if settings.data and is_plugin(settings.data) and (data or "").strip() != settings.data:
+        raise ConfigError(
+            f"study {name!r} trains on the plug-in {settings.data!r}; plug-ins run only when named on the "
+            f"command line: give --data {settings.data}"
+        )
+
+
+def run_worker(
+    storage_url: str,
+    name: str,
+    *,
+    device: str = "auto",
+    seed: int | None = None,
+    timeout: float | None = None,
+    deadline: float | None = None,
+    artifacts: str | Path | None = None,
+    log=None,
+    heartbeat_s: int = HEARTBEAT_SECONDS,
+    data: str | None = None,
+) -> int:
+    """Join study ``name`` and run its queued trials (``sparsearch worker``): until none is left, or
+    ``timeout`` seconds from now, or the time ``deadline`` (``time.time()``) of the study that started it.
+
+    A study on a data plug-in needs ``data`` naming the same plug-in: the storage never chooses code to run.
+    """
+    check_run_limits(timeout, heartbeat_s)
+    if timeout is not None:
+        deadline = min(deadline or math.inf, time.time() + timeout)
+    opened = open_study(storage_url, name, None, heartbeat_s=heartbeat_s)
+    settings = opened.settings
+    if data is not None and data.strip() != (settings.data or ""):
+        used = repr(settings.data) if settings.data else "its space's proxy dataset"
+        raise ConfigError(f"study {name!r} uses {used}, not --data {data!r}")
+    require_named_plugin(name, settings, data)
+    if seed is not None:
+        opened.study.sampler = make_sampler(settings.sampler, seed)
+    artifacts = Path(artifacts or Path("studies") / name)
+    evaluator = Evaluator(settings, opened.space, resolve_device(device), artifacts, log)
+    return work(opened.study, opened.storage, evaluator, deadline=deadline)
+
+
+def child_worker(
+    storage_url: str,
+    name: str,
+    device: str,
+    seed: int,
+    deadline: float | None,
+    artifacts: str,
+    heartbeat_s: int,
+    data: str | None,
+) -> None:
+    """A worker process that ``sparsearch study --jobs`` starts (one CPU thread each)."""
+    torch.set_num_threads(1)
+    run_worker(
+        storage_url,
+        name,
+        device=device,
+        seed=seed,
+        deadline=deadline,
+        artifacts=artifacts,
+        heartbeat_s=heartbeat_s,
+        data=data,  # the plug-in the user named to `study`, if any
+    )

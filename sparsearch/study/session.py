@@ -1,0 +1,111 @@
+"""Opening a study: create it with its settings and queued reference trials, or resume it unchanged.
+
+The settings travel in the study's user attributes, with the space's YAML; :func:`open_study` parses
+that space once and hands it on with the study, its settings and the storage it opened.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import optuna
+from optuna.storages import RDBStorage
+
+from sparsearch.errors import ConfigError
+from sparsearch.spaces import Space, parse_space
+from sparsearch.study.samplers import make_sampler
+from sparsearch.study.settings import StudySettings
+from sparsearch.study.storage import HEARTBEAT_SECONDS, open_storage, redact
+from sparsearch.study.structure import ELASTIC, candidate_structures, references
+
+__all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "open_study", "study_settings"]
+
+ATTR = "sparsearch"  # study user attribute holding the StudySettings
+# Options a re-run of a study may change; any other difference is a different study.
+RUN_OPTIONS = ("trials", "finetune_steps", "finetune_top")
+
+
+class OpenStudy(NamedTuple):
+    """A study with what it was made from: its settings, its space (parsed once) and its storage."""
+
+    study: optuna.Study
+    settings: StudySettings
+    space: Space
+    storage: RDBStorage
+
+
+def study_settings(study: optuna.Study) -> StudySettings:
+    data = study.user_attrs.get(ATTR)
+    if not isinstance(data, dict):
+        raise ConfigError(f"study {study.study_name} was not created by sparsearch (no {ATTR!r} attribute)")
+    return StudySettings.from_dict(data)
+
+
+def open_study(
+    storage_url: str,
+    name: str,
+    settings: StudySettings | None,
+    *,
+    space: Space | None = None,
+    heartbeat_s: int = HEARTBEAT_SECONDS,
+) -> OpenStudy:
+    """Load study ``name``, or create it from ``settings`` (None: it must exist, as for a worker).
+
+    A study that exists must have been created with the same settings, but for :data:`RUN_OPTIONS`.
+    ``space``: the space of ``settings`` when the caller has parsed it already.
+    """
+    storage = open_storage(storage_url, heartbeat_s)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        existing = None
+    if existing is None:
+        if settings is None:
+            raise ConfigError(f"no study named {name!r} in {redact(storage_url)}")
+        space = space or parse_space(settings.space_text, settings.space_source)
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                sampler=make_sampler(settings.sampler, settings.seed),
+                study_name=name,
+                directions=["maximize", "minimize"],
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+            return open_study(storage_url, name, settings, space=space, heartbeat_s=heartbeat_s)
+        study.set_user_attr(ATTR, settings.to_dict())
+        study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        for ref in reference_params(settings, space)[: settings.n_trials]:
+            study.enqueue_trial(ref["params"], user_attrs={"reference": ref["name"]})
+        return OpenStudy(study, settings, space, storage)
+    stored = study_settings(existing)
+    if settings is not None:
+        for key, value in settings.to_dict().items():
+            if key not in RUN_OPTIONS and stored.to_dict()[key] != value:
+                shown = "(another YAML)" if key == "space_text" else f"{key}={stored.to_dict()[key]!r}"
+                raise ConfigError(
+                    f"study {name!r} exists with {shown}; this run asks for "
+                    f"{'a different space file' if key == 'space_text' else f'{key}={value!r}'}. "
+                    "Use the same options to resume it, or another --study-name"
+                )
+        stored = stored.with_run_options(**{k: getattr(settings, k) for k in RUN_OPTIONS})
+        existing.set_user_attr(ATTR, stored.to_dict())
+    else:
+        space = None  # the stored space, not one the caller parsed for other settings
+    space = space or parse_space(stored.space_text, stored.space_source)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(stored.sampler, stored.seed))
+    return OpenStudy(study, stored, space, storage)
+
+
+def reference_params(settings: StudySettings, space: Space) -> list[dict[str, Any]]:
+    """The parameters of the space's reference configurations, as queued trials."""
+    out = []
+    first = candidate_structures(space)[0] if settings.eval == "supernet" else None
+    for ref in references(space):
+        params = dict(ref.values)
+        if first is not None:  # supernet mode: the structure is one categorical parameter
+            params = {k: v for k, v in params.items() if k.rsplit(".", 1)[-1] in ELASTIC}
+            params["structure"] = first.label
+        out.append({"name": ref.name, "params": params})
+    return out

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: study test test-slow lint bench docs experiments clean
+.PHONY: study test check test-slow lint bench docs experiments clean
 
 $(BIN)/sparsearch: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ study: $(BIN)/sparsearch
 test: $(BIN)/sparsearch
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# The fast tier for the edit-test loop (under 2 minutes): unit tests without processes, servers,
+# studies, trainings or site builds. `make test` runs everything; CI runs `make test`.
+check: $(BIN)/sparsearch
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not slow and not integration"
 
 test-slow: $(BIN)/sparsearch
 	$(BIN)/pytest -q -m slow

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sparsearch.safe_io import write_text
 from sparsearch.train import describe_machine
 
 # The digits proxies learn slowly under their recipes (GateConnect's: 0.10 -> 0.72 validation accuracy
@@ -201,9 +201,7 @@ def main() -> None:
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = args.out.with_suffix(".tmp")
-        tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp_out, args.out)
+        write_text(args.out, json.dumps(result, indent=2) + "\n", "results")
     if args.json:
         print(json.dumps(result["summary"], indent=2))
     else:

@@ -129,13 +129,12 @@ def space_reference() -> str:
 
 def write_reference(directory: str | Path) -> list[Path]:
     """Write ``cli.md`` and ``space.md`` into ``directory``; returns their paths."""
+    from sparsearch.safe_io import write_text
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in (("cli.md", cli_reference()), ("space.md", space_reference())):
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
+        written.append(write_text(directory / name, text, "reference page"))
     return written
 
 

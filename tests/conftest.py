@@ -12,6 +12,34 @@ from pathlib import Path
 import pytest
 import torch
 
+# Test modules that start processes or servers, run studies, train on real data or build the site:
+# `make test` runs them; `make check` (the fast tier for the edit-test loop) leaves them out.
+INTEGRATION = (
+    "benchmarks/",
+    "reliability/",
+    "report/",
+    "study/test_cli_study.py",
+    "study/test_reproducible.py",
+    "study/test_study.py",
+    "study/test_supernet.py",
+    "study/test_validate.py",
+    "train/test_cli_train.py",
+    "train/test_train.py",
+    "compact/test_prune.py",
+    "test_cli.py",
+    "test_doc_commands.py",
+    "test_docs.py",
+    "test_site.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        where = Path(item.fspath).relative_to(root).as_posix()
+        if where.startswith(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from sparsearch.config import config_from_dict, config_to_dict, layout
 from sparsearch.errors import ConfigError
-from sparsearch.models import config_from_dict, config_to_dict, layout
 
 
 @pytest.mark.parametrize(

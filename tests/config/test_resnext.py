@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from sparsearch.config import NetConfig, StageConfig, layout, plan, with_knobs
 from sparsearch.errors import ConfigError
-from sparsearch.models import NetConfig, StageConfig, layout, plan, with_knobs
 
 
 def test_knobs_expand_per_block_and_default_off() -> None:

@@ -164,17 +164,8 @@ def train(
             on_step=on_step,
             on_epoch=on_epoch,
         )
-    summary = {
-        "checkpoint": str(result.checkpoint),
-        "space": chosen.name,
-        "values": values,
-        "data": dataset,
-        "device": str(target),
-        **{k: v for k, v in result.metrics.items() if k != "epochs"},
-        "epochs": result.metrics["epochs"],
-    }
     if json_out:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(result.summary(), indent=2))
         return
     from sparsearch.cost import format_flops
 
@@ -203,8 +194,6 @@ def eval_(
     """Evaluate a checkpoint: accuracy, loss, per-class report, FLOPs per example, latency."""
     from sparsearch.train import evaluate_checkpoint, resolve_device
 
-    if batch_size < 1 or latency_batch < 1:
-        raise SparsearchError("--batch-size and --latency-batch must be positive integers")
     result = evaluate_checkpoint(
         checkpoint, resolve_device(device), data=data, split=split, batch_size=batch_size, latency_batch=latency_batch
     )

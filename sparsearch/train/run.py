@@ -54,6 +54,22 @@ class RunResult:
     seconds: float
     metrics: dict[str, Any]
     checkpoint: Path | None
+    space: str = ""  # the space's name
+    values: dict[str, Any] | None = None  # the configuration trained
+    data: str = ""  # the data spec it trained on
+    device: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """What ``sparsearch train --json`` prints: where, what, on what, and the metrics (epochs last)."""
+        return {
+            "checkpoint": str(self.checkpoint),
+            "space": self.space,
+            "values": self.values,
+            "data": self.data,
+            "device": self.device,
+            **{k: v for k, v in self.metrics.items() if k != "epochs"},
+            "epochs": self.metrics["epochs"],
+        }
 
 
 def network_config(space: Space, values: dict[str, Any], network: str, connectivity: str | None = None):
@@ -156,7 +172,9 @@ def train_space(
             usage=val.usage,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-    return RunResult(spec, model, history, val, seconds, metrics, checkpoint)
+    return RunResult(
+        spec, model, history, val, seconds, metrics, checkpoint, space.name, values, datasets.spec, str(device)
+    )
 
 
 def cost_dict(report) -> dict[str, int]:
@@ -233,6 +251,8 @@ def evaluate_checkpoint(
     """Accuracy, loss, per-class report, FLOPs per example and measured latency of a checkpoint."""
     from sklearn.metrics import classification_report
 
+    if batch_size < 1 or latency_batch < 1:
+        raise ConfigError("--batch-size and --latency-batch must be positive integers")
     ckpt = load_checkpoint(path, device)
     datasets = checkpoint_data(ckpt, data)
     spec_data = datasets.spec

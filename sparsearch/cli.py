@@ -1,9 +1,19 @@
-"""Command-line interface: parses, calls the library, prints. Errors end as one line and exit code 2."""
+"""Command-line interface: parses, calls the library, prints.
+
+Every command ends in one line when it fails, with a documented exit code: 2 for input it cannot use
+(``error: ...``), 3 for a bug (``internal error: ...``; ``--debug`` or ``SPARSEARCH_DEBUG=1`` prints
+the traceback), 130 when interrupted (Ctrl-C) and 143 when terminated (SIGTERM); temporaries are
+removed on the way out in every case.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import signal
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -35,8 +45,11 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(False, "--debug", help="On an internal error, print the traceback."),
 ) -> None:
     """Search and compress conditionally-computed neural networks."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 @app.command("routings")
@@ -55,11 +68,26 @@ def spaces(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
     rows = [(name, get_space(name).description) for name in space_names()]
     if json_out:
-        typer.echo(json.dumps([{"name": n, "description": d} for n, d in rows], indent=2))
+        typer.echo(_json([{"name": n, "description": d} for n, d in rows]))
         return
     width = max(len(n) for n, _ in rows)
     for name, description in rows:
         typer.echo(f"{name:<{width}}  {description}")
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(value: object) -> str:
+    """Strict JSON (what every parser reads): a non-finite number is written as null."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, object]:
@@ -93,7 +121,7 @@ def flops(
 
         result["verify"] = verify_config(config)
     if json_out:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(_json(result))
     else:
         print_flops(result)
 
@@ -165,7 +193,7 @@ def train(
             on_epoch=on_epoch,
         )
     if json_out:
-        typer.echo(json.dumps(result.summary(), indent=2))
+        typer.echo(_json(result.summary()))
         return
     from sparsearch.cost import format_flops
 
@@ -198,7 +226,7 @@ def eval_(
         checkpoint, resolve_device(device), data=data, split=split, batch_size=batch_size, latency_batch=latency_batch
     )
     if json_out:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(_json(result))
     else:
         print_eval(result)
 
@@ -250,7 +278,7 @@ def prune(
     say = None if json_out else (lambda line: typer.echo(line, err=True))
     report = prune_checkpoint(checkpoint, out, settings, resolve_device(device), data=data, on_stage=say)
     if json_out:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(_json(report))
     else:
         print_prune(report)
 
@@ -334,7 +362,7 @@ def study(
         heartbeat_s=heartbeat,
     )
     if json_out:
-        typer.echo(json.dumps({**run.summary, "report": str(run.report)}, indent=2))
+        typer.echo(_json({**run.summary, "report": str(run.report)}))
     else:
         print_study(run.summary, str(run.report))
 
@@ -357,7 +385,7 @@ def report(
     data = load_report_data(study_name, storage or default_storage_url(study_name))
     page = write_report(data, out)
     if json_out:
-        typer.echo(json.dumps(data, indent=2, allow_nan=False))
+        typer.echo(_json(data))
     else:
         typer.echo(
             f"report of study {study_name}: {len(data['pareto'])} Pareto trial(s) of {data['trials']['complete']} "
@@ -391,7 +419,7 @@ def validate(
     say = None if json_out else (lambda line: typer.echo(line, err=True))
     result = run_validation(url, study_name, settings, device=device, jobs=jobs, data=data, log=say)
     if json_out:
-        typer.echo(json.dumps(result, indent=2, allow_nan=False))
+        typer.echo(_json(result))
     else:
         print_validation(result)
 
@@ -417,23 +445,67 @@ def worker(
     typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 
 
+EXIT_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 3, 130, 143
+DEBUG_ENV = "SPARSEARCH_DEBUG"
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGINT, raised where the program is, so that every ``finally`` removes its temporaries
+    (and Click, which prints a blank line for a KeyboardInterrupt, stays out of the way)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def _fail(prefix: str, message: str, code: int) -> int:
+    line = " ".join(message.splitlines())  # one line, whatever the message holds
+    typer.echo(f"{prefix}: {line[:2000]}", err=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code."""
+    """Console-script entry point; returns the exit code (see the module docstring)."""
     args = sys.argv[1:] if argv is None else argv
+    handled = (signal.SIGTERM, signal.SIGINT) if _main_thread() else ()
+    previous = {signum: signal.signal(signum, _terminate) for signum in handled}
     try:
         result = app(args=args or ["--help"], prog_name="sparsearch", standalone_mode=False)
     except typer.Exit as stop:
         return stop.exit_code
-    except typer.Abort:
-        typer.echo("error: aborted", err=True)
-        return 130
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("error", "interrupted", EXIT_INTERRUPTED)
+    except Terminated as stop:
+        if stop.signum == signal.SIGINT:
+            return _fail("error", "interrupted; temporary files removed", EXIT_INTERRUPTED)
+        return _fail("error", "terminated (SIGTERM); temporary files removed", EXIT_TERMINATED)
     except TyperException as err:  # usage errors: unknown command or option, bad value
-        typer.echo(f"error: {err.format_message()}", err=True)
-        return 2
+        return _fail("error", err.format_message(), EXIT_INPUT)
     except (SparsearchError, ValueError, OSError) as err:
-        typer.echo(f"error: {err}", err=True)
-        return 2
+        return _fail("error", str(err) or type(err).__name__, EXIT_INPUT)
+    except RecursionError:
+        return _fail("error", "the input is nested too deeply to read", EXIT_INPUT)
+    except MemoryError:
+        return _fail("error", "out of memory: the input asks for more than this machine has", EXIT_INPUT)
+    except Exception as err:  # a bug: say so, and how to see where
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        hint = "" if os.environ.get(DEBUG_ENV) else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+        return _fail("internal error", f"{type(err).__name__}: {err}{hint}", EXIT_BUG)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return result if isinstance(result, int) else 0
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ class WriteError(SparsearchError):
     def of(cls, what: str, path: str | Path, err: BaseException, *, existed: bool) -> WriteError:
         """``out: cannot write the report (File too large); the previous report is kept``."""
         if isinstance(err, OSError) and err.strerror:
-            reason = f"{err.strerror}: {str(err.filename)!r}" if err.filename else err.strerror
+            reason = err.strerror  # not err.filename: that is our temporary, not the user's path
         else:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         kept = f"the previous {what} is kept" if existed else "nothing was written"

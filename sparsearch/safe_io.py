@@ -21,7 +21,15 @@ from pathlib import Path
 
 from sparsearch.errors import ConfigError, SparsearchError, WriteError
 
-__all__ = ["atomic_dir", "atomic_file", "fsync_file", "move_into_place", "refuse_foreign", "write_text"]
+__all__ = [
+    "atomic_dir",
+    "atomic_file",
+    "check_writable",
+    "fsync_file",
+    "move_into_place",
+    "refuse_foreign",
+    "write_text",
+]
 
 
 def fsync_file(path: Path) -> None:
@@ -119,6 +127,21 @@ def atomic_dir(out: str | Path, what: str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_writable(out: str | Path, what: str) -> None:
+    """Refuse, before any work, an output whose directory cannot be made or written: ``out``'s nearest
+    existing ancestor must be a directory this process may write into."""
+    out = Path(out)
+    parent = out.parent if out.parent != out else out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{out}: cannot write the {what} there ({parent} is not a directory)")
+    try:  # a real try (permissions do not stop root; a read-only or virtual file system does), undone at once
+        os.rmdir(tempfile.mkdtemp(prefix=".sparsearch-check-", dir=parent))
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot write the {what} there ({parent}: {err.strerror})") from None
+
+
 def refuse_foreign(
     out: str | Path, is_ours: Callable[[Path], bool], what: str, error: type[SparsearchError] = ConfigError
 ) -> None:
@@ -127,3 +150,4 @@ def refuse_foreign(
     out = Path(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or is_ours(out))):
         raise error(f"{out} exists and is not {what}; refusing to replace it")
+    check_writable(out, what.removeprefix("a sparsearch ").removeprefix("a "))

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX, check_int, check_number, shown
 
 __all__ = ["ARCHS", "CondNetConfig", "ConvSpec", "LayerSpec", "condnet_plan"]
 
@@ -40,9 +41,11 @@ class CondNetConfig:
         if self.arch not in ARCHS:
             raise ConfigError(f"arch={self.arch!r}; allowed: {', '.join(ARCHS)}")
         if not isinstance(self.experts, int) or isinstance(self.experts, bool) or self.experts < 1:
-            raise ConfigError(f"experts={self.experts!r} must be a positive integer")
+            raise ConfigError(f"experts={shown(self.experts)} must be a positive integer")
+        check_int("experts", self.experts)
         if isinstance(self.width, bool) or not isinstance(self.width, int | float) or self.width <= 0:
-            raise ConfigError(f"width={self.width!r} must be a positive number")
+            raise ConfigError(f"width={shown(self.width)} must be a positive number")
+        check_number("width", self.width, 0, MAX["width_multiplier"], low_open=True)
         if self.arch == "resnet50" and self.width != 1.0:
             raise ConfigError(f"width={self.width} is not available for resnet50; allowed: 1.0")
         if self.routing not in routing_names() or self.routing == "noisy_topk":
@@ -50,7 +53,9 @@ class CondNetConfig:
         for key in ("input_size", "num_classes"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key}={value!r} must be a positive integer")
+                raise ConfigError(f"{key}={shown(value)} must be a positive integer")
+        check_int("input_size", self.input_size)
+        check_int("num_classes", self.num_classes, 1, MAX["classes"])
 
 
 class ConvSpec(NamedTuple):

@@ -16,10 +16,19 @@ from typing import NamedTuple
 
 from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX, check_int, shown
 
 __all__ = ["HEADS", "BlockPlan", "NetConfig", "Plan", "StageConfig", "plan", "with_knobs"]
 
 HEADS = ("classifier", "features", "conv")
+# The bound (a key of sparsearch.limits.MAX) of each size field.
+_BOUND = {
+    "out_channels": "channels",
+    "width": "channels",
+    "stem_channels": "channels",
+    "stem_kernel": "kernel",
+    "stem_stride": "stride",
+}
 
 
 def _per_block(value: object, depth: int, key: str, stage: str) -> tuple:
@@ -50,7 +59,8 @@ class StageConfig:
         for key in ("depth", "out_channels", "cardinality", "width", "stride"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key}={value!r} must be a positive integer in {where}")
+                raise ConfigError(f"{key}={shown(value)} must be a positive integer in {where}")
+            check_int(key, value, 1, MAX[_BOUND.get(key, key)])
         c = self.cardinality
         ks = tuple(c if k == 0 else k for k in _per_block(self.k, self.depth, "k", self.name))
         experts = _per_block(self.experts, self.depth, "experts", self.name)
@@ -62,7 +72,8 @@ class StageConfig:
             if k > c:
                 raise ConfigError(f"k={k} exceeds cardinality {c} in {block}")
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ConfigError(f"experts={n!r} must be a positive integer in {block}")
+                raise ConfigError(f"experts={shown(n)} must be a positive integer in {block}")
+            check_int("experts", n)
             if r not in routing_names():
                 raise ConfigError(f"routing={r!r} in {block}; known: {', '.join(routing_names())}")
             if r == "constant" and k < c:
@@ -103,16 +114,21 @@ class NetConfig:
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError("a network needs at least one stage, got an empty stage list")
+        if not isinstance(self.stages, list | tuple) or len(self.stages) > MAX["stages"]:
+            raise ConfigError(f"stages: a list of at most {MAX['stages']} stages, got {shown(self.stages)}")
         for key in ("input_size", "in_channels", "stem_channels", "stem_kernel", "stem_stride"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key}={value!r} must be a positive integer")
+                raise ConfigError(f"{key}={shown(value)} must be a positive integer")
+            check_int(key, value, 1, MAX[_BOUND.get(key, key)])
         if self.head not in HEADS:
-            raise ConfigError(f"head={self.head!r}; allowed: {', '.join(HEADS)}")
-        if self.head == "classifier" and self.num_classes < 1:
-            raise ConfigError(f"num_classes={self.num_classes!r} must be a positive integer")
-        if self.head == "conv" and self.head_channels < 1:
-            raise ConfigError(f"head_channels={self.head_channels!r} must be a positive integer")
+            raise ConfigError(f"head={shown(self.head)}; allowed: {', '.join(HEADS)}")
+        if self.head == "classifier":
+            check_int("num_classes", self.num_classes, 1, MAX["classes"])
+        if self.head == "conv":
+            check_int("head_channels", self.head_channels, 1, MAX["channels"])
+        if self.cond_dim is not None:
+            check_int("cond_dim", self.cond_dim, 1, MAX["channels"])
         if self.expert_routing not in routing_names() or self.expert_routing == "noisy_topk":
             raise ConfigError(f"expert_routing={self.expert_routing!r}; allowed: constant, relu_l1, sigmoid, softmax")
         if self.connectivity not in ("learned", "fixed_random"):

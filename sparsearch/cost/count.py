@@ -19,11 +19,14 @@ from sparsearch.cost.formulas import (
     routing_macs,
     routing_params,
 )
+from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX
 
 __all__ = [
     "CostReport",
     "LayerCost",
     "branch_module_cost",
+    "check_model_size",
     "cost_summary",
     "count",
     "gateconnect_module_cost",
@@ -256,6 +259,17 @@ def count(config: NetConfig | CondNetConfig) -> CostReport:
             LayerCost("head", "conv", macs, macs, conv_params(last, c.head_channels, 1) + bn_params(c.head_channels))
         )
     return CostReport(tuple(layers))
+
+
+def check_model_size(config: NetConfig | CondNetConfig) -> int:
+    """The parameters of ``config``, refused before anything is allocated when they pass ``MAX["params"]``."""
+    params = count(config).params
+    if params > MAX["params"]:
+        raise ConfigError(
+            f"the model would hold {params:,} parameters ({params * 4 / 2**30:.1f} GiB in float32); "
+            f"the cap is {MAX['params']:,}"
+        )
+    return params
 
 
 def cost_summary(config: NetConfig | CondNetConfig, budget_flops: int | None = None) -> dict[str, object]:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sparsearch.config import CondNetConfig, NetConfig
-from sparsearch.cost.count import count
+from sparsearch.cost.count import check_model_size, count
 from sparsearch.cost.modules import condconv_macs, condlinear_macs, gateconnect_cost, topk_cost
 from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
 from sparsearch.models import build_model
@@ -102,6 +102,7 @@ def thop_macs(model: nn.Module, *inputs: Tensor) -> int:
 
 def verify_config(config: NetConfig | CondNetConfig) -> dict[str, int]:
     """Build ``config`` and count one example three ways: analytic, FlopCounterMode and thop (FLOPs)."""
+    check_model_size(config)
     model = build_model(config).eval()
     x = torch.randn(1, getattr(config, "in_channels", 3), config.input_size, config.input_size)
     cond_dim = getattr(config, "cond_dim", None)

@@ -4,10 +4,9 @@ of a space by name or by path."""
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 
 from sparsearch.errors import ConfigError
-from sparsearch.spaces.schema import load_space, parse_space
+from sparsearch.spaces.schema import parse_space, read_space_text
 from sparsearch.spaces.space import Space
 
 __all__ = ["DEFAULT_SPACE", "get_space", "get_space_and_text", "space_names"]
@@ -33,8 +32,8 @@ def get_space(name_or_path: str) -> Space:
 def get_space_and_text(name_or_path: str) -> tuple[Space, str]:
     """:func:`get_space` and the YAML text it was parsed from (a study stores it for its workers)."""
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
-        space = load_space(Path(name_or_path))
-        return space, Path(name_or_path).read_text(encoding="utf-8")
+        text = read_space_text(name_or_path)  # read once, within the size cap
+        return parse_space(text, name_or_path), text
     shipped = _shipped()
     if name_or_path not in shipped:
         raise ConfigError(

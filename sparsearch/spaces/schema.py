@@ -27,9 +27,10 @@ import yaml
 
 from sparsearch.config import CondNetConfig, NetConfig, layout, model_names, routing_names
 from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX, read_capped, shown
 from sparsearch.spaces.space import DATASETS, EXPERT_COUNTS, KNOBS, Knob, Proxy, Space, knob_units
 
-__all__ = ["FIELDS", "KNOB_DOCS", "Field", "load_space", "parse_space"]
+__all__ = ["FIELDS", "KNOB_DOCS", "Field", "load_space", "parse_space", "read_space_text"]
 
 
 @dataclass(frozen=True)
@@ -108,20 +109,84 @@ _PROXY = _keys("proxy")
 _KNOB = _keys("knobs.<knob>")
 
 
-def load_space(path: str | Path) -> Space:
-    """Read and validate a space file."""
+def read_space_text(path: str | Path) -> str:
+    """The text of a space file: a regular file of at most ``MAX["space_file_bytes"]``, in UTF-8."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_capped(path, MAX["space_file_bytes"], "space file")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the space file ({err.strerror})") from None
-    return parse_space(text, str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: cannot read the space file (not UTF-8 text: byte {err.start})") from None
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate a space file."""
+    return parse_space(read_space_text(path), str(path))
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with bounds, checked while composing (before anything is built): nesting depth,
+    aliases, and the size of the document with every alias expanded (a few hundred bytes of aliases of
+    aliases otherwise stand for billions of elements)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = self.aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX["yaml_aliases"]:
+                raise _Bound(f"more than {MAX['yaml_aliases']} aliases")
+        self.depth += 1
+        if self.depth > MAX["yaml_depth"]:
+            raise _Bound(f"nested deeper than {MAX['yaml_depth']} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def expanded(n: yaml.Node) -> int:  # memoised: each node is counted once, aliases by their size
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a cycle counts once
+                if isinstance(n, yaml.SequenceNode):
+                    sizes[id(n)] = 1 + sum(expanded(c) for c in n.value)
+                elif isinstance(n, yaml.MappingNode):
+                    sizes[id(n)] = 1 + sum(expanded(k) + expanded(v) for k, v in n.value)
+                else:
+                    sizes[id(n)] = 1
+                if sizes[id(n)] > MAX_YAML_NODES:
+                    raise _Bound(f"more than {MAX_YAML_NODES:,} values once its aliases are expanded")
+            return sizes[id(n)]
+
+        if node is not None:
+            expanded(node)
+        return node
+
+
+class _Bound(Exception):
+    """A space file beyond a bound of :class:`_BoundedLoader`."""
+
+
+MAX_YAML_NODES = 100_000
 
 
 def parse_space(text: str, source: str = "<space>") -> Space:
     """Validate the YAML text of a space; ``source`` names it in error messages."""
+    if len(text) > MAX["space_file_bytes"]:
+        raise ConfigError(f"{source}: the space is larger than the {MAX['space_file_bytes']:,}-byte cap")
+    loader = _BoundedLoader(text)  # a SafeLoader: plain data only, no tags that construct objects
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
+    except _Bound as err:
+        raise ConfigError(f"{source}: refused: the YAML is {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -130,6 +195,8 @@ def parse_space(text: str, source: str = "<space>") -> Space:
         if context and opened and mark and opened.line != mark.line:  # where the unclosed thing began
             problem += f" ({context} at line {opened.line + 1})"
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    finally:
+        loader.dispose()
     v = _Validator(source)
     data = v.mapping(data, "", _TOP, required={"name", "target", "knobs"})
     name = v.string(data["name"], "name")
@@ -137,7 +204,7 @@ def parse_space(text: str, source: str = "<space>") -> Space:
     target_args = v.mapping(data["target"], "target", None, required={"model"})
     model = target_args["model"]
     if model not in model_names():
-        v.fail("target.model", f"{model!r} is not a model; allowed: {', '.join(model_names())}")
+        v.fail("target.model", f"{shown(model)} is not a model; allowed: {', '.join(model_names())}")
     try:
         target = layout(model, **{k: val for k, val in target_args.items() if k != "model"})
     except ConfigError as err:
@@ -172,7 +239,7 @@ class _Validator:
             self.fail(key or "(top level)", f"expected a mapping, got {type(value).__name__}")
         for k in value:
             if not isinstance(k, str):
-                self.fail(key or "(top level)", f"keys must be strings, got {k!r}")
+                self.fail(key or "(top level)", f"keys must be strings, got {shown(k)}")
         if allowed is not None:
             unknown = set(value) - allowed
             if unknown:
@@ -184,12 +251,12 @@ class _Validator:
 
     def string(self, value: Any, key: str, empty: bool = False) -> str:
         if not isinstance(value, str) or (not empty and not value.strip()):
-            self.fail(key, f"expected a non-empty string, got {value!r}")
+            self.fail(key, f"expected a non-empty string, got {shown(value)}")
         return value
 
     def integer(self, value: Any, key: str, low: int = 1, high: int | None = None) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
-            self.fail(key, f"expected an integer, got {value!r}")
+            self.fail(key, f"expected an integer, got {shown(value)}")
         if value < low or (high is not None and value > high):
             self.fail(key, f"{value} is out of range; allowed: {low}..{high if high is not None else ''}")
         return value
@@ -198,10 +265,10 @@ class _Validator:
         data = self.mapping(value, "proxy", _PROXY)
         dataset = data.get("dataset", "digits")
         if dataset not in DATASETS:
-            self.fail("proxy.dataset", f"{dataset!r} is not a dataset; allowed: {', '.join(DATASETS)}")
+            self.fail("proxy.dataset", f"{shown(dataset)} is not a dataset; allowed: {', '.join(DATASETS)}")
         width = data.get("width", 1.0)
         if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width <= 1:
-            self.fail("proxy.width", f"expected a number in (0, 1], got {width!r}")
+            self.fail("proxy.width", f"expected a number in (0, 1], got {shown(width)}")
         depth = data.get("depth")
         if depth is not None and isinstance(target, CondNetConfig):
             self.fail("proxy.depth", "a CondConv network keeps its depth; scale it with proxy.width")
@@ -210,7 +277,7 @@ class _Validator:
                 self.fail(
                     "proxy.depth",
                     f"expected a list of {len(target.stages)} block counts "
-                    f"(stages {', '.join(s.name for s in target.stages)}), got {depth!r}",
+                    f"(stages {', '.join(s.name for s in target.stages)}), got {shown(depth)}",
                 )
             depth = tuple(
                 self.integer(d, f"proxy.depth[{i}]", 1, s.depth)
@@ -234,14 +301,14 @@ class _Validator:
             self.fail(key, f"{name} is not a knob of this target; knobs: {', '.join(units[0].knobs)}")
         per = data.get("per", "stage")
         if per not in ("stage", "block"):
-            self.fail(f"{key}.per", f"{per!r} is not allowed; allowed: stage, block")
+            self.fail(f"{key}.per", f"{shown(per)} is not allowed; allowed: stage, block")
         names = [u.name for u in units]
         stages = data.get("stages", names)
         if not isinstance(stages, list) or not stages:
-            self.fail(f"{key}.stages", f"expected a non-empty list of stages ({', '.join(names)}), got {stages!r}")
+            self.fail(f"{key}.stages", f"expected a non-empty list of stages ({', '.join(names)}), got {shown(stages)}")
         for s in stages:
             if s not in names:
-                self.fail(f"{key}.stages", f"{s!r} is not a stage of the target; allowed: {', '.join(names)}")
+                self.fail(f"{key}.stages", f"{shown(s)} is not a stage of the target; allowed: {', '.join(names)}")
         if per == "block" and (name == "fan_in" or isinstance(target, CondNetConfig)):
             self.fail(f"{key}.per", f"{name} is set per stage here; allowed: stage")
         values = {}
@@ -261,12 +328,12 @@ class _Validator:
                 self.fail(key, "routing takes choices, not min/max")
             choices = data.get("choices", routing_names())
             if not isinstance(choices, list) or not choices:
-                self.fail(f"{key}.choices", f"expected a non-empty list, got {choices!r}")
+                self.fail(f"{key}.choices", f"expected a non-empty list, got {shown(choices)}")
             for c in choices:
                 if c not in routing_names() or c == "constant":
                     self.fail(
                         f"{key}.choices",
-                        f"{c!r} is not a routing function that ranks paths; "
+                        f"{shown(c)} is not a routing function that ranks paths; "
                         f"allowed: {', '.join(r for r in routing_names() if r != 'constant')}",
                     )
             return tuple(choices)
@@ -275,10 +342,10 @@ class _Validator:
                 self.fail(key, "give either choices or min/max, not both")
             choices = data["choices"]
             if not isinstance(choices, list) or not choices:
-                self.fail(f"{key}.choices", f"expected a non-empty list, got {choices!r}")
+                self.fail(f"{key}.choices", f"expected a non-empty list, got {shown(choices)}")
             for c in choices:
                 if not isinstance(c, int) or isinstance(c, bool) or c < 1:
-                    self.fail(f"{key}.choices", f"{c!r} is not a positive integer")
+                    self.fail(f"{key}.choices", f"{shown(c)} is not a positive integer")
                 if name == "experts" and c not in EXPERT_COUNTS:
                     self.fail(f"{key}.choices", f"experts={c}; allowed: {', '.join(map(str, EXPERT_COUNTS))}")
                 if name in ("k", "fan_in") and c > cardinality:
@@ -296,7 +363,7 @@ class _Validator:
         if value == "cardinality":
             return cardinality
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            self.fail(key, f"expected a positive integer or 'cardinality', got {value!r}")
+            self.fail(key, f"expected a positive integer or 'cardinality', got {shown(value)}")
         if value > cardinality:
             self.fail(key, f"{name}={value} exceeds cardinality {cardinality} in stage {stage}")
         return value

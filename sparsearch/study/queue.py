@@ -51,17 +51,17 @@ def _run_one(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, eval
         values = evaluator(trial)
     except optuna.TrialPruned:
         study.tell(trial, state=TrialState.PRUNED)
-    except KeyboardInterrupt:
+    except Exception as err:  # the trial fails with its reason; the study goes on
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        trial.set_user_attr("error", reason[:500])
+        study.tell(trial, state=TrialState.FAIL)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): fail it, queue its copy, and stop
         trial.set_user_attr("error", "interrupted")
         frozen = study.tell(trial, state=TrialState.FAIL)
         callback = storage.get_heartbeat_stale_trial_callback()  # queue its copy, as for a stale trial
         if callback is not None:
             callback(study, frozen)
         raise
-    except Exception as err:  # the trial fails with its reason; the study goes on
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        trial.set_user_attr("error", reason[:500])
-        study.tell(trial, state=TrialState.FAIL)
     else:
         if not all(math.isfinite(v) for v in values):  # Optuna would fail it too, without saying why
             trial.set_user_attr("error", f"non-finite objective values {list(values)}")

@@ -18,6 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError
+from sparsearch.limits import check_int
+from sparsearch.safe_io import check_writable
 from sparsearch.spaces import Space, parse_space
 from sparsearch.study.objective import Evaluator
 from sparsearch.study.pareto import pareto_front
@@ -25,7 +27,7 @@ from sparsearch.study.progress import Progress, study_points
 from sparsearch.study.queue import child_worker, top_up, work
 from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
-from sparsearch.study.storage import HEARTBEAT_SECONDS, check_run_limits, redact, setup_lock
+from sparsearch.study.storage import HEARTBEAT_SECONDS, check_run_limits, redact, setup_lock, sqlite_file
 from sparsearch.study.summary import summarize, write_summary
 from sparsearch.train.loop import resolve_device
 from sparsearch.train.machine import describe_machine
@@ -60,14 +62,21 @@ def run_study(
     ``space``: the space of ``settings`` when the caller has parsed it already. A resumed study takes
     this run's :data:`~sparsearch.study.session.RUN_OPTIONS`; its other settings must be these.
     """
-    if jobs < 1:
+    if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs={jobs} must be a positive integer")
+    check_int("jobs", jobs)
     check_run_limits(timeout, heartbeat_s)
+    if jobs > 1 and storage_url.startswith("sqlite") and sqlite_file(storage_url) is None:
+        raise ConfigError(
+            f"--jobs {jobs} with the in-memory storage {storage_url}: worker processes cannot share it; "
+            "give a database file (sqlite:///studies/s.db) or PostgreSQL"
+        )
     start = time.perf_counter()
     deadline = None if timeout is None else time.time() + timeout
     target = resolve_device(device)
     artifacts = Path(artifacts or Path("studies") / name)
     log = progress.message if progress is not None else None
+    check_writable(artifacts / "pareto.json", "study summary")  # refused now, not after the search
     space = space or parse_space(settings.space_text, settings.space_source)
     # Refuse a space without k or fan-in (supernet mode) and data that does not load before anything is written.
     evaluator = Evaluator(settings, space, target, artifacts, log)

@@ -16,7 +16,7 @@ from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space, parse_space
 from sparsearch.study.samplers import make_sampler
 from sparsearch.study.settings import StudySettings
-from sparsearch.study.storage import HEARTBEAT_SECONDS, open_storage, redact
+from sparsearch.study.storage import HEARTBEAT_SECONDS, check_study_name, open_storage, redact, require_study
 from sparsearch.study.structure import ELASTIC, candidate_structures, references
 
 __all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "open_study", "study_settings"]
@@ -55,6 +55,9 @@ def open_study(
     A study that exists must have been created with the same settings, but for :data:`RUN_OPTIONS`.
     ``space``: the space of ``settings`` when the caller has parsed it already.
     """
+    check_study_name(name)
+    if settings is None:  # only `study` creates; the others find the study first, changing nothing
+        require_study(storage_url, name)
     storage = open_storage(storage_url, heartbeat_s)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

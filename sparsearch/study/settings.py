@@ -11,6 +11,7 @@ from typing import Any
 
 from sparsearch.cost.budget import budget_text
 from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX, check_int, shown
 from sparsearch.study.samplers import SAMPLERS
 
 __all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name"]
@@ -57,15 +58,18 @@ class StudySettings:
         for key in ("trials", "epochs"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"{key}={value!r} must be a positive integer")
-        for key in ("supernets", "stop_peers", "latency_batch", "finetune_top", "recalibrate_batches"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key}={value!r} must be a positive integer")
-        for key in ("score_examples", "finetune_steps", "sandwich_random"):
+                raise ConfigError(f"{key}={shown(value)} must be a positive integer")
+            if value is not None:
+                check_int(key, value)
+        for key, high in (("supernets", 64), ("stop_peers", 10_000), ("latency_batch", MAX["batch_size"])):
+            check_int(key, getattr(self, key), 1, high)
+        for key, high in (("finetune_top", 1_000), ("recalibrate_batches", 10_000)):
+            check_int(key, getattr(self, key), 1, high)
+        for key, high in (("score_examples", MAX["count"]), ("finetune_steps", MAX["count"]), ("sandwich_random", 64)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{key}={value!r} must be an integer >= 0")
+                raise ConfigError(f"{key}={shown(value)} must be an integer >= 0")
+            check_int(key, value, 0, high)
         if self.lr is not None and (
             isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0
         ):

@@ -26,16 +26,20 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError, SparsearchError
+from sparsearch.limits import MAX
 
 __all__ = [
     "HEARTBEAT_SECONDS",
     "StorageError",
     "check_run_limits",
+    "check_study_name",
+    "check_url",
     "claim_waiting_trial",
     "default_storage_url",
     "heartbeat",
     "open_storage",
     "redact",
+    "require_study",
     "setup_lock",
     "sqlite_file",
 ]
@@ -51,28 +55,88 @@ class StorageError(SparsearchError):
     """The storage cannot be opened or reached."""
 
 
+_SECRET_KEYS = {"password", "sslpassword", "passwd", "pwd", "passfile", "sslkey", "sslcert"}
+_KEY_VALUE = re.compile(r"(?i)\b(password|sslpassword|passwd|pwd)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+)")
+
+
 def redact(url: str) -> str:
-    """``postgresql://user:***@host/db``: the URL with any password masked."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with every password masked: the user-info part (``user:***@host``, even when the
+    password holds a raw ``@`` or ``/``), password-like query parameters (``?password=***``), and
+    ``password=...`` pairs of a libpq key-value string."""
+    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}=***", str(url))
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    query = ""
+    if "?" in rest:
+        rest, _, query = rest.partition("?")
+    if "@" in rest:  # user-info ends at the last '@' before the host (a raw '@' may be in the password)
+        userinfo, _, hostpart = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{hostpart}" if colon else f"{userinfo}@{hostpart}"
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            key, eq, _ = pair.partition("=")
+            pairs.append(f"{key}=***" if eq and key.lower() in _SECRET_KEYS else pair)
+        rest += "?" + "&".join(pairs)
+    return f"{scheme}://{rest}"
+
+
+def _secrets(url: str) -> list[str]:
+    """The password of ``url`` and the pieces a driver may show of it (split at a raw ``@``), longest first."""
+    rest, _, query = url.partition("://")[2].partition("?")
+    userinfo = rest.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    pieces = {password, *password.split("@"), *userinfo.split("@")[1:]} if password else set()
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() in _SECRET_KEYS:
+            pieces.add(value)
+    return sorted((p for p in pieces if len(p) >= 2), key=len, reverse=True)
+
+
+def redact_message(message: str, url: str) -> str:
+    """A driver's message about ``url`` with the URL's password masked wherever it appears, whole or in
+    pieces (a driver that split a raw ``@`` names the password's tail as part of the host)."""
+    text = redact(message)
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def default_storage_url(study_name: str, directory: str | Path = "studies") -> str:
     """``sqlite:///studies/<name>.db`` (the directory is created when the storage is opened)."""
+    check_study_name(study_name)
     return f"sqlite:///{Path(directory) / study_name}.db"
+
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_study_name(name: str) -> str:
+    """A study name is an identifier, never a path: 1-100 of ``A-Z a-z 0-9 . _ -``, starting with a letter
+    or digit, without ``..``. It names the database and the directory under ``studies/``."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or ".." in name:
+        shown = repr(name[:60] + "..." if isinstance(name, str) and len(name) > 60 else name)
+        raise ConfigError(
+            f"study name {shown}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(no '..', no '/': a name, not a path)"
+        )
+    return name
 
 
 def check_run_limits(timeout: float | None, heartbeat_s: int) -> None:
     """Refuse a non-positive ``--timeout`` or ``--heartbeat`` before anything starts."""
-    if timeout is not None and not timeout > 0:
-        raise ConfigError(f"--timeout {timeout}: give a positive number of seconds")
-    if isinstance(heartbeat_s, bool) or not isinstance(heartbeat_s, int) or heartbeat_s < 1:
-        raise ConfigError(f"--heartbeat {heartbeat_s}: give a positive number of seconds")
+    if timeout is not None and not (isinstance(timeout, int | float) and 0 < timeout <= MAX["timeout"]):
+        raise ConfigError(f"--timeout {timeout}: give a positive number of seconds, at most {MAX['timeout']:,}")
+    if isinstance(heartbeat_s, bool) or not isinstance(heartbeat_s, int) or not 1 <= heartbeat_s <= MAX["heartbeat"]:
+        raise ConfigError(f"--heartbeat {heartbeat_s}: give a positive number of seconds, at most {MAX['heartbeat']:,}")
 
 
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
     """An RDB storage with heartbeats and retry of stale trials; errors name the URL without password."""
-    if "://" not in url:
-        raise ConfigError(f"storage {url!r} is not a URL; e.g. sqlite:///studies/s.db or postgresql://user@host/db")
+    check_url(url)
     engine_kwargs: dict = {}
     database = sqlite_file(url)
     if url.startswith("sqlite"):
@@ -98,6 +162,47 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
         with contextlib.closing(storage.engine.raw_connection()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
     return storage
+
+
+def check_url(url: str) -> None:
+    """Refuse what is not a storage URL before anything tries to connect."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(
+            f"storage {redact(url)!r} is not a URL; e.g. sqlite:///studies/s.db or postgresql://user@host/db"
+        )
+
+
+def require_study(url: str, name: str) -> None:
+    """Refuse, before anything is created or changed, a storage that does not hold study ``name``:
+    commands that only read (report, worker, validate) never create tables in another application's
+    database, or switch its journal mode. SQLite is opened read-only for the check."""
+    import sqlalchemy
+
+    check_url(url)
+    database = sqlite_file(url)
+    if database is not None:
+        if not database.is_file():
+            raise ConfigError(f"no study named {name!r} in {redact(url)} ({database} does not exist)")
+        check = f"sqlite:///file:{database.resolve()}?mode=ro&uri=true"
+    elif url.startswith("sqlite"):
+        raise ConfigError(f"no study named {name!r} in {redact(url)} (an in-memory database starts empty)")
+    else:
+        check = url
+    try:
+        engine = sqlalchemy.create_engine(check, poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            if not sqlalchemy.inspect(conn).has_table("studies"):
+                raise ConfigError(f"no study named {name!r} in {redact(url)} (it holds no Optuna study at all)")
+            found = conn.execute(
+                sqlalchemy.text("SELECT 1 FROM studies WHERE study_name = :name"), {"name": name}
+            ).first()
+        engine.dispose()
+    except ConfigError:
+        raise
+    except Exception as err:  # not a database, a refused connection
+        raise _cannot_connect(url, err) from None
+    if found is None:
+        raise ConfigError(f"no study named {name!r} in {redact(url)}")
 
 
 def _serialise_sqlite(engine) -> None:
@@ -139,7 +244,7 @@ def _make_directory(url: str, directory: Path) -> Path:
 
 def _cannot_connect(url: str, err: Exception) -> StorageError:
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return StorageError(f"storage {redact(url)}: cannot connect ({redact(reason)})")
+    return StorageError(f"storage {redact(url)}: cannot connect ({redact_message(reason, url)})")
 
 
 _held = threading.local()  # the URLs whose set-up lock this thread holds (the lock is re-entrant)

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from sparsearch.data import data_task
 from sparsearch.errors import ConfigError
+from sparsearch.limits import check_int
 from sparsearch.study.fidelity import Measured, fidelity
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
@@ -55,10 +56,14 @@ class ValidationSettings:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{key}={value!r} must be a positive integer")
+        check_int("configs", self.configs, 1, 1_000)
+        check_int("seeds", self.seeds, 1, 100)
         if self.configs < 3:
             raise ConfigError(f"configs={self.configs}: a rank correlation needs at least 3 configurations")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
             raise ConfigError(f"epochs={self.epochs!r} must be a positive integer")
+        if self.epochs is not None:
+            check_int("epochs", self.epochs)
         if not 0 < self.tolerance < 1:
             raise ConfigError(f"tolerance={self.tolerance!r} must be between 0 and 1")
 

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from sparsearch import __version__
 from sparsearch.errors import SparsearchError
+from sparsearch.limits import MAX, read_capped
 from sparsearch.models.edits import Edit, EditError, apply_edits
 from sparsearch.safe_io import atomic_dir, refuse_foreign
 from sparsearch.train.model import ModelSpec, build_task_model
@@ -196,7 +197,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: not a sparsearch checkpoint ({name} is missing)")
     try:
-        meta = json.loads((path / CONFIG_FILE).read_text())
+        meta = json.loads(read_capped(path / CONFIG_FILE, MAX["json_file_bytes"], "checkpoint's config.json"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -229,6 +230,40 @@ def _check_state(path: Path, expected: dict[str, Tensor], found: dict[str, Tenso
         raise CheckpointError(f"{path}: config.json does not match the weights: {extra[0]} is not in the model")
 
 
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes a safetensors file declares, read from its header only."""
+    try:
+        with safe_open(weights, framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
+
+
+def _check_shapes(path: Path, expected: dict[str, Tensor], found: dict[str, tuple[int, ...]]) -> None:
+    for key, tensor in expected.items():
+        if key not in found:
+            raise CheckpointError(f"{path}: config.json does not match the weights: {key} is missing from the weights")
+        if found[key] != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: config.json does not match the weights: {key} has shape {found[key]} "
+                f"in the weights but {tuple(tensor.shape)} in the model"
+            )
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise CheckpointError(f"{path}: config.json does not match the weights: {extra[0]} is not in the model")
+
+
+def _check_finite(weights: Path, state: dict[str, Tensor]) -> None:
+    """Refuse weights that hold NaN or infinity: a model that computes nothing but NaN (a diverged
+    training) is named on load instead of reporting accuracies of nothing."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{weights}: the weights hold non-finite values (NaN or infinity), first in {key}; "
+                "the training diverged (retrain, e.g. with a lower --lr)"
+            )
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     """The model of a checkpoint directory, in eval mode, with its config.json."""
     path = Path(path)
@@ -244,11 +279,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     except SparsearchError as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: {err}") from None
     try:
-        state = load_file(weights)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
-    try:
-        model = build_task_model(spec)
+        model = build_task_model(spec)  # refused before allocation when config.json asks for a huge model
     except (SparsearchError, ValueError) as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: cannot build its model ({err})") from None
     if meta.compaction is not None:  # a compacted model: the source model with its structural edits
@@ -256,7 +287,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
             apply_edits(model, meta.compaction.edits)
         except SparsearchError as err:
             raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the compacted model ({err})") from None
+    _check_shapes(path, model.state_dict(), _header_shapes(weights))  # before a byte of the tensors is read
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
     _check_state(path, model.state_dict(), state)
+    _check_finite(weights, state)
     model.load_state_dict(state, strict=True)
     return Checkpoint(model.to(device).eval(), spec, meta, path)
 

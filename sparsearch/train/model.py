@@ -13,7 +13,9 @@ from typing import Any
 from torch import nn
 
 from sparsearch.config import CondNetConfig, NetConfig, config_from_dict, config_to_dict
+from sparsearch.cost import count
 from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX, check_int, shown
 from sparsearch.models import SparseResNeXt, VQAModel, build_model
 
 __all__ = ["ModelSpec", "build_task_model"]
@@ -71,16 +73,45 @@ class ModelSpec:
             raise ConfigError(f"model: task={data['task']!r}; allowed: classification, vqa")
         if data["task"] == "vqa" and (not isinstance(data["vqa"], dict) or not isinstance(data["vocab"], list)):
             raise ConfigError("model: a VQA model needs 'vocab' (a list) and 'vqa' (head sizes)")
-        return cls(
-            data["task"],
-            config_from_dict(data["config"]),
-            tuple(data["classes"]),
-            None if data["vocab"] is None else tuple(data["vocab"]),
-            data["vqa"],
-        )
+        classes = _names(data["classes"], "classes")
+        vocab = None if data["vocab"] is None else _names(data["vocab"], "vocab")
+        vqa = data["vqa"]
+        if data["task"] == "vqa":
+            for key in ("hidden", "embed_dim"):
+                check_int(f"model vqa.{key}", vqa.get(key), 1, MAX["channels"])
+            dropout = vqa.get("dropout")
+            if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+                raise ConfigError(f"model vqa.dropout={shown(dropout)} must be a number in [0, 1)")
+        return cls(data["task"], config_from_dict(data["config"]), classes, vocab, vqa)
+
+
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    """A list of names (classes, vocabulary) from config.json, bounded in length."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"model: {key} must be a list of names, got {shown(value)}")
+    if not 1 <= len(value) <= MAX["classes"]:
+        raise ConfigError(f"model: {key} must hold 1..{MAX['classes']:,} names, got {len(value):,}")
+    return tuple(value)
+
+
+def model_params(spec: ModelSpec) -> int:
+    """Parameters of the model ``spec`` builds, counted before building (an upper estimate for VQA heads)."""
+    params = count(spec.config).params
+    if spec.task == "vqa" and spec.vqa:
+        h, e, v, a = spec.vqa["hidden"], spec.vqa["embed_dim"], len(spec.vocab or ()), len(spec.classes)
+        c = spec.config.stages[-1].out_channels if isinstance(spec.config, NetConfig) else 0
+        params += v * e + 3 * h * (e + h + 2) + 4 * h * (h + c + 2) + 2 * h * (a + 1)
+    return params
 
 
 def build_task_model(spec: ModelSpec) -> nn.Module:
+    """The model of ``spec``; refused before any allocation when it would pass ``MAX["params"]``."""
+    params = model_params(spec)
+    if params > MAX["params"]:
+        raise ConfigError(
+            f"the model would hold about {params:,} parameters ({params * 4 / 2**30:.1f} GiB in float32); "
+            f"the cap is {MAX['params']:,}"
+        )
     if spec.task == "classification":
         return build_model(spec.config)
     vqa = spec.vqa or {}

@@ -23,8 +23,15 @@ from sparsearch.cost.walk import network_cost  # compacted models no longer matc
 from sparsearch.data import Datasets, is_plugin, load_data
 from sparsearch.errors import ConfigError
 from sparsearch.models import NetConfig
+from sparsearch.safe_io import refuse_foreign
 from sparsearch.spaces import Space
-from sparsearch.train.checkpoint import CheckpointError, load_checkpoint, load_weights_file, save_checkpoint
+from sparsearch.train.checkpoint import (
+    CheckpointError,
+    is_checkpoint,
+    load_checkpoint,
+    load_weights_file,
+    save_checkpoint,
+)
 from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fit, forward_batch
 from sparsearch.train.model import ModelSpec, build_task_model
 from sparsearch.train.settings import TrainSettings
@@ -138,6 +145,8 @@ def train_space(
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> RunResult:
     """Train the ``network`` of ``space`` at ``values`` on ``data`` (default: the space's proxy data)."""
+    if out is not None:  # refused now, not after the training
+        refuse_foreign(out, is_checkpoint, "a sparsearch checkpoint", CheckpointError)
     spec, datasets, model = build_run(space, values, settings, data=data, network=network, connectivity=connectivity)
     config = spec.config
     initialised = _init_weights(model, init) if init is not None else None

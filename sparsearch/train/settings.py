@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX, check_int, shown
 
 __all__ = ["OPTIMIZERS", "GatePhase", "TrainSettings", "default_settings"]
 
@@ -67,9 +68,14 @@ class TrainSettings:
         for key in ("epochs", "batch_size", "eval_batch_size", "vqa_hidden", "vqa_embed_dim"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key}={value!r} must be a positive integer")
+                raise ConfigError(f"{key}={shown(value)} must be a positive integer")
+        check_int("epochs", self.epochs)
+        for key in ("batch_size", "eval_batch_size", "vqa_hidden", "vqa_embed_dim"):
+            check_int(key, getattr(self, key), 1, MAX["batch_size"])
         if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
-            raise ConfigError(f"steps_per_epoch={self.steps_per_epoch!r} must be a positive integer")
+            raise ConfigError(f"steps_per_epoch={shown(self.steps_per_epoch)} must be a positive integer")
+        if self.steps_per_epoch is not None:
+            check_int("steps_per_epoch", self.steps_per_epoch, 1, MAX["count"])
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:

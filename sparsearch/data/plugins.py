@@ -18,6 +18,7 @@ from torch import Tensor
 from sparsearch.data.base import Datasets, Split
 from sparsearch.data.images import resize_uint8
 from sparsearch.errors import ConfigError
+from sparsearch.limits import MAX
 
 __all__ = ["load_plugin"]
 
@@ -49,8 +50,12 @@ def _split(value: Any, where: str, input_size: int) -> Split:
             f"{where}: expected images (N, C, H, W) and labels (N,), "
             f"got {tuple(images.shape)} and {tuple(labels.shape)}"
         )
-    if labels.is_floating_point() or int(labels.min()) < 0:
+    if labels.is_floating_point() or labels.dtype == torch.bool or int(labels.min()) < 0:
         raise ConfigError(f"{where}: labels must be integer class ids from 0")
+    if int(labels.max()) >= MAX["classes"]:  # the class table is built from the largest label
+        raise ConfigError(
+            f"{where}: label {int(labels.max()):,} is beyond the {MAX['classes']:,} classes a data set may have"
+        )
     return Split(resize_uint8(_to_uint8(images, where), input_size), labels.long())
 
 
@@ -65,7 +70,14 @@ def load_plugin(spec: str, input_size: int, seed: int) -> Datasets:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ConfigError(f"data plug-in {spec!r}: {module_name!r} has no function {attr!r}")
-    result = factory(input_size=input_size, seed=seed)
+    try:
+        result = factory(input_size=input_size, seed=seed)
+    except Exception as err:  # the user's code failed, or does not take the contract's arguments
+        first = str(err).splitlines()[0][: MAX["message_chars"]] if str(err) else ""
+        raise ConfigError(
+            f"data plug-in {spec!r} failed: {type(err).__name__}: {first} (the contract: "
+            "make_datasets(input_size, seed) -> (train, val) or (train, val, test))"
+        ) from None
     if not isinstance(result, tuple | list) or len(result) not in (2, 3):
         raise ConfigError(f"data plug-in {spec!r}: must return (train, val) or (train, val, test)")
     splits = [

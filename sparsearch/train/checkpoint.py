@@ -311,9 +311,11 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{path}: no such file")
     if path.suffix == ".safetensors":
         try:
-            return load_file(path)
+            state = load_file(path)
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+        _check_finite(path, state)
+        return state
     if path.suffix not in (".pt", ".pth"):
         raise CheckpointError(f"{path}: expected a checkpoint directory, .safetensors, .pt or .pth")
     try:
@@ -328,4 +330,5 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in loaded.items()):
         raise CheckpointError(f"{path}: expected a state dict (names to tensors)")
+    _check_finite(path, loaded)
     return loaded

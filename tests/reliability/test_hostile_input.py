@@ -1,0 +1,347 @@
+"""The hostile-input catalogue (second round): whatever happens, one line and a documented exit code;
+bounds before work; names that cannot escape; passwords never shown; read-only commands that change
+nothing; outputs refused before the work; signals that leave nothing behind; strict JSON.
+
+Every refusal runs the real command line in its own process, in a fresh working directory, and is
+measured: it ends in one ``error:`` line with exit code 2 within 30 s and 1 GB of memory (maximum
+resident size), and the directory holds the same files afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sparsearch.cli import main
+from sparsearch.spaces import get_space
+from sparsearch.train import ModelSpec, build_task_model, save_checkpoint
+from tests.reliability.test_bad_input import snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+# Runs the command line and writes its peak memory (kB) where the test reads it, outside the directory.
+RUN = """
+import resource, sys
+from sparsearch.cli import main
+code = main(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+sys.exit(code)
+"""
+SPACE = """\
+name: tiny
+target: {model: clevr_cnn, input_size: 32}
+knobs:
+  k: {per: stage, min: 1, max: cardinality}
+  routing: {choices: [softmax]}
+"""
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "\n".join(  # 10^9 elements in 600 bytes
+    [f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]" for i in range(1, 9)]
+)
+TRAIN = ["train", "--space", "gateconnect_cifar", "--epochs", "1", "--steps-per-epoch", "1"]
+
+
+def _cli(args: list[str], cwd: Path, tmp: Path, timeout: float = 60) -> tuple[int, str, str, float, int]:
+    """(exit code, stdout, stderr, seconds, peak kB) of the command line in its own process."""
+    rss = tmp / f"rss-{time.monotonic_ns()}"
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, str(rss), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    seconds = time.perf_counter() - start
+    return done.returncode, done.stdout, done.stderr, seconds, int(rss.read_text()) if rss.exists() else 0
+
+
+def _write(name: str, text: str) -> Callable[[Path], None]:
+    return lambda d: (d / name).write_text(text)
+
+
+def _plugin(body: str) -> Callable[[Path], None]:
+    return _write("hostile_plugin.py", "import torch\n\n" + body)
+
+
+def _ckpt(edit: Callable[[dict], None] | None = None, weights: Callable[[dict], None] | None = None):
+    def setup(d: Path) -> None:
+        config = get_space("gateconnect_cifar").proxy_config({"stage2.fan_in": 2})
+        spec = ModelSpec.for_data(config, "classification", tuple("0123456789"), 3)
+        out = save_checkpoint(d / "ckpt", build_task_model(spec), spec, data={"spec": "digits"}, training={"seed": 0})
+        if weights is not None:
+            state = load_file(out / "model.safetensors")
+            weights(state)
+            save_file(state, out / "model.safetensors", metadata={"format": "sparsearch-checkpoint"})
+            import hashlib
+
+            meta = json.loads((out / "config.json").read_text())
+            meta["weights"]["sha256"] = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+            (out / "config.json").write_text(json.dumps(meta))
+        if edit is not None:
+            meta = json.loads((out / "config.json").read_text())
+            edit(meta)
+            (out / "config.json").write_text(json.dumps(meta))
+
+    return setup
+
+
+def _nan(state: dict) -> None:
+    for key, value in state.items():
+        if value.is_floating_point():
+            state[key] = torch.full_like(value, float("nan"))
+
+
+def _shared_cifar(d: Path) -> None:
+    """A few kB of pickle that stand for gigabytes: one row shared by 200,000 images."""
+    (d / "c").mkdir()
+    row = list(range(256)) * 12
+    bomb = {b"data": [row] * 200_000, b"labels": [0] * 200_000}
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        (d / "c" / name).write_bytes(pickle.dumps(bomb, protocol=2))
+    (d / "c" / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"]}, protocol=2))
+
+
+def _other_sqlite(d: Path) -> None:
+    con = sqlite3.connect(d / "app.db")
+    con.execute("CREATE TABLE notes (text TEXT)")
+    con.execute("INSERT INTO notes VALUES ('mine')")
+    con.commit()
+    con.close()
+
+
+# (id, setup(workdir) or None, arguments, what the line says)
+CASES: list[tuple[str, Callable | None, list[str], str]] = [
+    # 1. errors of any kind are one line with a documented code
+    (
+        "plug-in raises",
+        _plugin("def make(input_size, seed):\n    raise RuntimeError('boom')\n"),
+        [*TRAIN, "--data", "hostile_plugin:make", "--out", "run"],
+        "failed: RuntimeError: boom",
+    ),
+    (
+        "plug-in takes no arguments",
+        _plugin("def make():\n    return None\n"),
+        [*TRAIN, "--data", "hostile_plugin:make", "--out", "run"],
+        "failed: TypeError",
+    ),
+    (
+        "config.json classes an integer",
+        _ckpt(lambda m: m["model"].update(classes=10)),
+        ["eval", "ckpt"],
+        "classes must be a list of names",
+    ),
+    # 2. bounds before work
+    (
+        "yaml alias bomb",
+        _write("space.yaml", BOMB + "\n"),
+        ["flops", "space.yaml"],
+        "more than 100,000 values once its aliases are expanded",
+    ),
+    (
+        "yaml nested 10,000 deep",
+        _write("space.yaml", "a: " + "[" * 10_000 + "]" * 10_000 + "\n"),
+        ["flops", "space.yaml"],
+        "nested deeper than 64 levels",
+    ),
+    (
+        "cardinality 1e9",
+        _write(
+            "space.yaml",
+            "name: c\ntarget: {model: gateconnect_cifar, cardinality: 1000000000}\nknobs:\n  fan_in: {choices: [1]}\n",
+        ),
+        ["flops", "space.yaml"],
+        "cardinality=1000000000 must be an integer in 1..1,024",
+    ),
+    (
+        "input_size 100000",
+        _write("space.yaml", SPACE.replace("input_size: 32", "input_size: 100000")),
+        ["flops", "space.yaml"],
+        "input_size=100000 must be an integer in 1..8,192",
+    ),
+    ("space /dev/zero", None, ["flops", "/dev/zero"], "/dev/zero: cannot read the space file (not a regular file)"),
+    (
+        "space over the size cap",
+        _write("space.yaml", "# " + "x" * (1 << 20) + "\n"),
+        ["flops", "space.yaml"],
+        "larger than the 1,048,576-byte cap",
+    ),
+    (
+        "config.json out_channels 1e6",
+        _ckpt(lambda m: m["model"]["config"]["stages"][0].update(out_channels=1_000_000)),
+        ["eval", "ckpt"],
+        "out_channels=1000000 must be an integer in 1..65,536",
+    ),
+    (
+        "config.json a huge model",
+        _ckpt(lambda m: [s.update(out_channels=65_536, width=8_192) for s in m["model"]["config"]["stages"]]),
+        ["eval", "ckpt"],
+        "the cap is 2,000,000,000",
+    ),
+    (
+        "plug-in label 2^40",
+        _plugin(
+            "def make(input_size, seed):\n    x = torch.zeros(4, 3, 8, 8)\n"
+            "    y = torch.tensor([0, 1, 2, 2**40])\n    return (x, y), (x, y)\n"
+        ),
+        [*TRAIN, "--data", "hostile_plugin:make", "--out", "run"],
+        "label 1,099,511,627,776 is beyond",
+    ),
+    (
+        "cifar shared references",
+        _shared_cifar,
+        [*TRAIN, "--data", "cifar10:c", "--out", "run"],
+        "'data' must be a uint8 array, got list",
+    ),
+    # 3. names and URLs
+    ("study name ../../x", None, ["study", "--budget", "50GFLOPs", "--study-name", "../../x"], "a name, not a path"),
+    ("study name absolute", None, ["study", "--budget", "50GFLOPs", "--study-name", "/tmp/x"], "a name, not a path"),
+    (
+        "study name 5,000 characters",
+        None,
+        ["study", "--budget", "50GFLOPs", "--study-name", "n" * 5000],
+        "use 1-100 letters",
+    ),
+    (
+        "password in the query",
+        None,
+        ["study", "--budget", "50GFLOPs", "--storage", "postgresql://u@127.0.0.1:9/x?password=s3cretQ"],
+        "?password=***: cannot connect",
+    ),
+    (
+        "raw @ in the password",
+        None,
+        ["study", "--budget", "50GFLOPs", "--storage", "postgresql://u:s3c@ret9@127.0.0.1:9/x"],
+        "u:***@127.0.0.1:9",
+    ),
+    # 4. read-only commands change nothing
+    (
+        "report on another application's database",
+        _other_sqlite,
+        ["report", "x", "--storage", "sqlite:///app.db"],
+        "no study named 'x' in sqlite:///app.db (it holds no Optuna study at all)",
+    ),
+    (
+        "worker on an empty file",
+        _write("empty.db", ""),
+        ["worker", "--storage", "sqlite:///empty.db", "--study-name", "x"],
+        "no study named 'x' in sqlite:///empty.db",
+    ),
+    # 5. outputs refused before the work
+    ("train --out /", None, [*TRAIN, "--out", "/"], "/ exists and is not a sparsearch checkpoint"),
+    ("train --out a file", _write("afile", "mine"), [*TRAIN, "--out", "afile"], "afile exists and is not"),
+    (
+        "train --out an unwritable place",
+        None,
+        [*TRAIN, "--out", "/proc/sparsearch/run"],
+        "/proc/sparsearch/run: cannot write the checkpoint there",
+    ),
+    # 7. numbers that are not numbers
+    ("all-NaN weights, eval", _ckpt(weights=_nan), ["eval", "ckpt"], "the weights hold non-finite values"),
+    (
+        "all-NaN weights, prune",
+        _ckpt(weights=_nan),
+        ["prune", "ckpt", "--out", "small"],
+        "the weights hold non-finite values",
+    ),
+    # 8. limits on counts and times
+    ("trials 1e9", None, ["study", "--budget", "50GFLOPs", "--trials", "1000000000"], "1..10,000"),
+    ("heartbeat 1e11", None, ["study", "--budget", "50GFLOPs", "--heartbeat", "100000000000"], "at most 3,600"),
+    (
+        "in-memory storage with --jobs 2",
+        None,
+        ["study", "--budget", "50GFLOPs", "--jobs", "2", "--storage", "sqlite:///:memory:"],
+        "cannot share it",
+    ),
+]
+SECRETS = ("s3cretQ", "s3c", "ret9")
+
+
+@pytest.mark.parametrize(("setup", "args", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_hostile_input_is_one_line_exit_2_bounded_and_nothing_written(setup, args, message, tmp_path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    if setup is not None:
+        setup(work)
+    before = snapshot(work)
+    code, out, err, seconds, kb = _cli(args, work, tmp_path)
+    assert code == 2, (code, out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err and out == "", err
+    assert message in err, err
+    assert not any(secret in err for secret in SECRETS), err
+    assert snapshot(work) == before, "something was written"
+    assert seconds < 30 and kb < 1 << 20, (seconds, kb)
+
+
+def test_a_bug_is_exit_3_with_internal_error_and_the_way_to_its_traceback(tmp_path, monkeypatch, capsys) -> None:
+    import sparsearch.spaces
+
+    def broken(name):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(sparsearch.spaces, "get_space", broken)
+    assert main(["flops", "default"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("internal error: KeyError: 'a bug'") and err.count("\n") == 1
+    assert "--debug" in err and "SPARSEARCH_DEBUG=1" in err
+    monkeypatch.delenv("SPARSEARCH_DEBUG", raising=False)
+    assert main(["--debug", "flops", "default"]) == 3
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def _slow_save_then(signum: int, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """`sparsearch train` over an existing checkpoint, its weights write slowed down, and ``signum`` sent
+    while the new checkpoint is half written (its temporary directory exists)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    assert main([*TRAIN, "--out", str(work / "run")]) == 0
+    before = snapshot(work)
+    code = (
+        "import sys, time\nimport sparsearch.train.checkpoint as c\nreal = c.save_file\n"
+        "def slow(*a, **k):\n    real(*a, **k)\n    time.sleep(60)\nc.save_file = slow\n"
+        "from sparsearch.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *TRAIN, "--out", "run"],
+        cwd=work,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list(work.glob(".run.tmp-*/model.safetensors")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(work.glob(".run.tmp-*")), "the write never started"
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert snapshot(work) == before  # the previous checkpoint, byte for byte, and no temporary
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err), work
+
+
+def test_sigterm_during_a_checkpoint_write_keeps_the_previous_one_and_leaves_no_temporary(tmp_path) -> None:
+    done, _ = _slow_save_then(signal.SIGTERM, tmp_path)
+    assert done.returncode == 143 and done.stderr == "error: terminated (SIGTERM); temporary files removed\n"
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_one_line_and_leaves_no_temporary(tmp_path) -> None:
+    done, _ = _slow_save_then(signal.SIGINT, tmp_path)
+    assert done.returncode == 130 and done.stderr == "error: interrupted; temporary files removed\n"
+
+
+def test_json_output_is_strict_even_for_non_finite_numbers(tmp_path, monkeypatch, capsys) -> None:
+    import sparsearch.cost
+
+    real = sparsearch.cost.cost_summary
+    monkeypatch.setattr(sparsearch.cost, "cost_summary", lambda *a: {**real(*a), "odd": float("nan")})
+    assert main(["flops", "default", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))["odd"] is None

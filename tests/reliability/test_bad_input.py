@@ -258,11 +258,17 @@ COMMANDS = {
 }
 
 
-def _page_table(columns: int) -> dict[str, list[str]]:
-    """Rows of the guarantees page's tables with ``columns`` cells: the case, and the fragments of the
-    message it documents (the text between ``...``)."""
+def page_section(title: str) -> list[str]:
+    """The lines of the guarantees page's section ``## title``."""
+    text = PAGE.read_text().split(f"\n## {title}\n", 1)[1]
+    return text.split("\n## ", 1)[0].splitlines()
+
+
+def _page_table(columns: int, section: str = "Bad input") -> dict[str, list[str]]:
+    """Rows of the tables of a section of the guarantees page with ``columns`` cells: the case, and the
+    fragments of the message it documents (the text between ``...``)."""
     rows = {}
-    for line in PAGE.read_text().splitlines():
+    for line in page_section(section):
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
         if line.startswith("| ") and len(cells) == columns and cells[0] not in ("Case", "Damage"):
             said = cells[-1].replace("\\*", "*")

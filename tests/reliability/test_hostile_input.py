@@ -27,17 +27,18 @@ from safetensors.torch import load_file, save_file
 from sparsearch.cli import main
 from sparsearch.spaces import get_space
 from sparsearch.train import ModelSpec, build_task_model, save_checkpoint
-from tests.reliability.test_bad_input import snapshot
+from tests.reliability.test_bad_input import _page_table, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 # Runs the command line and writes its peak memory (kB) where the test reads it, outside the directory.
+# (VmHWM, not ru_maxrss: on Linux the latter keeps the forking parent's peak across exec.)
 RUN = """
-import resource, sys
+import re, sys
 from sparsearch.cli import main
 code = main(sys.argv[2:])
-with open(sys.argv[1], "w") as f:
-    f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+with open("/proc/self/status") as status, open(sys.argv[1], "w") as f:
+    f.write(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1))
 sys.exit(code)
 """
 SPACE = """\
@@ -345,3 +346,12 @@ def test_json_output_is_strict_even_for_non_finite_numbers(tmp_path, monkeypatch
     assert main(["flops", "default", "--json"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))["odd"] is None
+
+
+def test_the_page_lists_exactly_the_cases() -> None:
+    documented = _page_table(3, "Hostile input: one line whatever happens, bounds before work")
+    cases = {c[0] for c in CASES}
+    listed = [k for k in documented if not k.isdigit() and k != "code"]  # the exit-code table aside
+    assert sorted(listed) == sorted(cases)
+    for case, _, _, message in CASES:
+        assert documented[case] == [message], case

@@ -1,5 +1,7 @@
 """Registered layouts: seed layouts of the sparse ResNeXt family and seed 001's CondConv networks.
 
+- ``resnext``: the ImageNet ResNeXt family (depth, cardinality, width as arguments), with
+  ``resnext50_32x4d``, ``resnext101_32x8d`` and ``resnext101_64x4d`` as torchvision names them;
 - ``resnext101_32x4d``: the VQA backbone (seed 000, Table 3), any input size;
 - ``clevr_cnn``: the CLEVR modular CNN (seed 000, Table 4), 128×128 in the paper;
 - ``gateconnect_cifar``: GateConnect's CIFAR networks {D, w, C} (seed 003, Table 5);
@@ -28,8 +30,45 @@ __all__ = [
     "layout_doc",
     "model_names",
     "register_layout",
+    "resnext",
+    "resnext50_32x4d",
     "resnext101_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
 ]
+
+
+_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # blocks per stage
+
+
+def resnext(
+    depth: int | list[int] | tuple[int, ...] = 50,
+    cardinality: int = 32,
+    width: int = 4,
+    input_size: int = 224,
+    head: str = "classifier",
+    num_classes: int = 1000,
+    cond_dim: int | None = None,
+) -> NetConfig:
+    """The ImageNet ResNeXt family (Xie et al. 2017; torchvision's ``resnext*``): a 7×7 stem and max pool,
+    four stages of bottleneck blocks with C paths of width d, 2d, 4d, 8d and outputs 256, 512, 1024,
+    2048, stride 2 from conv3. ``depth``: 50, 101, 152 or the blocks of each of the four stages;
+    ``width``: d, the path width of conv2 (``resnext50_32x4d`` is C = 32, d = 4)."""
+    if isinstance(depth, list | tuple):
+        blocks = tuple(depth)
+    elif depth in _DEPTHS:
+        blocks = _DEPTHS[depth]
+    else:
+        raise ConfigError(f"depth={depth!r}: one of {', '.join(map(str, _DEPTHS))} or four block counts")
+    if len(blocks) != 4:
+        raise ConfigError(f"depth={list(blocks)!r}: the ResNeXt family has four stages")
+    stages = tuple(
+        StageConfig(name, n, out, cardinality, width * 2**i, 1 if i == 0 else 2)
+        for i, (name, n, out) in enumerate(
+            zip(("conv2", "conv3", "conv4", "conv5"), blocks, (256, 512, 1024, 2048), strict=True)
+        )
+    )
+    return NetConfig(stages, input_size=input_size, head=head, num_classes=num_classes, cond_dim=cond_dim)
 
 
 def resnext101_32x4d(
@@ -41,16 +80,27 @@ def resnext101_32x4d(
 ) -> NetConfig:
     """ResNeXt-101 (32×4d): stages of 3, 4, 23, 3 blocks, path widths 4, 8, 16, 32, stride 2 from conv3.
 
-    ``head="features"`` returns the conv5 grid (the VQA backbone: 14×14 at 448×448).
+    ``head="features"`` returns the conv5 grid (the VQA backbone: 14×14 at 448×448). Another
+    ``cardinality`` keeps C·d = 128 in conv2.
     """
-    d = 128 // cardinality  # keep C·d = 128 in conv2 (4 for C = 32)
-    stages = tuple(
-        StageConfig(name, depth, out, cardinality, d * 2**i, 1 if i == 0 else 2)
-        for i, (name, depth, out) in enumerate(
-            (("conv2", 3, 256), ("conv3", 4, 512), ("conv4", 23, 1024), ("conv5", 3, 2048))
-        )
-    )
-    return NetConfig(stages, input_size=input_size, head=head, num_classes=num_classes, cond_dim=cond_dim)
+    if not isinstance(cardinality, int) or isinstance(cardinality, bool) or not 1 <= cardinality <= 128:
+        raise ConfigError(f"cardinality={cardinality!r} must be an integer in 1..128 (C·d = 128 in conv2)")
+    return resnext(101, cardinality, 128 // cardinality, input_size, head, num_classes, cond_dim)
+
+
+def _fixed(depth: int, cardinality: int, width: int, doc: str) -> Callable[..., NetConfig]:
+    def factory(
+        input_size: int = 224, head: str = "classifier", num_classes: int = 1000, cond_dim: int | None = None
+    ) -> NetConfig:
+        return resnext(depth, cardinality, width, input_size, head, num_classes, cond_dim)
+
+    factory.__doc__ = doc
+    return factory
+
+
+resnext50_32x4d = _fixed(50, 32, 4, "ResNeXt-50 (32×4d): torchvision's resnext50_32x4d (25.03 M params, 4.23 GMACs).")
+resnext101_32x8d = _fixed(101, 32, 8, "ResNeXt-101 (32×8d): torchvision's resnext101_32x8d (88.79 M, 16.41 GMACs).")
+resnext101_64x4d = _fixed(101, 64, 4, "ResNeXt-101 (64×4d): torchvision's resnext101_64x4d (83.46 M, 15.46 GMACs).")
 
 
 def clevr_cnn(input_size: int = 128, cardinality: int = 12, cond_dim: int | None = None) -> NetConfig:
@@ -187,7 +237,11 @@ def _condnet(arch: str) -> Callable[..., CondNetConfig]:
     return factory
 
 
+register_layout("resnext", resnext)
+register_layout("resnext50_32x4d", resnext50_32x4d)
 register_layout("resnext101_32x4d", resnext101_32x4d)
+register_layout("resnext101_32x8d", resnext101_32x8d)
+register_layout("resnext101_64x4d", resnext101_64x4d)
 register_layout("clevr_cnn", clevr_cnn)
 register_layout("gateconnect_cifar", gateconnect_cifar)
 register_layout("gateconnect_mini_imagenet", gateconnect_mini_imagenet)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from sparsearch.cost import count, parse_budget
 from sparsearch.models import layout
 
@@ -14,6 +16,33 @@ def test_resnext101_32x4d_matches_its_published_counts() -> None:
 def test_resnext29_8x64d_matches_seed_003() -> None:
     params = count(layout("gateconnect_cifar", depth=29, width=64, num_classes=100)).params
     assert abs(params - 34.4e6) / 34.4e6 < 0.02  # Table 1: 34.4M; here 34,518,948 (+0.35%)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "gmacs"),
+    [  # torchvision's table at 224×224 (acc@1 page): parameters exactly, GMACs to its two decimals
+        ("resnext50_32x4d", 25_028_904, 4.23),
+        ("resnext101_32x8d", 88_791_336, 16.41),
+        ("resnext101_64x4d", 83_455_272, 15.46),
+    ],
+)
+def test_the_resnext_family_matches_torchvisions_published_counts(name: str, params: int, gmacs: float) -> None:
+    report = count(layout(name))
+    assert report.params == params
+    assert round(report.executed_macs / 1e9, 2) == gmacs
+
+
+def test_a_resnext_space_written_by_hand_gives_the_published_counts(tmp_path) -> None:
+    from sparsearch.spaces import load_space
+
+    (tmp_path / "r50.yaml").write_text(
+        "name: r50\ntarget: {model: resnext, depth: 50, cardinality: 32, width: 4}\n"
+        "proxy: {dataset: digits, input_size: 16, width: 0.25, depth: [1, 1, 1, 1]}\n"
+        "knobs:\n  k: {per: stage, min: 1, max: cardinality}\n  routing: {choices: [softmax]}\n"
+    )
+    space = load_space(tmp_path / "r50.yaml")
+    full = space.target_config({})
+    assert count(full).params == 25_028_904 and round(count(full).executed_macs / 1e9, 2) == 4.23
 
 
 def test_default_target_is_about_64_gflops_dense_and_k16_fits_50() -> None:

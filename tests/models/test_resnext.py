@@ -31,6 +31,10 @@ SMALL = {  # every registered layout, small enough to run in a test, with condit
     ),
     "gateconnect_cifar": dict(depth=20, width=4, fan_in=2, input_size=16, num_classes=10),
     "gateconnect_mini_imagenet": dict(depth=20, width=4, fan_in=1, input_size=24, num_classes=10),
+    "resnext": dict(depth=[1, 1, 2, 1], cardinality=4, width=2, input_size=32, k={"conv3": 2}, routing="softmax"),
+    "resnext50_32x4d": dict(input_size=32, k={"conv5": 8}, routing="relu_l1", num_classes=10),
+    "resnext101_32x8d": dict(input_size=32, num_classes=10),
+    "resnext101_64x4d": dict(input_size=32, k={"conv2": 16}, routing="softmax", num_classes=10),
     "resnext101_32x4d": dict(
         input_size=32,
         cardinality=4,

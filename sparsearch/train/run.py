@@ -23,6 +23,7 @@ from sparsearch.cost.walk import network_cost  # compacted models no longer matc
 from sparsearch.data import Datasets, is_plugin, load_data
 from sparsearch.errors import ConfigError
 from sparsearch.models import NetConfig
+from sparsearch.models.convert import from_torchvision, is_torchvision
 from sparsearch.safe_io import refuse_foreign
 from sparsearch.spaces import Space
 from sparsearch.train.checkpoint import (
@@ -120,9 +121,15 @@ def build_run(
 
 
 def _init_weights(model: nn.Module, path: str) -> dict[str, int]:
-    """Copy the tensors of ``path`` whose names and shapes match; refuse a file that matches nothing."""
+    """Copy the tensors of ``path`` whose names and shapes match; refuse a file that matches nothing.
+    A torchvision-layout ResNeXt state dict is renamed to sparsearch's names first
+    (:func:`~sparsearch.models.convert.from_torchvision`; for a VQA model, onto its backbone)."""
     found = load_weights_file(path)
     own = model.state_dict()
+    if is_torchvision(found):
+        found = from_torchvision(found)
+        if any(k.startswith("backbone.") for k in own):
+            found = {f"backbone.{k}": v for k, v in found.items()}
     usable = {k: v for k, v in found.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not usable:
         raise CheckpointError(f"{path}: none of its {len(found)} tensors matches the model by name and shape")

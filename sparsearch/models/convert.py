@@ -1,0 +1,164 @@
+"""A user's network in: torchvision-named weights onto sparsearch layouts, and a user's model's grouped
+bottlenecks converted in place into top-k blocks that carry its pretrained weights.
+
+- :func:`from_torchvision`: a torchvision-layout ResNeXt ``state_dict`` (``conv1``, ``layer1.0.conv2``,
+  ``fc``) renamed to the matching sparsearch layout (``stem.0``, ``blocks.conv2_0.conv``, ``head.2``); the
+  mapping is the table :data:`TORCHVISION_NAMES`.
+- :func:`convert_bottlenecks`: every residual bottleneck of a model whose middle convolution is grouped
+  (1×1 → BN → ReLU → grouped 3×3 → BN → ReLU → 1×1 → BN, plus the shortcut, as torchvision and timm
+  name it: ``conv1 bn1 conv2 bn2 conv3 bn3 downsample``) becomes a :class:`~sparsearch.layers.TopKBottleneck`
+  whose C paths are the groups, with the weights copied. Each conversion is checked in float64 on a
+  random input, at k = C with the constant gate: a block whose outputs differ (a forward that is not
+  the standard bottleneck) is left as it was and listed, never silently changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from sparsearch.layers import TopKBottleneck
+
+__all__ = ["TORCHVISION_NAMES", "Converted", "convert_bottlenecks", "from_torchvision", "is_torchvision"]
+
+# torchvision module names -> sparsearch names (inside a block, and around the blocks)
+TORCHVISION_NAMES = {
+    "conv1": "reduce",
+    "bn1": "bn_reduce",
+    "conv2": "conv",
+    "bn2": "bn_conv",
+    "conv3": "expand",
+    "bn3": "bn_expand",
+    "downsample.0": "shortcut.0",
+    "downsample.1": "shortcut.1",
+}
+_BLOCK = re.compile(r"layer(\d)\.(\d+)\.(.+)")
+
+
+def is_torchvision(state: dict[str, Tensor]) -> bool:
+    """True for a state dict with torchvision's ResNet/ResNeXt names."""
+    return "conv1.weight" in state and any(k.startswith("layer1.0.") for k in state)
+
+
+def from_torchvision(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` renamed from torchvision's ResNeXt names to sparsearch's (conv2..conv5 stages)."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("conv1."):
+            name = "stem.0." + key.removeprefix("conv1.")
+        elif key.startswith("bn1."):
+            name = "stem.1." + key.removeprefix("bn1.")
+        elif key.startswith("fc."):
+            name = "head.2." + key.removeprefix("fc.")
+        elif match := _BLOCK.fullmatch(key):
+            stage, index, rest = match.groups()
+            module, _, tensor = rest.rpartition(".")
+            name = f"blocks.conv{int(stage) + 1}_{index}.{TORCHVISION_NAMES.get(module, module)}.{tensor}"
+        else:
+            name = key
+        out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One block of the report: where, what it became (or why it stayed), and the float64 difference."""
+
+    module: str
+    converted: bool
+    detail: str
+    max_abs_diff: float | None = None
+
+
+def _bottleneck(m: nn.Module) -> str | None:
+    """Why ``m`` is not a grouped bottleneck, or None when it is one."""
+    names = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
+    if not all(isinstance(getattr(m, n, None), nn.Conv2d | nn.BatchNorm2d) for n in names):
+        return "not a bottleneck (conv1, bn1, conv2, bn2, conv3, bn3)"
+    c1, c2, c3 = m.conv1, m.conv2, m.conv3
+    if c2.groups < 2:
+        return "its 3×3 convolution is not grouped"
+    if c1.kernel_size != (1, 1) or c3.kernel_size != (1, 1) or c2.kernel_size != (3, 3):
+        return "not 1×1 → 3×3 → 1×1"
+    if any(c.bias is not None for c in (c1, c2, c3)) or c1.stride != (1, 1) or c3.stride != (1, 1):
+        return "biases or strides other than the standard bottleneck's"
+    if c2.stride[0] != c2.stride[1] or c2.padding != (1, 1) or c2.dilation != (1, 1):
+        return "its 3×3 convolution is not stride s, padding 1, dilation 1"
+    if c1.out_channels != c2.in_channels or c2.out_channels != c2.in_channels:
+        return "its grouped convolution changes the width"
+    down = getattr(m, "downsample", None)
+    if down is not None and not (
+        isinstance(down, nn.Sequential)
+        and len(down) == 2
+        and isinstance(down[0], nn.Conv2d)
+        and isinstance(down[1], nn.BatchNorm2d)
+        and down[0].kernel_size == (1, 1)
+        and down[0].bias is None
+    ):
+        return "its shortcut is not a 1×1 convolution and a batch norm"
+    return None
+
+
+def _topk(m: nn.Module) -> TopKBottleneck:
+    c1, c2, c3 = m.conv1, m.conv2, m.conv3
+    groups = c2.groups
+    block = TopKBottleneck(
+        c1.in_channels, c3.out_channels, groups, c2.out_channels // groups, groups, c2.stride[0], "constant"
+    )
+    with torch.no_grad():
+        for ours, theirs in (("reduce", c1), ("conv", c2), ("expand", c3)):
+            getattr(block, ours).weight.copy_(theirs.weight)
+        for ours, theirs in (("bn_reduce", m.bn1), ("bn_conv", m.bn2), ("bn_expand", m.bn3)):
+            getattr(block, ours).load_state_dict(theirs.state_dict())
+        down = getattr(m, "downsample", None)
+        if down is not None:
+            if isinstance(block.shortcut, nn.Identity):
+                raise ValueError("the block has a projection where its shapes need none")
+            block.shortcut.load_state_dict(down.state_dict())
+        elif not isinstance(block.shortcut, nn.Identity):
+            raise ValueError("the block changes shape but has no projection")
+    return block.train(m.training)
+
+
+def _difference(a: nn.Module, b: nn.Module, channels: int, size: int = 9) -> float:
+    """Largest output difference of ``a`` and ``b`` in eval mode, float64, on one random input."""
+    a64, b64 = copy.deepcopy(a).double().eval(), copy.deepcopy(b).double().eval()
+    x = torch.randn(2, channels, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return float((a64(x) - b64(x)).abs().max())
+
+
+def convert_bottlenecks(model: nn.Module, atol: float = 1e-6) -> list[Converted]:
+    """Replace, in place, every grouped bottleneck of ``model`` by an equivalent TopKBottleneck (k = C,
+    constant gate); returns one entry per grouped convolution met, converted or not, and why."""
+    report: list[Converted] = []
+    inside: set[str] = set()
+    for name, module in list(model.named_modules()):
+        if any(name.startswith(p + ".") for p in inside):
+            continue
+        why = _bottleneck(module)
+        if why is None:
+            inside.add(name)
+            try:
+                block = _topk(module)
+                diff = _difference(module, block, module.conv1.in_channels)
+            except (ValueError, RuntimeError) as err:
+                report.append(Converted(name, False, f"left as it is: {err}"))
+                continue
+            if not diff <= atol:
+                report.append(Converted(name, False, f"left as it is: its forward differs ({diff:.3g})", diff))
+                continue
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, block)
+            c = module.conv2.groups
+            detail = f"TopKBottleneck: C = {c} paths of width {module.conv2.out_channels // c}, k = C"
+            report.append(Converted(name, True, detail, diff))
+        elif isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups != module.in_channels:
+            owner = name.rpartition(".")[0]
+            reason = _bottleneck(model.get_submodule(owner)) if owner else "at the top level"
+            report.append(Converted(name, False, f"a grouped convolution left as it is ({reason})"))
+    return report

@@ -4,6 +4,12 @@ bottlenecks converted in place into top-k blocks that carry its pretrained weigh
 - :func:`from_torchvision`: a torchvision-layout ResNeXt ``state_dict`` (``conv1``, ``layer1.0.conv2``,
   ``fc``) renamed to the matching sparsearch layout (``stem.0``, ``blocks.conv2_0.conv``, ``head.2``); the
   mapping is the table :data:`TORCHVISION_NAMES`.
+- :func:`to_condconv`: a chosen convolution of a model becomes a ``CondConv2d`` whose n experts start as
+  the pretrained kernel and whose routing starts at equal weights that sum to one (zero trunk weights; a
+  bias that gives 1/n after the routing's normalisation), so the converted layer computes exactly the
+  convolution it replaces, for every routing: softmax, sigmoid (bias logit(1/n)), ReLU+L1 (bias 1),
+  noisy top-k (bias 0, so the k kept weights are 1/k each: the layer is the pretrained one too) and
+  constant (α = 1, so the experts start at W/n). Training moves the routing away from that point.
 - :func:`convert_bottlenecks`: every residual bottleneck of a model whose middle convolution is grouped
   (1×1 → BN → ReLU → grouped 3×3 → BN → ReLU → 1×1 → BN, plus the shortcut, as torchvision and timm
   name it: ``conv1 bn1 conv2 bn2 conv3 bn3 downsample``) becomes a :class:`~sparsearch.layers.TopKBottleneck`
@@ -15,15 +21,23 @@ bottlenecks converted in place into top-k blocks that carry its pretrained weigh
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from sparsearch.layers import TopKBottleneck
+from sparsearch.layers import CondConv2d, TopKBottleneck
 
-__all__ = ["TORCHVISION_NAMES", "Converted", "convert_bottlenecks", "from_torchvision", "is_torchvision"]
+__all__ = [
+    "TORCHVISION_NAMES",
+    "Converted",
+    "convert_bottlenecks",
+    "from_torchvision",
+    "is_torchvision",
+    "to_condconv",
+]
 
 # torchvision module names -> sparsearch names (inside a block, and around the blocks)
 TORCHVISION_NAMES = {
@@ -162,3 +176,46 @@ def convert_bottlenecks(model: nn.Module, atol: float = 1e-6) -> list[Converted]
             reason = _bottleneck(model.get_submodule(owner)) if owner else "at the top level"
             report.append(Converted(name, False, f"a grouped convolution left as it is ({reason})"))
     return report
+
+
+def to_condconv(model: nn.Module, name: str, experts: int, routing: str = "sigmoid", k: int | None = None) -> Converted:
+    """Replace the ``nn.Conv2d`` ``name`` of ``model`` by a CondConv2d of ``experts`` experts that computes
+    exactly what it did (see the module docstring); returns the report entry with the float64 check."""
+    conv = model.get_submodule(name)
+    if not isinstance(conv, nn.Conv2d) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return Converted(name, False, "left as it is: not an nn.Conv2d with numeric zero padding")
+    if routing == "noisy_topk" and k is None:
+        k = experts
+    layer = CondConv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+        num_experts=experts,
+        routing=routing,
+        routing_k=k,
+    )
+    share = 1 / experts if routing == "constant" else 1.0  # constant routing sums its n weights of 1
+    with torch.no_grad():
+        layer.weight.copy_(conv.weight.unsqueeze(0).expand_as(layer.weight) * share)
+        if conv.bias is not None:
+            layer.bias.copy_(conv.bias.unsqueeze(0).expand_as(layer.bias) * share)
+        last = [m for m in layer.router.modules() if isinstance(m, nn.Linear)]
+        if last:
+            last[-1].weight.zero_()
+            start = {"sigmoid": math.log(1 / (experts - 1)) if experts > 1 else 10.0, "relu_l1": 1.0}
+            last[-1].bias.fill_(start.get(routing, 0.0))
+        noise = getattr(layer.router, "noise", None)
+        if isinstance(noise, nn.Linear):  # noisy top-k: no noise in eval; zero scale trunk
+            noise.weight.zero_()
+    layer.train(conv.training)
+    diff = _difference(conv, layer, conv.in_channels)
+    if not diff <= 1e-6:
+        return Converted(name, False, f"left as it is: the converted layer differs ({diff:.3g})", diff)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, layer)
+    return Converted(name, True, f"CondConv2d: {experts} experts from the pretrained kernel, {routing} routing", diff)

@@ -163,3 +163,20 @@ def test_train_init_accepts_a_torchvision_state_dict(tmp_path) -> None:
     )
     initialised = load_checkpoint(result.checkpoint).meta.training["initialised"]
     assert initialised["loaded"] == initialised["file_tensors"] == len(reference.state_dict())
+
+
+@pytest.mark.parametrize("routing", ["softmax", "sigmoid", "relu_l1", "noisy_topk", "constant"])
+def test_a_convolution_becomes_condconv_computing_the_same_at_initialisation(routing) -> None:
+    from sparsearch.layers import CondConv2d
+    from sparsearch.models.convert import to_condconv
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=2), nn.ReLU()).eval()
+    source = copy.deepcopy(model)
+    entry = to_condconv(model, "0", 4, routing)
+    assert entry.converted and isinstance(model[0], CondConv2d) and model[0].num_experts == 4
+    assert entry.max_abs_diff <= 1e-7  # sigmoid: the float32 rounding of its starting bias, logit(1/n)
+    x = torch.randn(3, 8, 11, 11)
+    with torch.no_grad():
+        assert torch.allclose(model(x), source(x), atol=1e-5)
+    assert not to_condconv(model, "1", 4).converted  # a ReLU is not a convolution: left, and said

@@ -10,6 +10,11 @@ bottlenecks converted in place into top-k blocks that carry its pretrained weigh
   convolution it replaces, for every routing: softmax, sigmoid (bias logit(1/n)), ReLU+L1 (bias 1),
   noisy top-k (bias 0, so the k kept weights are 1/k each: the layer is the pretrained one too) and
   constant (α = 1, so the experts start at W/n). Training moves the routing away from that point.
+- :func:`to_gateconnect`: a stage of grouped bottlenecks (an ``nn.Sequential``) becomes a stack of
+  GateConnect modules whose C branches are the groups, at fan-in K = C: each branch keeps its rows of
+  the 1×1 convolutions, the grouped 3×3 is shared as it was, and the last batch norm is split so that
+  the mean over branches is the block's sum. Exact in eval mode (running statistics); training then
+  learns the connectivity, and the fan-in can be lowered (``set_fan_in``).
 - :func:`convert_bottlenecks`: every residual bottleneck of a model whose middle convolution is grouped
   (1×1 → BN → ReLU → grouped 3×3 → BN → ReLU → 1×1 → BN, plus the shortcut, as torchvision and timm
   name it: ``conv1 bn1 conv2 bn2 conv3 bn3 downsample``) becomes a :class:`~sparsearch.layers.TopKBottleneck`
@@ -28,15 +33,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sparsearch.layers import CondConv2d, TopKBottleneck
+from sparsearch.layers import CondConv2d, GateConnectModule, TopKBottleneck
 
 __all__ = [
     "TORCHVISION_NAMES",
     "Converted",
+    "GateConnectStage",
     "convert_bottlenecks",
     "from_torchvision",
     "is_torchvision",
     "to_condconv",
+    "to_gateconnect",
 ]
 
 # torchvision module names -> sparsearch names (inside a block, and around the blocks)
@@ -138,10 +145,12 @@ def _topk(m: nn.Module) -> TopKBottleneck:
     return block.train(m.training)
 
 
-def _difference(a: nn.Module, b: nn.Module, channels: int, size: int = 9) -> float:
-    """Largest output difference of ``a`` and ``b`` in eval mode, float64, on one random input."""
+def _difference(a: nn.Module, b: nn.Module, channels: int, size: int = 9, activation: bool = False) -> float:
+    """Largest output difference of ``a`` and ``b`` in eval mode, float64, on one random input (non-negative
+    with ``activation``: what a stage of a ReLU network reads)."""
     a64, b64 = copy.deepcopy(a).double().eval(), copy.deepcopy(b).double().eval()
     x = torch.randn(2, channels, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = x.abs() if activation else x
     with torch.no_grad():
         return float((a64(x) - b64(x)).abs().max())
 
@@ -219,3 +228,66 @@ def to_condconv(model: nn.Module, name: str, experts: int, routing: str = "sigmo
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, layer)
     return Converted(name, True, f"CondConv2d: {experts} experts from the pretrained kernel, {routing} routing", diff)
+
+
+class GateConnectStage(nn.Module):
+    """A stage of GateConnect modules in a single-stream network: the first reads the stage input, the
+    others read the previous module's C branch outputs; the stage returns ReLU(mean of the last ones)."""
+
+    def __init__(self, modules: list[GateConnectModule]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(modules)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x[:, None]
+        for block in self.blocks:
+            y = block(y)
+        return torch.relu(y.mean(dim=1))
+
+
+def _branches(m: nn.Module, num_inputs: int) -> GateConnectModule:
+    c1, c2, c3 = m.conv1, m.conv2, m.conv3
+    c, w, out = c2.groups, c2.out_channels // c2.groups, c3.out_channels
+    module = GateConnectModule(c1.in_channels, out, c, w, num_inputs, c2.stride[0], "learned", num_inputs=num_inputs)
+    with torch.no_grad():
+        module.reduce.weight.copy_(c1.weight.view(c, w, -1, 1, 1).reshape(c * w, -1, 1, 1))
+        module.conv.weight.copy_(c2.weight)
+        expand = c3.weight.view(out, c, w).permute(1, 0, 2).reshape(c * out, w, 1, 1)
+        module.expand.weight.copy_(expand)  # branch j: conv3's columns of group j
+        module.bn_reduce.load_state_dict(m.bn1.state_dict())
+        module.bn_conv.load_state_dict(m.bn2.state_dict())
+        bn, split = m.bn3, module.bn_expand  # mean over branches of bn_j(e_j) = bn3(sum of e_j)
+        split.weight.copy_(bn.weight.repeat(c) * c)
+        split.bias.copy_(bn.bias.repeat(c))
+        split.running_mean.copy_(bn.running_mean.repeat(c) / c)
+        split.running_var.copy_(bn.running_var.repeat(c))
+        split.eps = bn.eps
+        down = getattr(m, "downsample", None)
+        if down is not None:
+            module.shortcut.load_state_dict(down.state_dict())
+    return module.train(m.training)
+
+
+def to_gateconnect(model: nn.Module, name: str) -> Converted:
+    """Replace the stage ``name`` of ``model`` (an ``nn.Sequential`` of grouped bottlenecks of one
+    cardinality) by a :class:`GateConnectStage` that computes the same in eval mode on the activations it
+    reads (its first module applies a ReLU to its input, the identity on a ReLU network's activations;
+    checked in float64)."""
+    stage = model.get_submodule(name)
+    blocks = list(stage) if isinstance(stage, nn.Sequential) else []
+    reasons = [_bottleneck(b) for b in blocks] or ["not an nn.Sequential of blocks"]
+    if any(reasons):
+        return Converted(name, False, f"left as it is: {next(r for r in reasons if r)}")
+    if len({b.conv2.groups for b in blocks}) != 1:
+        return Converted(name, False, "left as it is: its blocks have different cardinalities")
+    c = blocks[0].conv2.groups
+    try:
+        converted = GateConnectStage([_branches(b, 1 if i == 0 else c) for i, b in enumerate(blocks)])
+    except ValueError as err:
+        return Converted(name, False, f"left as it is: {err}")
+    diff = _difference(stage, converted, blocks[0].conv1.in_channels, activation=True)
+    if not diff <= 1e-6:
+        return Converted(name, False, f"left as it is: the converted stage differs ({diff:.3g})", diff)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, converted)
+    return Converted(name, True, f"GateConnect stage: {len(blocks)} modules of C = {c} branches, K = C", diff)

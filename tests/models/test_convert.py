@@ -180,3 +180,20 @@ def test_a_convolution_becomes_condconv_computing_the_same_at_initialisation(rou
     with torch.no_grad():
         assert torch.allclose(model(x), source(x), atol=1e-5)
     assert not to_condconv(model, "1", 4).converted  # a ReLU is not a convolution: left, and said
+
+
+def test_stages_become_gateconnect_stages_computing_the_same_in_eval() -> None:
+    from sparsearch.layers import GateConnectModule
+    from sparsearch.models.convert import GateConnectStage, to_gateconnect
+
+    model = _randomised(ResNeXt([2, 3, 1, 1], groups=4, width_per_group=8))
+    source = copy.deepcopy(model)
+    entries = [to_gateconnect(model, f"layer{i}") for i in range(1, 5)]
+    assert all(e.converted and e.max_abs_diff <= 1e-12 for e in entries)
+    assert isinstance(model.layer2, GateConnectStage) and len(model.layer2.blocks) == 3
+    assert [m.num_inputs for m in model.layer2.blocks] == [1, 4, 4]
+    assert all(isinstance(m, GateConnectModule) and m.fan_in == m.num_inputs for m in model.layer2.blocks)
+    x = torch.randn(2, 3, 48, 48, dtype=torch.float64)
+    with torch.no_grad():
+        assert float((model.double()(x) - source.double()(x)).abs().max()) <= 1e-9
+    assert not to_gateconnect(model, "fc").converted  # a linear layer is no stage: left, and said

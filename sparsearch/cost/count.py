@@ -27,6 +27,7 @@ __all__ = [
     "LayerCost",
     "branch_module_cost",
     "check_model_size",
+    "check_params",
     "cost_summary",
     "count",
     "gateconnect_module_cost",
@@ -261,15 +262,19 @@ def count(config: NetConfig | CondNetConfig) -> CostReport:
     return CostReport(tuple(layers))
 
 
-def check_model_size(config: NetConfig | CondNetConfig) -> int:
-    """The parameters of ``config``, refused before anything is allocated when they pass ``MAX["params"]``."""
-    params = count(config).params
+def check_params(params: int) -> int:
+    """``params``, refused when a model of that many parameters would pass ``MAX["params"]``."""
     if params > MAX["params"]:
         raise ConfigError(
             f"the model would hold {params:,} parameters ({params * 4 / 2**30:.1f} GiB in float32); "
             f"the cap is {MAX['params']:,}"
         )
     return params
+
+
+def check_model_size(config: NetConfig | CondNetConfig) -> int:
+    """The parameters of ``config``, refused before anything is allocated when they pass ``MAX["params"]``."""
+    return check_params(count(config).params)
 
 
 def cost_summary(config: NetConfig | CondNetConfig, budget_flops: int | None = None) -> dict[str, object]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from sparsearch.config import CondNetConfig, NetConfig, config_from_dict, config_to_dict
 from sparsearch.cost import count
+from sparsearch.cost.count import check_params
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
 from sparsearch.models import SparseResNeXt, VQAModel, build_model
@@ -106,12 +107,7 @@ def model_params(spec: ModelSpec) -> int:
 
 def build_task_model(spec: ModelSpec) -> nn.Module:
     """The model of ``spec``; refused before any allocation when it would pass ``MAX["params"]``."""
-    params = model_params(spec)
-    if params > MAX["params"]:
-        raise ConfigError(
-            f"the model would hold about {params:,} parameters ({params * 4 / 2**30:.1f} GiB in float32); "
-            f"the cap is {MAX['params']:,}"
-        )
+    check_params(model_params(spec))
     if spec.task == "classification":
         return build_model(spec.config)
     vqa = spec.vqa or {}

@@ -20,7 +20,7 @@ import typer
 from typer.exceptions import TyperException
 
 from sparsearch import __version__
-from sparsearch.console import TrainProgress, print_eval, print_flops, print_prune, print_study
+from sparsearch.console import TrainProgress, print_convert, print_eval, print_flops, print_prune, print_study
 from sparsearch.errors import SparsearchError
 from sparsearch.study.samplers import SAMPLERS
 
@@ -46,10 +46,21 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="On an internal error, print the traceback."),
+    factories: list[str] | None = typer.Option(
+        None,
+        "--factory",
+        metavar="MODULE:FUNCTION",
+        help="Allow this model factory (your code) to be imported when a stored study or a checkpoint names it "
+        "(repeatable; a space file named on the command line allows its own).",
+    ),
 ) -> None:
     """Search and compress conditionally-computed neural networks."""
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    from sparsearch.config import trust_factory
+
+    for factory in factories or []:
+        trust_factory(factory)
 
 
 @app.command("routings")
@@ -124,6 +135,36 @@ def flops(
         typer.echo(_json(result))
     else:
         print_flops(result)
+
+
+@app.command("convert")
+def convert(
+    factory: Annotated[str, typer.Argument(help="Your model factory, module:function (this names it: it is imported).")],
+    input_size: Annotated[int, typer.Option(help="Input height and width to check and count at.")] = 224,
+    in_channels: Annotated[int, typer.Option(help="Input channels the factory is asked for.")] = 3,
+    num_classes: Annotated[int, typer.Option(help="Classes the factory is asked for.")] = 1000,
+    routing: Annotated[
+        list[str] | None, typer.Option(help="Also check the whole model with this gate on every block (repeatable).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Convert a model factory's grouped bottlenecks into top-k blocks: each block checked in float64, what
+    is left and why, and the cost per example (analytic blocks, FlopCounterMode for the rest)."""
+    from sparsearch.config import trust_factory
+    from sparsearch.cost import cost_summary
+    from sparsearch.limits import check_int
+    from sparsearch.models.user import conversion_report, measure_user_net
+
+    check_int("input_size", input_size, 8)
+    check_int("in_channels", in_channels, 1, 4096)
+    check_int("num_classes", num_classes, 2)
+    trust_factory(factory)
+    result = conversion_report(factory, input_size, in_channels, num_classes, tuple(routing or ()))
+    result["cost"] = cost_summary(measure_user_net(factory, input_size, in_channels, num_classes)[0])["total"]
+    if json_out:
+        typer.echo(_json(result))
+    else:
+        print_convert(result)
 
 
 @app.command("train")

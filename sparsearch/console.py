@@ -59,6 +59,24 @@ def print_flops(result: dict) -> None:
             console.print(f"  {label:<16} {v[key]:>20,}")
 
 
+def print_convert(result: dict) -> None:
+    from sparsearch.cost import format_flops
+
+    for block in result["blocks"]:
+        diff = "" if block["max_abs_diff"] is None else f" (float64 max |difference| {block['max_abs_diff']:.2g})"
+        typer.echo(f"{block['module']}: {block['detail']}{diff}")
+    typer.echo(
+        f"{result['converted']} grouped bottleneck(s) converted, {result['left']} grouped convolution(s) left as they are"
+    )
+    for routing, diff in result["routings"].items():
+        typer.echo(f"with a {routing} gate on every block (k = C): model outputs differ by at most {diff:.2g} (float64)")
+    cost = result["cost"]
+    typer.echo(
+        f"at {result['input_size']}x{result['input_size']}: {format_flops(cost['executed_flops'])} per example, "
+        f"{cost['params']:,} parameters"
+    )
+
+
 def print_eval(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -9,6 +9,7 @@ from sparsearch.config.layouts import layout, layout_arguments, layout_doc, mode
 from sparsearch.config.resnext import HEADS, BlockPlan, NetConfig, Plan, StageConfig, plan, with_knobs
 from sparsearch.config.routing import HIDDEN_SIZES, declare_routing, routing_names
 from sparsearch.config.serialize import config_from_dict, config_to_dict
+from sparsearch.config.user import UserBlock, UserNetConfig, UserStage, is_trusted, trust_factory
 
 __all__ = [
     "ARCHS",
@@ -21,10 +22,14 @@ __all__ = [
     "NetConfig",
     "Plan",
     "StageConfig",
+    "UserBlock",
+    "UserNetConfig",
+    "UserStage",
     "condnet_plan",
     "config_from_dict",
     "config_to_dict",
     "declare_routing",
+    "is_trusted",
     "layout",
     "layout_arguments",
     "layout_doc",
@@ -32,5 +37,6 @@ __all__ = [
     "plan",
     "register_layout",
     "routing_names",
+    "trust_factory",
     "with_knobs",
 ]

@@ -7,14 +7,15 @@ from typing import Any
 
 from sparsearch.config.condnet import CondNetConfig
 from sparsearch.config.resnext import NetConfig, StageConfig
+from sparsearch.config.user import UserNetConfig, user_config_from_dict
 from sparsearch.errors import ConfigError
 
 __all__ = ["config_from_dict", "config_to_dict"]
 
 
-def config_to_dict(config: NetConfig | CondNetConfig) -> dict[str, Any]:
-    """``{"family": "resnext" | "condconv", ...fields}`` with tuples as lists."""
-    family = "condconv" if isinstance(config, CondNetConfig) else "resnext"
+def config_to_dict(config: NetConfig | CondNetConfig | UserNetConfig) -> dict[str, Any]:
+    """``{"family": "resnext" | "condconv" | "user", ...fields}`` with tuples as lists."""
+    family = {CondNetConfig: "condconv", UserNetConfig: "user"}.get(type(config), "resnext")
     return {"family": family, **asdict(config)}
 
 
@@ -32,7 +33,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def config_from_dict(data: Any) -> NetConfig | CondNetConfig:
+def config_from_dict(data: Any) -> NetConfig | CondNetConfig | UserNetConfig:
     """The configuration :func:`config_to_dict` wrote; every field is validated again."""
     if not isinstance(data, dict):
         raise ConfigError(f"model config: expected an object, got {type(data).__name__}")
@@ -40,8 +41,10 @@ def config_from_dict(data: Any) -> NetConfig | CondNetConfig:
     family = data.pop("family", None)
     if family == "condconv":
         return _build(CondNetConfig, data, "model config")
+    if family == "user":
+        return user_config_from_dict(data)
     if family != "resnext":
-        raise ConfigError(f"model config: family={family!r}; allowed: resnext, condconv")
+        raise ConfigError(f"model config: family={family!r}; allowed: resnext, condconv, user")
     stages = data.pop("stages", None)
     if not isinstance(stages, list | tuple):
         raise ConfigError("model config: 'stages' must be a list")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparsearch.config import BlockPlan, CondNetConfig, NetConfig, condnet_plan, plan
+from sparsearch.config import BlockPlan, CondNetConfig, NetConfig, UserNetConfig, condnet_plan, plan
 from sparsearch.cost.formulas import (
     bn_params,
     conv_macs,
@@ -239,10 +239,33 @@ def _count_condnet(config: CondNetConfig) -> CostReport:
     return CostReport(tuple(rows))
 
 
-def count(config: NetConfig | CondNetConfig) -> CostReport:
+def _count_user(config: UserNetConfig) -> CostReport:
+    """A user's network: its converted blocks analytically, everything else as FlopCounterMode measured
+    it when the factory's model was read (the ``rest`` row)."""
+    rows = [LayerCost("rest", "measured", config.rest_macs, config.rest_macs, config.rest_params)]
+    for b in config.blocks:
+        dense, executed, params = topk_block_cost(
+            b.in_channels,
+            b.out_channels,
+            b.cardinality,
+            b.width,
+            b.k,
+            1,
+            b.stride,
+            b.in_size,
+            b.out_size,
+            b.routing,
+        )
+        rows.append(LayerCost(b.name, "topk", dense, executed, params))
+    return CostReport(tuple(rows))
+
+
+def count(config: NetConfig | CondNetConfig | UserNetConfig) -> CostReport:
     """MACs (dense and executed) and parameters of every part of ``config``, per example."""
     if isinstance(config, CondNetConfig):
         return _count_condnet(config)
+    if isinstance(config, UserNetConfig):
+        return _count_user(config)
     p = plan(config)
     c = config
     stem = conv_macs(c.in_channels, c.stem_channels, c.stem_kernel, p.stem_size)

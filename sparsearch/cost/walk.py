@@ -23,13 +23,14 @@ from sparsearch.cost.modules import (
 from sparsearch.layers import BranchModule, CondConv2d, CondLinear, GateConnectModule
 from sparsearch.models import SparseResNeXt
 from sparsearch.models.condconv_nets import CondNet
+from sparsearch.models.user import UserNetwork
 
 __all__ = ["find_network", "network_cost"]
 
 
-def find_network(model: nn.Module) -> SparseResNeXt | CondNet:
+def find_network(model: nn.Module) -> SparseResNeXt | CondNet | UserNetwork:
     """The CNN of a model: itself, or the backbone of a VQA model."""
-    if isinstance(model, SparseResNeXt | CondNet):
+    if isinstance(model, SparseResNeXt | CondNet | UserNetwork):
         return model
     backbone = getattr(model, "backbone", None)
     if isinstance(backbone, SparseResNeXt):
@@ -87,7 +88,18 @@ def _condnet(net: CondNet) -> CostReport:
     return CostReport(tuple(rows))
 
 
+def _user(net: UserNetwork) -> CostReport:
+    config = net.config
+    rows = [LayerCost("rest", "measured", config.rest_macs, config.rest_macs, config.rest_params)]
+    for b, module in zip(config.blocks, net.blocks().values(), strict=True):
+        dense, executed, params = topk_cost(module, b.in_size, b.out_size)
+        rows.append(LayerCost(b.name, "topk", dense, executed, params))
+    return CostReport(tuple(rows))
+
+
 def network_cost(model: nn.Module) -> CostReport:
     """MACs (dense and executed) and parameters per example of the model's network, from its modules."""
     net = find_network(model)
+    if isinstance(net, UserNetwork):
+        return _user(net)
     return _resnext(net) if isinstance(net, SparseResNeXt) else _condnet(net)

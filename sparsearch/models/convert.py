@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsearch.layers import CondConv2d, GateConnectModule, TopKBottleneck
+from sparsearch.layers.controllers import ImageGate
 
 __all__ = [
     "TORCHVISION_NAMES",
@@ -42,6 +43,7 @@ __all__ = [
     "convert_bottlenecks",
     "from_torchvision",
     "is_torchvision",
+    "set_routing",
     "to_condconv",
     "to_gateconnect",
 ]
@@ -185,6 +187,41 @@ def convert_bottlenecks(model: nn.Module, atol: float = 1e-6) -> list[Converted]
             reason = _bottleneck(model.get_submodule(owner)) if owner else "at the top level"
             report.append(Converted(name, False, f"a grouped convolution left as it is ({reason})"))
     return report
+
+
+def set_routing(block: TopKBottleneck, routing: str) -> float:
+    """Give a converted block (constant gate, k = C) a gate of ``routing`` that changes nothing yet: the
+    gate's last layer starts at zero weights, so every path gets one weight g₀ (softmax and noisy top-k
+    1/C, sigmoid 1/2, ReLU+L1 1/C with bias 1), and the expand batch norm's statistics are scaled by g₀
+    (mean g₀·μ, variance and ε g₀²·) so that BN(Σ g₀·e) = BN'(Σ e) exactly. Training then learns to rank.
+    Returns the float64 output difference at k = C; raises ValueError for a routing that cannot start
+    from equal positive weights."""
+    if block.gate.routing.name != "constant" or block.k != block.cardinality or block.experts != 1:
+        raise ValueError("only a converted block (constant gate, k = C, no experts) takes a new routing")
+    before = copy.deepcopy(block)
+    c = block.cardinality
+    gate = ImageGate(block.in_channels, c, c, routing)
+    linears = [m for m in gate.routing.modules() if isinstance(m, nn.Linear)]
+    g0 = None
+    with torch.no_grad():
+        for m in linears:
+            m.weight.zero_()
+        for bias in (0.0, 1.0):
+            for m in linears:
+                if m.bias is not None:
+                    m.bias.fill_(bias)
+            weights = gate.routing.eval()(torch.zeros(1, block.in_channels)).weights
+            if weights.numel() == c and bool((weights == weights.flatten()[0]).all()) and float(weights[0, 0]) > 0:
+                g0 = float(weights[0, 0])
+                break
+        if g0 is None:
+            raise ValueError(f"routing {routing!r} gives no equal positive weights at zero input")
+        bn = block.bn_expand
+        bn.running_mean.mul_(g0)
+        bn.running_var.mul_(g0 * g0)
+        bn.eps = bn.eps * g0 * g0
+    block.gate = gate.train(block.training)
+    return _difference(before, block, block.in_channels)
 
 
 def to_condconv(model: nn.Module, name: str, experts: int, routing: str = "sigmoid", k: int | None = None) -> Converted:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from sparsearch.config import CondNetConfig, NetConfig, layout
+from sparsearch.config import CondNetConfig, NetConfig, UserNetConfig, layout
 from sparsearch.models.condconv_nets import CondNet
 from sparsearch.models.resnext import SparseResNeXt
 
@@ -17,6 +17,11 @@ def create_model(name: str, **config: object) -> nn.Module:
     return build_model(layout(name, **config))
 
 
-def build_model(config: NetConfig | CondNetConfig) -> nn.Module:
-    """The module of a configuration, whichever family it belongs to."""
+def build_model(config: NetConfig | CondNetConfig | UserNetConfig) -> nn.Module:
+    """The module of a configuration, whichever family it belongs to (a user's network: its factory's
+    model, converted; see :mod:`sparsearch.models.user`)."""
+    if isinstance(config, UserNetConfig):
+        from sparsearch.models.user import build_user_model
+
+        return build_user_model(config)
     return CondNet(config) if isinstance(config, CondNetConfig) else SparseResNeXt(config)

@@ -33,7 +33,7 @@ def get_space_and_text(name_or_path: str) -> tuple[Space, str]:
     """:func:`get_space` and the YAML text it was parsed from (a study stores it for its workers)."""
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
         text = read_space_text(name_or_path)  # read once, within the size cap
-        return parse_space(text, name_or_path), text
+        return parse_space(text, name_or_path, trust=True), text  # the user named this file
     shipped = _shipped()
     if name_or_path not in shipped:
         raise ConfigError(

@@ -19,7 +19,7 @@ Every error names the file and the key, and says what is allowed; unknown keys a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,15 @@ FIELDS = (
         "executed FLOPs per example, counted analytically.",
     ),
     Field("target.model", "string", "(required)", "A registered layout; see the table of layouts below."),
+    Field(
+        "target.factory",
+        "module:function",
+        "(instead of model)",
+        "Your own network: a model factory `make_model(num_classes, in_channels)`, imported from the current "
+        "directory or PYTHONPATH; its grouped bottlenecks become top-k blocks (knobs `k`, `routing` per module "
+        "that holds them). With it: `input_size` (required), `in_channels` (3), `num_classes` (1000). "
+        "See docs/own-network.md.",
+    ),
     Field("proxy", "mapping", "{}", "The network and data that estimate accuracy on a small machine."),
     Field("proxy.dataset", "string", "digits", f"Proxy data: {', '.join(DATASETS)} (`--data` overrides it)."),
     Field("proxy.input_size", "integer >= 8", "the target's", "Proxy input resolution."),
@@ -71,6 +80,12 @@ FIELDS = (
     ),
     Field("proxy.epochs", "integer >= 1", "1", "Proxy training epochs (supernets and `--eval train` trials)."),
     Field("proxy.num_classes", "integer >= 2", "the target's", "Classifier outputs of the proxy."),
+    Field(
+        "proxy.pretrained",
+        "boolean",
+        "true",
+        "A user's network (`target.factory`): fine-tune from the factory's weights; false re-initialises them.",
+    ),
     Field("knobs", "mapping", "(required)", f"The knobs searched, at least one of: {', '.join(KNOBS)}."),
     Field(
         "knobs.<knob>.per",
@@ -123,8 +138,8 @@ def read_space_text(path: str | Path) -> str:
 
 
 def load_space(path: str | Path) -> Space:
-    """Read and validate a space file."""
-    return parse_space(read_space_text(path), str(path))
+    """Read and validate a space file (a model factory it names is trusted: the caller named the file)."""
+    return parse_space(read_space_text(path), str(path), trust=True)
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -178,8 +193,10 @@ class _Bound(Exception):
 MAX_YAML_NODES = 100_000
 
 
-def parse_space(text: str, source: str = "<space>") -> Space:
-    """Validate the YAML text of a space; ``source`` names it in error messages."""
+def parse_space(text: str, source: str = "<space>", *, trust: bool = False) -> Space:
+    """Validate the YAML text of a space; ``source`` names it in error messages. A model factory it
+    names is imported only with ``trust`` (the user named this space) or when already trusted
+    (:func:`~sparsearch.config.trust_factory`)."""
     if len(text) > MAX["space_file_bytes"]:
         raise ConfigError(f"{source}: the space is larger than the {MAX['space_file_bytes']:,}-byte cap")
     loader = _BoundedLoader(text)  # a SafeLoader: plain data only, no tags that construct objects
@@ -201,7 +218,11 @@ def parse_space(text: str, source: str = "<space>") -> Space:
     data = v.mapping(data, "", _TOP, required={"name", "target", "knobs"})
     name = v.string(data["name"], "name")
     description = v.string(data.get("description", ""), "description", empty=True)
-    target_args = v.mapping(data["target"], "target", None, required={"model"})
+    target_args = v.mapping(data["target"], "target", None)
+    if "factory" in target_args:
+        return v.user_space(data, name, description, target_args, trust)
+    if "model" not in target_args:
+        v.fail("target.model", "required key is missing (a layout; or target.factory for your own network)")
     model = target_args["model"]
     if model not in model_names():
         v.fail("target.model", f"{shown(model)} is not a model; allowed: {', '.join(model_names())}")
@@ -261,8 +282,53 @@ class _Validator:
             self.fail(key, f"{value} is out of range; allowed: {low}..{high if high is not None else ''}")
         return value
 
+    def user_space(self, data: dict, name: str, description: str, target_args: dict, trust: bool) -> Space:
+        """A space on a user's network: the factory imported (when trusted), converted and measured at the
+        target's and the proxy's input sizes."""
+        from sparsearch.config import is_trusted, trust_factory
+        from sparsearch.config.user import check_factory_name
+
+        allowed = {"factory", "input_size", "in_channels", "num_classes"}
+        self.mapping(target_args, "target", allowed, required={"factory", "input_size"})
+        try:
+            factory = check_factory_name(target_args["factory"], "target.factory")
+        except ConfigError as err:
+            self.fail("target.factory", str(err).removeprefix("target.factory: "))
+        if not (trust or is_trusted(factory)):
+            self.fail(
+                "target.factory",
+                f"{factory} runs your code; name it to allow it: sparsearch --factory {factory} ...",
+            )
+        trust_factory(factory)
+        size = self.integer(target_args["input_size"], "target.input_size", 8, MAX["input_size"])
+        channels = self.integer(target_args.get("in_channels", 3), "target.in_channels", 1, MAX["channels"])
+        classes = self.integer(target_args.get("num_classes", 1000), "target.num_classes", 2, MAX["classes"])
+        proxy_data = self.mapping(data.get("proxy", {}), "proxy", _PROXY)
+        for key in ("width", "depth", "num_classes"):
+            if key in proxy_data:
+                self.fail(f"proxy.{key}", "a user's network keeps its shape; the data sets its classes")
+        pretrained = proxy_data.get("pretrained", True)
+        if not isinstance(pretrained, bool):
+            self.fail("proxy.pretrained", f"expected true or false, got {shown(pretrained)}")
+        from sparsearch.models.user import measure_user_net
+
+        target, _ = measure_user_net(factory, size, channels, classes)
+        proxy = self.proxy({k: v for k, v in proxy_data.items() if k != "pretrained"}, target)
+        proxy = replace(proxy, pretrained=pretrained)
+        network = target
+        if proxy.input_size != size or not pretrained:
+            network, _ = measure_user_net(factory, proxy.input_size, channels, classes, pretrained)
+        knobs_data = self.mapping(data["knobs"], "knobs", set(KNOBS))
+        if not knobs_data:
+            self.fail("knobs", "a space searches at least one knob: k and routing")
+        knobs = tuple(self.knob(key, value, target) for key, value in knobs_data.items())
+        self.compatible(knobs)
+        return Space(name, description, self.source, target, dict(target_args), proxy, knobs, network)
+
     def proxy(self, value: Any, target: NetConfig | CondNetConfig) -> Proxy:
         data = self.mapping(value, "proxy", _PROXY)
+        if "pretrained" in data:
+            self.fail("proxy.pretrained", "applies to a user's network (target.factory); a layout trains from scratch")
         dataset = data.get("dataset", "digits")
         if dataset not in DATASETS:
             self.fail("proxy.dataset", f"{shown(dataset)} is not a dataset; allowed: {', '.join(DATASETS)}")

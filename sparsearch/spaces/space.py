@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from sparsearch.config import CondNetConfig, NetConfig, layout
+from sparsearch.config import CondNetConfig, NetConfig, UserNetConfig, layout
 from sparsearch.errors import ConfigError
 
 __all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "ProxyRecipe", "Space"]
@@ -28,9 +28,11 @@ class _Unit(NamedTuple):
     knobs: tuple[str, ...]
 
 
-def knob_units(target: NetConfig | CondNetConfig) -> tuple[_Unit, ...]:
+def knob_units(target: NetConfig | CondNetConfig | UserNetConfig) -> tuple[_Unit, ...]:
     if isinstance(target, CondNetConfig):  # seed 001: one expert count and routing for every CondConv layer
         return (_Unit("condconv", 1, 0, ("experts", "routing")),)
+    if isinstance(target, UserNetConfig):  # a user's network: its converted blocks take k and a gate
+        return tuple(_Unit(s.name, s.depth, s.cardinality, ("k", "routing")) for s in target.stages)
     return tuple(_Unit(s.name, s.depth, s.cardinality, KNOBS) for s in target.stages)
 
 
@@ -52,6 +54,7 @@ class Proxy:
     depth: tuple[int, ...] | None  # blocks per stage of the proxy (None: the target's)
     epochs: int  # training epochs used to estimate accuracy
     num_classes: int | None  # classifier outputs of the proxy (None: the target's)
+    pretrained: bool = True  # a user's network: start from the factory's weights (else re-initialised)
 
     def recipe(self, data: str | None = None, epochs: int | None = None) -> ProxyRecipe:
         """The data and epochs a proxy trains with: those given, else the space's (the one place this
@@ -71,10 +74,16 @@ class Space:
     name: str
     description: str
     source: str  # the file it came from
-    target: NetConfig | CondNetConfig
+    target: NetConfig | CondNetConfig | UserNetConfig
     target_args: dict[str, Any]
     proxy: Proxy
     knobs: tuple[Knob, ...]
+    proxy_network: UserNetConfig | None = None  # a user's network at the proxy's input size
+
+    @property
+    def factory(self) -> str | None:
+        """The model factory of a user's network (None for a layout)."""
+        return self.target.factory if isinstance(self.target, UserNetConfig) else None
 
     def parameters(self) -> dict[str, tuple]:
         """Every searched parameter with its allowed values, e.g. ``{"conv3.k": (1, ..., 32)}``."""
@@ -149,12 +158,17 @@ class Space:
                     knobs.setdefault(knob.name, {})[stage.name] = per_block
         return knobs
 
-    def target_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig:
+    def target_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig | UserNetConfig:
         """The target network with ``values`` applied (none: every knob off)."""
+        if isinstance(self.target, UserNetConfig):
+            return self.target.with_knobs(**self.knob_values(values or {}))
         return layout(self.target_args["model"], **self._layout_args(), **self.knob_values(values or {}))
 
-    def proxy_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig:
-        """The proxy network: the target scaled in width and depth, at the proxy's input size."""
+    def proxy_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig | UserNetConfig:
+        """The proxy network: the target scaled in width and depth, at the proxy's input size (a user's
+        network: its factory's model at the proxy's input size)."""
+        if self.proxy_network is not None:
+            return self.proxy_network.with_knobs(**self.knob_values(values or {}))
         p = self.proxy
         args = self._layout_args() | {"input_size": p.input_size}
         if p.num_classes is not None and getattr(self.target, "head", "classifier") == "classifier":

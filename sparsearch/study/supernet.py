@@ -41,6 +41,7 @@ from sparsearch.errors import ConfigError
 from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_
 from sparsearch.models import plan
 from sparsearch.models.resnext import SparseResNeXt
+from sparsearch.models.user import UserNetwork
 from sparsearch.spaces import Space
 from sparsearch.study.settings import SAMPLING_RULES
 from sparsearch.study.structure import Structure, elastic_parameters
@@ -92,6 +93,11 @@ def _backbone(model: nn.Module) -> SparseResNeXt:
 
 def configure(model: nn.Module, space: Space, values: dict[str, Any]) -> None:
     """Set the k and fan-in of ``values`` on the blocks of ``model`` (the proxy network of ``space``)."""
+    if isinstance(model, UserNetwork):  # a user's network: its converted blocks, by name
+        config = space.proxy_config(values)
+        for b, block in zip(config.blocks, model.blocks().values(), strict=True):
+            block.set_k(b.k)
+        return
     net = _backbone(model)
     for block_plan in plan(space.proxy_config(values)).blocks:
         block = net.blocks[block_plan.name.replace(".", "_")]

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from sparsearch.config import CondNetConfig, NetConfig, config_from_dict, config_to_dict
+from sparsearch.config import CondNetConfig, NetConfig, UserNetConfig, config_from_dict, config_to_dict
 from sparsearch.cost import count
 from sparsearch.cost.count import check_params
 from sparsearch.errors import ConfigError
@@ -27,7 +27,7 @@ class ModelSpec:
     """Everything needed to rebuild a trained model (stored in a checkpoint's config.json)."""
 
     task: str  # "classification" or "vqa"
-    config: NetConfig | CondNetConfig  # the network (the VQA backbone for "vqa"), as built
+    config: NetConfig | CondNetConfig | UserNetConfig  # the network (the VQA backbone for "vqa"), as built
     classes: tuple[str, ...]  # class names or answers
     vocab: tuple[str, ...] | None = None  # VQA question vocabulary
     vqa: dict[str, Any] | None = None  # VQA head sizes: hidden, embed_dim, dropout
@@ -35,7 +35,7 @@ class ModelSpec:
     @classmethod
     def for_data(
         cls,
-        config: NetConfig | CondNetConfig,
+        config: NetConfig | CondNetConfig | UserNetConfig,
         task: str,
         classes: tuple[str, ...],
         in_channels: int,
@@ -43,6 +43,12 @@ class ModelSpec:
         vqa: dict[str, Any] | None = None,
     ) -> ModelSpec:
         """Fit ``config`` to the data: its channels, its classes, its task."""
+        if isinstance(config, UserNetConfig):
+            if task != "classification":
+                raise ConfigError(f"a user's network ({config.factory}) classifies; it cannot host {task}")
+            from sparsearch.models.user import refit
+
+            return cls(task, refit(config, len(classes), in_channels), classes)
         if isinstance(config, CondNetConfig):
             if task != "classification":
                 raise ConfigError(f"model {config.arch}: the CondConv networks classify; they cannot host {task}")

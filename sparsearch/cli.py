@@ -46,13 +46,15 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="On an internal error, print the traceback."),
-    factories: list[str] | None = typer.Option(
-        None,
-        "--factory",
-        metavar="MODULE:FUNCTION",
-        help="Allow this model factory (your code) to be imported when a stored study or a checkpoint names it "
-        "(repeatable; a space file named on the command line allows its own).",
-    ),
+    factories: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--factory",
+            metavar="MODULE:FUNCTION",
+            help="Allow this model factory (your code) to be imported when a stored study or a checkpoint names "
+            "it (repeatable; a space file named on the command line allows its own).",
+        ),
+    ] = None,
 ) -> None:
     """Search and compress conditionally-computed neural networks."""
     if debug:
@@ -139,7 +141,9 @@ def flops(
 
 @app.command("convert")
 def convert(
-    factory: Annotated[str, typer.Argument(help="Your model factory, module:function (this names it: it is imported).")],
+    factory: Annotated[
+        str, typer.Argument(help="Your model factory, module:function (this names it: it is imported).")
+    ],
     input_size: Annotated[int, typer.Option(help="Input height and width to check and count at.")] = 224,
     in_channels: Annotated[int, typer.Option(help="Input channels the factory is asked for.")] = 3,
     num_classes: Annotated[int, typer.Option(help="Classes the factory is asked for.")] = 1000,

@@ -66,10 +66,13 @@ def print_convert(result: dict) -> None:
         diff = "" if block["max_abs_diff"] is None else f" (float64 max |difference| {block['max_abs_diff']:.2g})"
         typer.echo(f"{block['module']}: {block['detail']}{diff}")
     typer.echo(
-        f"{result['converted']} grouped bottleneck(s) converted, {result['left']} grouped convolution(s) left as they are"
+        f"{result['converted']} grouped bottleneck(s) converted, "
+        f"{result['left']} grouped convolution(s) left as they are"
     )
     for routing, diff in result["routings"].items():
-        typer.echo(f"with a {routing} gate on every block (k = C): model outputs differ by at most {diff:.2g} (float64)")
+        typer.echo(
+            f"with a {routing} gate on every block (k = C): model outputs differ by at most {diff:.2g} (float64)"
+        )
     cost = result["cost"]
     typer.echo(
         f"at {result['input_size']}x{result['input_size']}: {format_flops(cost['executed_flops'])} per example, "

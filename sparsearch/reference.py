@@ -45,6 +45,15 @@ def cli_reference() -> str:
         "",
     ]
     root = group.context_class(group, info_name="sparsearch")
+    lines += ["## Options before the command", "", "```", "sparsearch [OPTIONS] COMMAND ...", "```", ""]
+    lines += ["| option | default | |", "| --- | --- | --- |"]
+    for param in group.params:
+        if param.name == "help":
+            continue
+        metavar = "" if param.is_flag else f" {(param.metavar or param.display_type(root)).strip('<>').upper()}"
+        shown = ", ".join(f"`{o}{metavar}`" for o in param.opts)
+        lines.append(f"| {_cell(shown)} | {_cell(_default(param))} | {_cell(param.help or '')} |")
+    lines.append("")
     for name in group.list_commands(root):
         command = group.get_command(root, name)
         ctx = command.context_class(command, info_name=name, parent=root)

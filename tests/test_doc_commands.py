@@ -6,7 +6,10 @@ Short commands run, in the page's order, in a fresh directory per page (so ``tra
 its output works); a trailing ``# error: ...`` comment means the command must fail with that one-line
 error and exit code 2. Long commands (studies, workers, validations, easy-VQA or multi-epoch training,
 benchmarks, make targets) are checked without running: their options must parse, their scripts and
-targets must exist.
+targets must exist; a trailing ``# quick`` comment runs one anyway (a tiny study in a guide).
+
+The files of ``docs/examples/`` are copied into each page's directory first, and ``python X.py`` runs
+there when X.py is one of them (the guide's own network and its space).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +28,8 @@ import typer
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 SHELL = ("", "bash", "sh", "shell", "console")
-STARTS = ("sparsearch ", "make ", "python benchmarks/", "python experiments/")
+EXAMPLES = ROOT / "docs" / "examples"
+STARTS = ("sparsearch ", "make ", "python ")
 # Prefixes of commands that take minutes (or need a server): parsed, not run.
 LONG = ("make ", "sparsearch study", "sparsearch worker", "sparsearch validate", "sparsearch report", "python ")
 VQA_SPACES = ("default", "clevr")  # easy-VQA proxies: a training run takes minutes
@@ -55,14 +60,27 @@ def _commands(page: Path) -> list[tuple[str, str | None]]:
             command, _, comment = line.partition("  #")
             comment = comment.strip()
             expected = comment.removeprefix("error:").strip() if comment.startswith("error:") else None
+            expected = QUICK if comment == "quick" else expected
             found.append((command.strip(), expected))
     return found
+
+
+QUICK = object()  # the `# quick` marker: run although long
+
+
+def _example_script(command: str) -> bool:
+    args = shlex.split(command)
+    return args[0] == "python" and len(args) > 1 and (EXAMPLES / args[1]).is_file()
 
 
 def _is_long(command: str, skipped: set[str] = frozenset()) -> bool:
     """Long: a long kind of command, or one that reads what a skipped command would have written."""
     args = shlex.split(command)
-    if command.startswith(LONG) or any(a in skipped for a in args):
+    if any(a in skipped for a in args):
+        return True
+    if _example_script(command):
+        return False
+    if command.startswith(LONG):
         return True
     if command.startswith("sparsearch train"):
         space = args[args.index("--space") + 1] if "--space" in args else "default"
@@ -94,6 +112,8 @@ def _parse(command: str) -> None:
         return
     from sparsearch.cli import app
 
+    while args[1].startswith("--"):  # options before the command (--factory takes a value)
+        del args[1 : 3 if args[1] == "--factory" else 2]
     group = typer.main.get_command(app)
     ctx = group.make_context("sparsearch", args[1:2])
     sub = group.get_command(ctx, args[1])
@@ -105,16 +125,24 @@ def _parse(command: str) -> None:
 def test_page_commands_run(page: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     skipped: set[str] = set()  # outputs of the commands that were only parsed
+    for example in EXAMPLES.iterdir() if EXAMPLES.is_dir() else ():
+        if example.is_file():
+            shutil.copy(example, tmp_path / example.name)
     for command, expected in _commands(page):
-        if _is_long(command, skipped):
+        quick = expected is QUICK
+        expected = None if quick else expected
+        if not quick and _is_long(command, skipped):
             _parse(command)
             args = shlex.split(command)
             if "--out" in args:
                 skipped.add(args[args.index("--out") + 1])
             continue
         args = shlex.split(command)
+        program = (
+            [sys.executable, *args[1:]] if args[0] == "python" else [sys.executable, "-m", "sparsearch", *args[1:]]
+        )
         done = subprocess.run(
-            [sys.executable, "-m", "sparsearch", *args[1:]],
+            program,
             capture_output=True,
             text=True,
             cwd=tmp_path,

@@ -171,7 +171,9 @@ class UserNetConfig:
         for key, value in knobs.items():
             per_stage = value if isinstance(value, dict) else dict.fromkeys(names, value)
             if set(per_stage) - set(names):
-                raise ConfigError(f"{key} names unknown stage(s) {sorted(set(per_stage) - set(names))}; stages: {names}")
+                raise ConfigError(
+                    f"{key} names unknown stage(s) {sorted(set(per_stage) - set(names))}; stages: {names}"
+                )
             settings[key] = per_stage
         experts = settings.get("experts", {}).values()
         if any(set(v if isinstance(v, tuple | list) else (v,)) != {1} for v in experts):

@@ -40,7 +40,9 @@ def _import(spec: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # ImportError, or any error the module raises while importing
-        raise ConfigError(f"model factory {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err})") from None
+        raise ConfigError(
+            f"model factory {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err})"
+        ) from None
     finally:
         if added:
             sys.path.remove(os.getcwd())
@@ -178,8 +180,12 @@ def refit(config: UserNetConfig, num_classes: int, in_channels: int) -> UserNetC
         return config
     fresh, _ = measure_user_net(config.factory, config.input_size, in_channels, num_classes, config.pretrained)
     if [b.name for b in fresh.blocks] != [b.name for b in config.blocks]:
-        raise ConfigError(f"model factory {config.factory!r}: other blocks at {num_classes} classes, {in_channels} channels")
-    blocks = tuple(replace(new, k=old.k, routing=old.routing) for new, old in zip(fresh.blocks, config.blocks, strict=True))
+        raise ConfigError(
+            f"model factory {config.factory!r}: other blocks at {num_classes} classes, {in_channels} channels"
+        )
+    blocks = tuple(
+        replace(new, k=old.k, routing=old.routing) for new, old in zip(fresh.blocks, config.blocks, strict=True)
+    )
     return replace(fresh, blocks=blocks)
 
 
@@ -226,7 +232,9 @@ def conversion_report(
     }
     if routings:
         source = call_factory(spec, num_classes, in_channels).double().eval()
-        x = torch.randn(2, in_channels, input_size, input_size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(
+            2, in_channels, input_size, input_size, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+        )
         with torch.no_grad():
             expected = source(x)
         for routing in routings:

@@ -75,9 +75,10 @@ def _about(space, settings, trials) -> dict[str, Any]:
     return {
         "space_description": space.description,
         "target": {
-            "model": target["model"],
+            "model": target.get("model") or f"{space.factory} (your network)",
             "input_size": space.target_config().input_size,
-            "what": "the space's target network; its executed FLOPs per example are counted analytically",
+            "what": "the space's target network; its executed FLOPs per example are counted analytically"
+            + ("" if space.factory is None else " (the converted blocks; FlopCounterMode measured the rest)"),
         },
         "proxy": {
             "dataset": proxy.recipe(settings.data).data,
@@ -85,7 +86,13 @@ def _about(space, settings, trials) -> dict[str, Any]:
             "width": proxy.width,
             "depth": list(proxy.depth) if proxy.depth else None,
             "epochs": proxy.recipe(epochs=settings.epochs).epochs,
-            "what": "a narrow, shallow network of the same family, trained on the proxy data; it gives accuracy",
+            "what": (
+                "a narrow, shallow network of the same family, trained on the proxy data; it gives accuracy"
+                if space.factory is None
+                else "your network at the proxy's input size, "
+                + ("fine-tuned from its weights" if proxy.pretrained else "trained from scratch")
+                + " on the proxy data; it gives accuracy"
+            ),
         },
         "accuracy": {
             "objective": "proxy accuracy on the validation split (the test split is never used by a study)",

@@ -157,8 +157,12 @@ def markdown_page(data: dict[str, Any], commands: list[str]) -> str:
         f"{target['input_size']}, executed FLOPs per example, counted analytically. {about['units']['flops']}; "
         "executed: only the k selected paths of a top-k block count (every GateConnect branch counts until "
         "`sparsearch prune` removes the dead ones).",
-        f"- **Proxy** (what the accuracy is of): the same family at width ×{proxy['width']:g}"
-        + (f", blocks {proxy['depth']}" if proxy["depth"] else "")
+        "- **Proxy** (what the accuracy is of): "
+        + (
+            f"the same family at width ×{proxy['width']:g}" + (f", blocks {proxy['depth']}" if proxy["depth"] else "")
+            if not proxy["what"].startswith("your network")
+            else "your network" + (" from its weights" if "fine-tuned" in proxy["what"] else " from scratch")
+        )
         + f", {proxy['input_size']}×{proxy['input_size']} input, trained {proxy['epochs']} epoch(s) on "
         f"`{proxy['dataset']}`. Accuracy on the validation split {splits} ({examples} examples); the test split "
         "is never used by a study."

@@ -95,6 +95,41 @@ def _ckpt(edit: Callable[[dict], None] | None = None, weights: Callable[[dict], 
     return setup
 
 
+USER_CONFIG = {
+    "family": "user",
+    "factory": "hostile_factory:make",
+    "input_size": 16,
+    "in_channels": 3,
+    "num_classes": 10,
+    "pretrained": True,
+    "blocks": [
+        {
+            "name": "a.0",
+            "stage": "a",
+            "in_channels": 8,
+            "out_channels": 8,
+            "cardinality": 2,
+            "width": 2,
+            "stride": 1,
+            "in_size": [4, 4],
+            "out_size": [4, 4],
+            "k": 2,
+            "routing": "constant",
+        }
+    ],
+    "rest_macs": 0,
+    "rest_params": 0,
+    "head": "classifier",
+}
+# A factory module that would leave a file behind if it were ever imported.
+HOSTILE_FACTORY = "open('imported', 'w').write('x')\n\ndef make(num_classes, in_channels):\n    return None\n"
+
+
+def _factory_ckpt(d: Path) -> None:
+    _ckpt(lambda meta: meta["model"].update(config=USER_CONFIG))(d)
+    (d / "hostile_factory.py").write_text(HOSTILE_FACTORY)
+
+
 def _nan(state: dict) -> None:
     for key, value in state.items():
         if value.is_floating_point():
@@ -244,6 +279,18 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         None,
         [*TRAIN, "--out", "/proc/sparsearch/run"],
         "/proc/sparsearch/run: cannot write the checkpoint there",
+    ),
+    (
+        "checkpoint naming a model factory",
+        _factory_ckpt,
+        ["eval", "ckpt"],
+        "the model comes from the factory 'hostile_factory:make', which runs your code: name it to allow it",
+    ),
+    (
+        "space naming a missing factory",
+        _write("space.yaml", "name: s\ntarget: {factory: 'nowhere_xyz:make', input_size: 16}\nknobs: {k: {}}\n"),
+        ["flops", "space.yaml"],
+        "model factory 'nowhere_xyz:make': cannot import 'nowhere_xyz'",
     ),
     # 7. numbers that are not numbers
     ("all-NaN weights, eval", _ckpt(weights=_nan), ["eval", "ckpt"], "the weights hold non-finite values"),

@@ -72,8 +72,8 @@ def _problems(path: str, tree: ast.Module) -> list[str]:
             allow = keywords.get("allow_pickle")
             if not (isinstance(allow, ast.Constant) and allow.value is False):
                 problems.append(f"{path}:{call.lineno}: np.load without allow_pickle=False")
-        if name.endswith("import_module") and path != "sparsearch/data/plugins.py":
-            problems.append(f"{path}:{call.lineno}: import by name outside the data plug-in loader")
+        if name.endswith("import_module") and path not in ("sparsearch/data/plugins.py", "sparsearch/models/user.py"):
+            problems.append(f"{path}:{call.lineno}: import by name outside the plug-in and model factory loaders")
     for node in ast.walk(tree):  # the one unpickler allowed: it must say what it accepts
         if isinstance(node, ast.ClassDef) and any("Unpickler" in ast.unparse(b) for b in node.bases):
             methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
@@ -175,3 +175,72 @@ def test_a_study_never_runs_its_recorded_plug_in(plugin, capsys) -> None:
     assert main(resume) == 2  # resuming without naming it: the settings differ, refused before loading data
     assert "exists with data='marker_plugin:make'" in capsys.readouterr().err
     assert not marker.exists() and "marker_plugin" not in sys.modules
+
+
+FACTORY = """
+from pathlib import Path
+
+from torch import nn
+
+Path("marker_factory.ran").write_text("imported")
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(8)
+        self.conv3, self.bn3 = nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu())).relu()
+        return (self.bn3(self.conv3(out)) + x).relu()
+
+
+def make(num_classes, in_channels):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, num_classes),
+    )
+"""
+FACTORY_SPACE = """
+name: marked
+target: {factory: "marker_factory:make", input_size: 8, num_classes: 10}
+proxy: {dataset: digits, input_size: 8, epochs: 1}
+knobs:
+  k: {min: 1, max: cardinality}
+  routing: {choices: [softmax]}
+"""
+
+
+def test_a_study_or_checkpoint_never_imports_its_recorded_model_factory(tmp_path, monkeypatch, capsys) -> None:
+    from sparsearch.config import user
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(user, "_TRUSTED", set())
+    (tmp_path / "marker_factory.py").write_text(FACTORY)
+    (tmp_path / "space.yaml").write_text(FACTORY_SPACE)
+    marker = tmp_path / "marker_factory.ran"
+
+    def forget() -> None:  # as in a fresh process: not imported, not trusted, no marker
+        sys.modules.pop("marker_factory", None)
+        marker.unlink(missing_ok=True)
+        user._TRUSTED.clear()
+
+    url, study = "sqlite:///s.db", ["--study-name", "marked", "--storage", "sqlite:///s.db"]
+    train = ["train", "--space", "space.yaml", "--set", "k=2", "--set", "routing=softmax", "--epochs", "1"]
+    assert main([*train, "--steps-per-epoch", "2", "--out", "ckpt"]) == 0
+    assert main(["study", "--space", "space.yaml", "--budget", "1MFLOPs", "--trials", "2", *study]) == 0
+    assert marker.exists()  # the space file was named: its factory ran
+    capsys.readouterr()
+    for command in (["eval", "ckpt"], ["prune", "ckpt", "--out", "pruned"], ["worker", *study[:2], "--storage", url]):
+        forget()
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "marker_factory:make" in err and "name it to allow it" in err and "--factory" in err
+        assert not marker.exists() and "marker_factory" not in sys.modules
+        assert not Path("pruned").exists()
+    forget()
+    assert main(["--factory", "marker_factory:make", "eval", "ckpt", "--json"]) == 0  # named: it runs
+    assert json.loads(capsys.readouterr().out)["examples"] > 0 and marker.exists()

@@ -15,7 +15,12 @@ ROOT = Path(sparsearch.__file__).parent
 
 # Floors, lowest first (DESIGN.md): a package imports only its own floor and the floors below.
 FLOORS = [
-    {"errors", "limits", "sparsearch"},  # "sparsearch": the root package (its version; it imports only errors)
+    {
+        "errors",
+        "limits",
+        "sparsearch",
+        "user_code",
+    },  # "sparsearch": the root package (its version; it imports only errors)
     {"config", "safe_io"},
     {"layers", "data"},
     {"models"},

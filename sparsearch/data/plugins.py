@@ -4,12 +4,12 @@ The contract: ``make_datasets(input_size: int, seed: int)`` returns ``(train, va
 ``(train, val, test)``. Each split is either a pair of tensors ``(images, labels)`` or a
 ``torch.utils.data.Dataset`` whose items are ``(image, label)`` pairs. Images are (C, H, W), uint8 in
 0..255 or floating point in 0..1; labels are integer class ids from 0. Images of another size are
-resized to ``input_size``. The plug-in runs only because the user named it on the command line.
+resized to ``input_size``. The plug-in runs only because the user named it on the command line; its
+module is found on ``PYTHONPATH`` or in the current directory.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from sparsearch.data.base import Datasets, Split
 from sparsearch.data.images import resize_uint8
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX
+from sparsearch.user_code import call_user_function
 
 __all__ = ["load_plugin"]
 
@@ -60,24 +61,8 @@ def _split(value: Any, where: str, input_size: int) -> Split:
 
 
 def load_plugin(spec: str, input_size: int, seed: int) -> Datasets:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # ImportError, or any error the module raises while importing
-        raise ConfigError(
-            f"data plug-in {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err})"
-        ) from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ConfigError(f"data plug-in {spec!r}: {module_name!r} has no function {attr!r}")
-    try:
-        result = factory(input_size=input_size, seed=seed)
-    except Exception as err:  # the user's code failed, or does not take the contract's arguments
-        first = str(err).splitlines()[0][: MAX["message_chars"]] if str(err) else ""
-        raise ConfigError(
-            f"data plug-in {spec!r} failed: {type(err).__name__}: {first} (the contract: "
-            "make_datasets(input_size, seed) -> (train, val) or (train, val, test))"
-        ) from None
+    contract = "make_datasets(input_size, seed) -> (train, val) or (train, val, test)"
+    result = call_user_function(spec, "data plug-in", contract, input_size=input_size, seed=seed)
     if not isinstance(result, tuple | list) or len(result) not in (2, 3):
         raise ConfigError(f"data plug-in {spec!r}: must return (train, val) or (train, val, test)")
     splits = [

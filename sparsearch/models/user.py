@@ -12,9 +12,6 @@ The factory module is found on ``sys.path`` or in the current directory, and imp
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from dataclasses import replace
 
 import torch
@@ -24,32 +21,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from sparsearch.config import UserBlock, UserNetConfig, is_trusted
 from sparsearch.errors import ConfigError
 from sparsearch.layers import TopKBottleneck
-from sparsearch.limits import MAX, shown
+from sparsearch.limits import shown
 from sparsearch.models.convert import Converted, convert_bottlenecks, set_routing
+from sparsearch.user_code import call_user_function
 
 __all__ = ["UserNetwork", "build_user_model", "call_factory", "conversion_report", "measure_user_net", "refit"]
 
 CONTRACT = "make_model(num_classes, in_channels) -> nn.Module"
-
-
-def _import(spec: str):
-    module_name, _, attr = spec.partition(":")
-    added = os.getcwd() not in sys.path and "" not in sys.path
-    if added:  # a module beside the user, as `python -m` would find it
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # ImportError, or any error the module raises while importing
-        raise ConfigError(
-            f"model factory {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err})"
-        ) from None
-    finally:
-        if added:
-            sys.path.remove(os.getcwd())
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ConfigError(f"model factory {spec!r}: {module_name!r} has no function {attr!r}")
-    return factory
 
 
 def call_factory(spec: str, num_classes: int, in_channels: int) -> nn.Module:
@@ -59,14 +37,7 @@ def call_factory(spec: str, num_classes: int, in_channels: int) -> nn.Module:
             f"the model comes from the factory {spec!r}, which runs your code: name it to allow it "
             f"(sparsearch --factory {spec} ...)"
         )
-    factory = _import(spec)
-    try:
-        model = factory(num_classes=num_classes, in_channels=in_channels)
-    except Exception as err:  # the user's code failed, or does not take the contract's arguments
-        first = str(err).splitlines()[0][: MAX["message_chars"]] if str(err) else ""
-        raise ConfigError(
-            f"model factory {spec!r} failed: {type(err).__name__}: {first} (the contract: {CONTRACT})"
-        ) from None
+    model = call_user_function(spec, "model factory", CONTRACT, num_classes=num_classes, in_channels=in_channels)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {spec!r} returned {type(model).__name__}, not an nn.Module ({CONTRACT})")
     return model

@@ -248,3 +248,20 @@ def test_a_trained_factory_network_saves_loads_and_prunes_exactly(tmp_path) -> N
         assert float((exported(x) - compact.eval()(x)).abs().max()) <= 1e-4
     assert result.metrics["val_accuracy"] >= 0
     assert asdict(space.proxy)["pretrained"] is True
+
+
+def make_resnext50(num_classes: int, in_channels: int) -> nn.Module:
+    torch.manual_seed(0)
+    return ResNeXt([3, 4, 6, 3], groups=32, width_per_group=4, num_classes=num_classes)
+
+
+trust_factory(f"{HERE}:make_resnext50")
+
+
+def test_a_torchvision_resnext50_through_a_factory_counts_as_published() -> None:
+    config, report = measure_user_net(f"{HERE}:make_resnext50", 224, 3, 1000)
+    assert sum(r.converted for r in report) == 16 and not [r for r in report if not r.converted]
+    assert count(config).params == 25_028_904  # torchvision's resnext50_32x4d, exactly
+    assert round(count(config).executed_macs / 1e9, 2) == 4.23  # its published GMACs
+    counts = verify_config(config.with_knobs(k=16, routing="softmax"))
+    assert counts["analytic_flops"] == counts["flop_counter_flops"] == counts["thop_flops"] == 4_711_043_072

@@ -328,6 +328,32 @@ def prune(
         print_prune(report)
 
 
+@app.command("export")
+def export(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint directory (trained, or compacted by prune).")],
+    out: Annotated[str, typer.Option(help="Directory to write: the model file, input.json and README.md.")],
+    format_: Annotated[str, typer.Option("--format", help="pt2 (torch.export) or onnx.")] = "pt2",
+    atol: Annotated[float, typer.Option(help="Largest difference allowed from the checkpoint's model.")] = 1e-4,
+    json_out: Annotated[bool, typer.Option("--json", help="Print what input.json records.")] = False,
+) -> None:
+    """Export a checkpoint for deployment (pt2 or ONNX): checked on fresh inputs of batch 1 and 3, with its
+    input contract (size, channels, normalisation, classes, VQA vocabulary) beside it."""
+    from sparsearch.compact.export import export_checkpoint
+    from sparsearch.limits import check_number
+
+    check_number("atol", atol, 0, 1, low_open=True)
+    result = export_checkpoint(checkpoint, out, format_, None, atol)
+    if json_out:
+        typer.echo(_json(result))
+        return
+    images = result["inputs"]["images"]
+    typer.echo(
+        f"wrote {out}/{result['model_file']}: {result['task']}, images {tuple(images['shape'])} normalised "
+        f"with mean {images['mean'][0]} and std {images['std'][0]}, {len(result['outputs']['logits']['classes'])} "
+        f"outputs; max |difference| {result['checks']['max_abs_diff']:.2g} ({result['checks']['runtime']})"
+    )
+
+
 @app.command("study")
 def study(
     budget: Annotated[str, typer.Option(help="Target FLOPs per example, e.g. 50GFLOPs, 25GMACs, 5e10.")],

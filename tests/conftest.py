@@ -26,6 +26,8 @@ INTEGRATION = (
     "train/test_cli_train.py",
     "train/test_train.py",
     "compact/test_prune.py",
+    "compact/test_export.py",
+    "models/test_user.py",
     "test_cli.py",
     "test_doc_commands.py",
     "test_docs.py",

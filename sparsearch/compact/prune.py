@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsearch.compact.calibration import Calibration, calibrate, usage_edits
-from sparsearch.compact.export import PROGRAM_FILE, export_program
+from sparsearch.compact.export import PROGRAM_FILE, export_program, padded_questions, write_contract
 from sparsearch.compact.graph import connectivity_graph, dead_blocks, module_summaries
 from sparsearch.cost.walk import find_network, network_cost
 from sparsearch.errors import ConfigError, SparsearchError
@@ -424,11 +424,12 @@ def write_output(
         if settings.export:
             say("exporting with torch.export")
             two = datasets.val.batch(torch.arange(min(2, len(datasets.val)))).to(next(model.parameters()).device)
-            inputs = (
+            inputs = padded_questions(
                 (two.images,) if two.tokens is None else (two.images, two.tokens, two.lengths)
             )  # batch 1 would specialise
             diff = export_program(model, inputs, tmp / PROGRAM_FILE, settings.atol)
             report["export"] = {"file": PROGRAM_FILE, "max_abs_diff": diff, "dynamic": ["batch"]}
+            write_contract(tmp, source.spec, PROGRAM_FILE, {"max_abs_diff": diff, "atol": settings.atol})
         if plan.graph is not None:
             from sparsearch.compact.picture import draw_connectivity
 

@@ -15,14 +15,18 @@ from torch import Tensor
 
 from sparsearch.errors import ConfigError
 
-__all__ = ["TASKS", "Batch", "Datasets", "Split", "normalise"]
+__all__ = ["NORMALISATION", "TASKS", "Batch", "Datasets", "Split", "normalise"]
 
 TASKS = ("classification", "vqa")
 
 
+NORMALISATION = {"scale": 255.0, "mean": 0.5, "std": 0.25}  # images = (pixels / scale - mean) / std
+
+
 def normalise(images: Tensor) -> Tensor:
     """uint8 (B, C, H, W) -> float32 roughly centred on 0 with unit spread."""
-    return (images.float() / 255.0 - 0.5) / 0.25
+    n = NORMALISATION
+    return (images.float() / n["scale"] - n["mean"]) / n["std"]
 
 
 @dataclass(frozen=True)

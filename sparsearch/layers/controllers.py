@@ -32,17 +32,26 @@ class Gates(NamedTuple):
 def select_top_k(scores: Tensor, k: int, order: Tensor) -> Tensor:
     """Indices of the k highest scores per row; exact ties go to the path earlier in ``order``.
 
+    Computed by ranking (for each path, the paths ahead of it: a higher score, or an equal score and an
+    earlier place in ``order``) rather than by sorting, so the rule is exact and the same in every
+    runtime: ONNX and torch.export programs hold comparisons and sums, not a stable sort.
+
     Args:
         scores: (B, C) ranking scores.
         k: paths to keep, 1 <= k <= C.
         order: (C,) a permutation of the paths used to break ties.
 
     Returns:
-        (B, k) path indices.
+        (B, k) path indices, in descending score order.
     """
-    permuted = scores[:, order]  # (B, C) columns in tie-break order
-    pos = torch.sort(permuted, dim=1, descending=True, stable=True).indices[:, :k]  # (B, k)
-    return order[pos]
+    c = scores.shape[1]
+    paths = torch.arange(c, device=scores.device)
+    place = torch.zeros_like(order).scatter_(0, order, paths)  # place[i]: where path i stands in `order`
+    mine, theirs = scores[:, :, None], scores[:, None, :]  # (B, C, 1) path i, (B, 1, C) path j
+    ahead = (theirs > mine) | ((theirs == mine) & (place[None, None, :] < place[None, :, None]))
+    rank = ahead.sum(dim=2)  # (B, C): how many paths rank ahead of path i, a permutation of 0..C-1
+    chosen = rank[:, :, None] == paths[None, None, :k]  # (B, C, k): path i holds rank r
+    return (chosen.long() * paths[None, :, None]).sum(dim=1)
 
 
 class _GateController(nn.Module):

@@ -78,6 +78,30 @@ def _path_batch_norm(h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNor
     return h * scale[channel][..., None] + shift[channel][..., None]
 
 
+def _shifted_conv3x3(h: Tensor, w: Tensor, stride: int) -> Tensor:
+    """A 3×3 convolution (padding 1) with its own kernel per item, as nine shifted batched products.
+
+    Args:
+        h: (N, d, H, W) inputs, one item per example and chosen path.
+        w: (N, d, d, 3, 3) each item's kernel.
+
+    Returns:
+        (1, N·d, H', W'): what the grouped convolution with the batch folded into the groups returns. The
+        same multiply-adds in ops every runtime has (slices and ``bmm``; ONNX has no convolution whose
+        group count follows the batch).
+    """
+    n, d, hi, wi = h.shape
+    ho, wo = (hi - 1) // stride + 1, (wi - 1) // stride + 1
+    padded = F.pad(h, (1, 1, 1, 1))
+    out = None
+    for dy in range(3):
+        for dx in range(3):
+            patch = padded[:, :, dy : dy + stride * (ho - 1) + 1 : stride, dx : dx + stride * (wo - 1) + 1 : stride]
+            term = torch.bmm(w[:, :, :, dy, dx], patch.reshape(n, d, ho * wo))
+            out = term if out is None else out + term
+    return out.view(1, n * d, ho, wo)
+
+
 class TopKBottleneck(nn.Module):
     """ResNeXt bottleneck whose C paths run conditionally, k per example.
 
@@ -158,6 +182,7 @@ class TopKBottleneck(nn.Module):
             self.gate: ImageGate | QuestionGate = ImageGate(in_channels, cardinality, k, routing, hidden=hidden)
         else:
             self.gate = QuestionGate(in_channels, cond_dim, cardinality, k, routing, hidden=hidden)
+        self.portable = False  # sparse 3×3 as shifted batched products (export to ONNX; same arithmetic)
         self.balance_loss: Tensor | None = None  # CV² of the last batch's path importance
         self.last_gates: Gates | None = None  # selection of the last batch (usage statistics)
 
@@ -241,9 +266,12 @@ class TopKBottleneck(nn.Module):
         h = torch.bmm(w_reduce, x.reshape(b, cin, hi * wi))  # (B, k·d, H·W)
         h = F.relu(_path_batch_norm(h, channel, member, self.bn_reduce))
         w_conv = self._rows(self.conv.weight.view(*lead, -1, d, 3, 3), channel, alpha)  # (B, k·d, d, 3, 3)
-        h = F.conv2d(
-            h.reshape(1, b * k * d, hi, wi), w_conv.reshape(b * k * d, d, 3, 3), None, self.stride, 1, groups=b * k
-        )
+        if self.portable:
+            h = _shifted_conv3x3(h.reshape(b * k, d, hi, wi), w_conv.reshape(b * k, d, d, 3, 3), self.stride)
+        else:
+            h = F.conv2d(
+                h.reshape(1, b * k * d, hi, wi), w_conv.reshape(b * k * d, d, 3, 3), None, self.stride, 1, groups=b * k
+            )
         ho, wo = h.shape[-2:]  # h: (1, B·k·d, H', W'), the batch folded into the groups
         h = F.relu(_path_batch_norm(h.view(b, k * d, ho * wo), channel, member, self.bn_conv))
         g = gates.weights.gather(1, gates.index).repeat_interleave(d, dim=1)  # (B, k·d)
@@ -275,8 +303,12 @@ class TopKBottleneck(nn.Module):
             )
         acc = residual.view(b, cout, -1)  # (B, out, H'·W')
         w = w_expand * scale[:, None]
-        # Accumulating into the residual in place saves a pass; autograd needs the out-of-place form.
-        out = torch.baddbmm(acc, w, h) if torch.is_grad_enabled() else torch.baddbmm(acc, w, h, out=acc)
+        # Accumulating into the residual in place saves a pass; autograd needs the out-of-place form, and
+        # so does a traced program (torch.export, ONNX), which is called with or without gradients.
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            out = torch.baddbmm(acc, w, h)
+        else:
+            out = torch.baddbmm(acc, w, h, out=acc)
         return out.relu_().view_as(residual)
 
     def extra_repr(self) -> str:

@@ -86,6 +86,11 @@ class VQAModel(nn.Module):
         words = self.embed(tokens)  # (B, T, embed)
         if lengths is None:
             return self.gru(words)[1][0]  # final state (1, B, hidden) -> (B, hidden)
+        if torch.compiler.is_compiling():  # a traced program (export): no packed sequences there
+            # The state after the last real token is the output at that step (one layer, one direction).
+            outputs = self.gru(words)[0]  # (B, T, hidden)
+            last = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+            return outputs.gather(1, last).squeeze(1)
         packed = nn.utils.rnn.pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return self.gru(packed)[1][0]
 

@@ -45,6 +45,8 @@ def test_prune_writes_a_verified_compacted_checkpoint(trained: Path, pruned: tup
         "report.json",
         "report.md",
         "connectivity.png",
+        "input.json",
+        "README.md",
     }
     assert json.loads((out / "report.json").read_text()) == report
     eq = report["equivalence"]

@@ -68,3 +68,14 @@ def test_question_gate_attends_over_the_grid_and_needs_cond() -> None:
 def test_bad_k_raises(k: int, routing: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ImageGate(16, 8, k, routing)
+
+
+@pytest.mark.parametrize("c", [2, 5, 32])
+def test_ranking_equals_a_stable_sort_with_ties_broken_by_order(c) -> None:
+    g = torch.Generator().manual_seed(c)
+    for _ in range(20):
+        scores = torch.randint(0, 3, (16, c), generator=g).float()  # many exact ties
+        order = torch.randperm(c, generator=g)
+        for k in (1, c // 2 or 1, c):
+            expected = order[torch.sort(scores[:, order], dim=1, descending=True, stable=True).indices[:, :k]]
+            assert torch.equal(select_top_k(scores, k, order), expected)

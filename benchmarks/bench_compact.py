@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ from sparsearch.compact.prune import PruneSettings, prune_checkpoint
 from sparsearch.spaces import get_space
 from sparsearch.train import default_settings, train_space
 from sparsearch.train.checkpoint import load_checkpoint
-from sparsearch.train.run import checkpoint_data, measure_latency
+from sparsearch.train.latency import compare, forward
+from sparsearch.train.run import checkpoint_data
 
 
 def main() -> None:
@@ -51,11 +51,8 @@ def main() -> None:
     rows = []
     for size in (1, 32):
         batch = data.val.batch(torch.arange(size))
-        times = {"before": [], "after": []}
-        for _ in range(args.repeats):  # alternate so both models see the same machine load
-            times["before"].append(measure_latency(source, batch))
-            times["after"].append(measure_latency(compact, batch))
-        tb, ta = statistics.median(times["before"]), statistics.median(times["after"])
+        c = compare(forward(source, batch), forward(compact, batch), rounds=args.repeats)  # interleaved
+        tb, ta = c.reference.median, c.candidate.median
         reduction = 1 - ta / tb
         rows.append(
             {

@@ -44,8 +44,9 @@ from sparsearch.train.checkpoint import (
     load_checkpoint,
     write_checkpoint_files,
 )
+from sparsearch.train.latency import compare, forward
 from sparsearch.train.loop import evaluate, fit, forward_batch
-from sparsearch.train.run import checkpoint_data, measure_latency, model_flops
+from sparsearch.train.run import checkpoint_data, model_flops
 from sparsearch.train.settings import TrainSettings
 
 __all__ = [
@@ -189,16 +190,23 @@ def _costs(model: nn.Module, example) -> dict[str, int]:
 
 
 def _latency(before: nn.Module, after: nn.Module, split, sizes: tuple[int, ...], device) -> list[dict[str, Any]]:
+    """The source and the compacted model, measured interleaved per batch size."""
     rows = []
     for size in sizes:
         size = min(size, len(split))
         batch = split.batch(torch.arange(size)).to(device)
-        times: dict[str, list[float]] = {"before": [], "after": []}
-        for _ in range(3):  # alternate, so that both see the same machine load
-            times["before"].append(measure_latency(before, batch))
-            times["after"].append(measure_latency(after, batch))
-        b, a = min(times["before"]), min(times["after"])
-        rows.append({"batch": size, "before_ms": b * 1e3, "after_ms": a * 1e3, "speedup": b / a})
+        c = compare(forward(before, batch), forward(after, batch), cuda=device.type == "cuda")
+        rows.append(
+            {
+                "batch": size,
+                "before_ms": c.reference.ms,
+                "after_ms": c.candidate.ms,
+                "before_iqr_ms": c.reference.iqr * 1e3,
+                "after_iqr_ms": c.candidate.iqr * 1e3,
+                "speedup": c.ratio,
+                "threads": c.reference.threads,
+            }
+        )
     return rows
 
 

@@ -103,7 +103,7 @@ class Evaluator:
         """Median milliseconds of a forward pass of the first validation examples, and the batch size."""
         split = self.data.val
         batch = split.batch(torch.arange(min(self.settings.latency_batch, len(split)))).to(self.device)
-        return measure_latency(model, batch) * 1e3, len(batch)
+        return measure_latency(model, batch).ms, len(batch)
 
     def _proxy_attrs(self, values: dict[str, Any], model, split_name: str, result) -> dict[str, Any]:
         cost = count(self.space.proxy_config(values))

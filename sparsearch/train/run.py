@@ -7,7 +7,6 @@ usage statistics -> checkpoint. ``evaluate_checkpoint`` is ``sparsearch eval``.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,7 +32,8 @@ from sparsearch.train.checkpoint import (
     load_weights_file,
     save_checkpoint,
 )
-from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fit, forward_batch
+from sparsearch.train.latency import Latency, forward, measure
+from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fit
 from sparsearch.train.model import ModelSpec, build_task_model
 from sparsearch.train.settings import TrainSettings
 
@@ -205,19 +205,9 @@ def cost_dict(report) -> dict[str, int]:
 
 
 @torch.no_grad()
-def measure_latency(model: nn.Module, batch, repeats: int = 5) -> float:
-    """Median seconds of one eval forward pass of ``batch`` (after two warm-up passes)."""
-    model.eval()
-    sync = torch.cuda.synchronize if batch.images.is_cuda else (lambda: None)
-    times = []
-    for i in range(repeats + 2):
-        sync()
-        start = time.perf_counter()
-        forward_batch(model, batch)
-        sync()
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def measure_latency(model: nn.Module, batch) -> Latency:
+    """Latency of one eval forward pass of ``batch`` (:func:`sparsearch.train.latency.measure`)."""
+    return measure(forward(model, batch), cuda=batch.images.is_cuda)
 
 
 def model_flops(model: nn.Module, batch) -> int:
@@ -285,7 +275,7 @@ def evaluate_checkpoint(
     )
     latency_batch = min(latency_batch, len(chosen))
     batch = chosen.batch(torch.arange(latency_batch)).to(device)
-    seconds = measure_latency(ckpt.model, batch)
+    latency = measure_latency(ckpt.model, batch)
     cost = network_cost(ckpt.model)
     return {
         "checkpoint": str(path),
@@ -300,6 +290,6 @@ def evaluate_checkpoint(
         "network_dense_flops": cost.dense_flops,
         "model_flops": model_flops(ckpt.model, batch),
         "units": "per example; FLOPs = 2 x MACs; network = the CNN (analytic), model = everything (FlopCounterMode)",
-        "latency": {"batch": latency_batch, "ms_per_batch": seconds * 1e3, "device": str(device)},
+        "latency": {"batch": latency_batch, "ms_per_batch": latency.ms, **latency.to_dict(), "device": str(device)},
         "usage": result.usage,
     }

@@ -52,3 +52,10 @@ def test_bench_compact_json() -> None:
     assert result["equivalence_max_abs_diff"] <= 1e-4
     assert {r["batch"] for r in result["latency"]} == {1, 32}
     assert all({"latency_reduction", "target_reduction", "met"} <= set(r) for r in result["latency"])
+
+
+def test_bench_e2e_json() -> None:
+    result = _run("bench_e2e.py", "--batches", "1", "--rounds", "1", "--input-size", "64")
+    assert [r["k"] for r in result["rows"]] == ["C/2", "C/4", "C/8"]
+    assert all(r["speedup"] > 0 and r["flops_ratio"] > 1 for r in result["rows"])
+    assert result["machine"]["cpu"] and result["met"] in (True, False)

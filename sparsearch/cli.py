@@ -354,6 +354,51 @@ def export(
     )
 
 
+@app.command("latency-table")
+def latency_table(
+    space: Annotated[str, typer.Argument(help="A shipped space name or a path to a space .yaml file.")],
+    out: Annotated[
+        str | None, typer.Option(help="Table file to write (default: studies/latency/<space>-b<batch>.json).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Batch size the blocks are measured at.")] = 1,
+    validate: Annotated[
+        int, typer.Option(help="Then measure this many random configurations end to end against the prediction.")
+    ] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Measure the latency of every block of SPACE's target at each value of its knobs on this machine (the
+    latency model: a configuration's predicted latency is the sum of its blocks' and the fixed part)."""
+    from sparsearch.limits import check_int
+    from sparsearch.spaces import get_space
+    from sparsearch.study.latency_table import build_table, default_table_path, save_table, validate_table
+
+    check_int("batch", batch, 1, 1024)
+    check_int("validate", validate, 0, 1000)
+    chosen = get_space(space)
+    path = out or default_table_path(chosen.name, batch)
+    say = None if json_out else (lambda line: typer.echo(line, err=True))
+    table = build_table(chosen, batch, log=say)
+    save_table(table, path)
+    result = {"table": str(path), "space": chosen.name, "batch": batch, "machine": table.machine}
+    result["fixed_ms"], result["entries"] = table.fixed_ms, sum(len(r) for r in table.blocks.values())
+    if validate:
+        result["validation"] = validate_table(table, chosen, validate, log=say)
+    if json_out:
+        typer.echo(_json(result))
+        return
+    typer.echo(
+        f"wrote {path}: {result['entries']} block entries, fixed part {table.fixed_ms:.1f} ms, "
+        f"batch {batch}, {table.machine['threads']} threads on {table.machine['cpu']}"
+    )
+    if validate:
+        v = result["validation"]
+        typer.echo(
+            f"prediction vs measured on {v['configurations']} random configurations: median |error| "
+            f"{v['median_abs_error']:.1%}, largest {v['max_abs_error']:.1%} (target <= 10%: "
+            f"{'met' if v['met'] else 'not met'})"
+        )
+
+
 @app.command("study")
 def study(
     budget: Annotated[str, typer.Option(help="Target FLOPs per example, e.g. 50GFLOPs, 25GMACs, 5e10.")],

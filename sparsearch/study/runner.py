@@ -29,6 +29,7 @@ from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import HEARTBEAT_SECONDS, check_run_limits, redact, setup_lock, sqlite_file
 from sparsearch.study.summary import summarize, write_summary
+from sparsearch.study.target_latency import measure_target_latency
 from sparsearch.train.loop import resolve_device
 from sparsearch.train.machine import describe_machine
 
@@ -105,6 +106,7 @@ def run_study(
             progress.close()
     search_seconds = time.perf_counter() - start
     finetuned = _finetune(study, settings, evaluator, log) if settings.eval == "supernet" else {}
+    measure_target_latency(study, settings, space, log)
     summary = summarize(study, settings, finetuned=finetuned)
     summary["run"] = {"seconds": time.perf_counter() - start, "search_seconds": search_seconds, "jobs": jobs}
     # Every run of the command is kept with the study, so a report can say how long the study took.

@@ -23,7 +23,7 @@ __all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "open_study", "study_settings"]
 
 ATTR = "sparsearch"  # study user attribute holding the StudySettings
 # Options a re-run of a study may change; any other difference is a different study.
-RUN_OPTIONS = ("trials", "finetune_steps", "finetune_top")
+RUN_OPTIONS = ("trials", "finetune_steps", "finetune_top", "target_latency_batches")
 
 
 class OpenStudy(NamedTuple):

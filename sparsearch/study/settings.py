@@ -45,6 +45,7 @@ class StudySettings:
     stop_margin: float = 0.02  # train mode: early stop when this far behind ...
     stop_peers: int = 3  # ... this many completed trials of no more FLOPs at the same point
     latency_batch: int = 32
+    target_latency_batches: tuple[int, ...] = (1,)  # the target is timed at these batch sizes
 
     def __post_init__(self) -> None:
         if self.eval not in EVAL_MODES:
@@ -74,6 +75,12 @@ class StudySettings:
             isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0
         ):
             raise ConfigError(f"lr={self.lr!r} must be a positive number")
+        batches = self.target_latency_batches
+        if not isinstance(batches, list | tuple) or not 1 <= len(batches) <= 8:
+            raise ConfigError(f"target latency batches={shown(batches)}: one to eight batch sizes")
+        for b in batches:
+            check_int("target latency batch", b, 1, MAX["batch_size"])
+        object.__setattr__(self, "target_latency_batches", tuple(batches))
         if not isinstance(self.budget_flops, int) or self.budget_flops < 1:
             raise ConfigError(f"budget={self.budget_flops!r} must be a positive number of FLOPs")
 

@@ -21,7 +21,7 @@ from sparsearch.study.tables import pareto_table, reference_lines
 __all__ = ["markdown_summary", "summarize", "write_summary"]
 
 
-def _trial_row(t: optuna.trial.FrozenTrial, finetuned: dict[str, Any]) -> dict[str, Any]:
+def _trial_row(t: optuna.trial.FrozenTrial, finetuned: dict[str, Any], timed: dict[str, Any]) -> dict[str, Any]:
     proxy = t.user_attrs.get("proxy", {})
     row = {
         "number": t.number,
@@ -39,6 +39,8 @@ def _trial_row(t: optuna.trial.FrozenTrial, finetuned: dict[str, Any]) -> dict[s
     }
     if str(t.number) in finetuned:
         row["finetuned"] = finetuned[str(t.number)]
+    if str(t.number) in timed:
+        row["target_latency"] = timed[str(t.number)]  # batch -> ms, dense_ms, speedup (the target, measured)
     return row
 
 
@@ -50,7 +52,8 @@ def summarize(study: optuna.Study, settings: StudySettings, *, finetuned: dict[s
     points = study_points(study)
     budget = settings.budget_flops
     front = pareto_front(points)
-    rows = {n: _trial_row(complete[n], finetuned) for n in complete}
+    timed = (study.user_attrs.get("target_latency") or {}).get("trials", {})
+    rows = {n: _trial_row(complete[n], finetuned, timed) for n in complete}
     refs = [rows[n] for n, t in complete.items() if t.user_attrs.get("reference")]
     searched = [p for p in points if not complete[p.number].user_attrs.get("reference")]
     comparisons = []

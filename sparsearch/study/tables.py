@@ -19,19 +19,22 @@ def pareto_table(pareto: list[dict[str, Any]]) -> list[str]:
     """The Pareto trials: configuration, target cost, proxy and fine-tuned accuracy, latency."""
     lines = [
         "| trial | reference | configuration | target FLOPs | target MACs | target params "
-        "| proxy accuracy | fine-tuned | latency (ms) |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| proxy accuracy | fine-tuned | proxy latency (ms) | target latency (ms) | speed-up over dense |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in pareto:
         target_cost = row["target"]
         tuned = row.get("finetuned", {}).get("accuracy")
         latency = row.get("latency_ms")
         shown = "" if latency is None else f"{latency:.1f} (batch {row.get('latency_batch')})"
+        timed = row.get("target_latency") or {}
+        target_ms = "<br>".join(f"{v['ms']:.1f} (batch {b})" for b, v in timed.items())
+        speedup = "<br>".join(f"{v['speedup']:.2f}× (dense {v['dense_ms']:.1f} ms)" for v in timed.values())
         lines.append(
             f"| {row['number']} | {row['reference'] or ''} | {describe(row['values'])} "
             f"| {format_flops(target_cost['executed_flops'])} | {format_flops(target_cost['executed_flops'], 'MACs')} "
             f"| {target_cost['params'] / 1e6:.2f} M | {_pct(row['accuracy'])} | {_pct(tuned)} "
-            f"| {shown} |"
+            f"| {shown} | {target_ms} | {speedup} |"
         )
     return lines
 

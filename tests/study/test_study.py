@@ -77,6 +77,17 @@ def test_summary_lists_the_feasible_pareto_set_and_is_written(finished) -> None:
     assert run.report == root / "tiny" / "pareto.md" and "## Pareto set" in run.report.read_text()
 
 
+def test_the_target_of_every_pareto_configuration_is_timed_against_dense(finished) -> None:
+    run, _, _ = finished
+    timed = run.study.user_attrs["target_latency"]
+    assert timed["batches"] == [1] and timed["machine"]["cpu"]
+    for row in run.summary["pareto"]:
+        figures = row["target_latency"]["1"]
+        assert figures["ms"] > 0 and figures["dense_ms"] > 0
+        assert figures["speedup"] == pytest.approx(figures["dense_ms"] / figures["ms"])
+    assert "speed-up over dense" in run.report.read_text()
+
+
 def test_a_rerun_resumes_and_tops_up_to_the_new_count(finished) -> None:
     run, url, root = finished
     again = run_study(run.settings, storage_url=url, name="tiny", device="cpu", artifacts=root / "tiny")

@@ -1,0 +1,92 @@
+"""The latency of the network that ships: each Pareto configuration and reference built as the *target*
+(its real input size), timed against the dense target interleaved in one process, at batch 1 and the
+study's other target batch sizes; stored with the study (``target_latency``) with the machine it ran on.
+
+Dense is the target with every knob off and its top-k blocks in masked execution: the plain network one
+would run without sparsearch. Weights are random (latency does not depend on them, but for which paths the
+gates pick, which does not change how many run).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from sparsearch.layers import TopKBottleneck
+from sparsearch.models import build_model
+from sparsearch.spaces import Space
+from sparsearch.study.pareto import pareto_front
+from sparsearch.study.progress import study_points
+from sparsearch.study.settings import StudySettings
+from sparsearch.train.latency import compare
+from sparsearch.train.machine import describe_machine
+
+__all__ = ["ATTR", "measure_target_latency"]
+
+ATTR = "target_latency"
+
+
+def _build(config, dense: bool = False) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    if dense:
+        for block in model.modules():
+            if isinstance(block, TopKBottleneck):
+                block.execution = "masked"
+    return model
+
+
+def _inputs(config, batch: int) -> tuple[torch.Tensor, ...]:
+    images = torch.randn(batch, getattr(config, "in_channels", 3), config.input_size, config.input_size)
+    cond = getattr(config, "cond_dim", None)
+    return (images,) if cond is None else (images, torch.randn(batch, cond))
+
+
+def _call(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):
+    def run():
+        with torch.inference_mode():
+            return model(*inputs)
+
+    return run
+
+
+def measure_target_latency(
+    study: optuna.Study, settings: StudySettings, space: Space, log=None, rounds: int = 2
+) -> dict[str, Any]:
+    """Measure the Pareto configurations and the feasible references that are not measured yet on this
+    machine; returns (and stores) ``{"machine", "batches", "trials": {number: {batch: figures}}}``."""
+    machine = describe_machine()
+    batches = list(settings.target_latency_batches)
+    stored = study.user_attrs.get(ATTR) or {}
+    same = stored.get("machine", {}).get("cpu") == machine["cpu"] and stored.get("batches") == batches
+    done: dict[str, Any] = dict(stored.get("trials", {})) if same else {}
+    trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    chosen = [p.number for p in pareto_front(study_points(study))] + [
+        n for n, t in trials.items() if t.user_attrs.get("reference") and t.user_attrs.get("feasible")
+    ]
+    todo = [n for n in dict.fromkeys(chosen) if str(n) not in done]
+    if todo:
+        dense_config = space.target_config()
+        dense = _build(dense_config, dense=True)
+        for number in todo:
+            if log is not None:
+                log(f"timing trial {number} as the target ({dense_config.input_size}x{dense_config.input_size})")
+            config = space.target_config(trials[number].user_attrs["values"])
+            model = _build(config)
+            figures = {}
+            for batch in batches:
+                inputs = _inputs(config, batch)
+                c = compare(_call(dense, inputs), _call(model, inputs), rounds=rounds)
+                figures[str(batch)] = {
+                    "ms": c.candidate.ms,
+                    "iqr_ms": c.candidate.iqr * 1e3,
+                    "dense_ms": c.reference.ms,
+                    "speedup": c.ratio,
+                    "threads": c.candidate.threads,
+                }
+            done[str(number)] = figures
+            study.set_user_attr(ATTR, {"machine": machine, "batches": batches, "trials": done})
+    return {"machine": machine, "batches": batches, "trials": done}

@@ -401,10 +401,20 @@ def latency_table(
 
 @app.command("study")
 def study(
-    budget: Annotated[str, typer.Option(help="Target FLOPs per example, e.g. 50GFLOPs, 25GMACs, 5e10.")],
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="Target FLOPs per example (50GFLOPs, 25GMACs, 5e10), or predicted target latency (150ms, 0.2s: "
+            "needs a latency table, see latency-table)."
+        ),
+    ],
     space: Annotated[str, typer.Option(help="A shipped space name or a path to a space .yaml file.")] = "default",
     trials: Annotated[
         int | None, typer.Option(help="Trials in the study, references included (default: supernet 100, train 5).")
+    ] = None,
+    latency_table: Annotated[
+        str | None,
+        typer.Option(help="A latency budget's table (default: studies/latency/<space>-b1.json, from latency-table)."),
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
     storage: Annotated[
@@ -438,13 +448,25 @@ def study(
     ] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Search a space under a FLOPs budget: proxy accuracy up, target FLOPs down (Optuna)."""
-    from sparsearch.cost import parse_budget
+    """Search a space under a FLOPs or latency budget: proxy accuracy up, target FLOPs down (Optuna)."""
+    from sparsearch.cost import count, parse_budget, parse_latency_budget
     from sparsearch.spaces.registry import get_space_and_text
     from sparsearch.study import Progress, StudySettings, default_storage_url, default_study_name, run_study
 
-    flops = parse_budget(budget)
+    budget_ms = parse_latency_budget(budget)
+    table = None
     chosen, text = get_space_and_text(space)
+    if budget_ms is None:
+        flops = parse_budget(budget)
+    else:  # a latency budget: feasibility by the predicted latency; FLOPs stay the objective, up to dense
+        from sparsearch.study.latency_table import default_table_path, load_table
+
+        loaded = load_table(latency_table or default_table_path(chosen.name))
+        if loaded.space != chosen.name:
+            raise SparsearchError(f"the latency table is of space {loaded.space!r}, not {chosen.name!r}")
+        loaded.check_machine()
+        table = loaded.to_dict()
+        flops = count(chosen.target_config()).dense_flops
     settings = StudySettings(
         space=chosen.name,
         space_text=text,
@@ -462,8 +484,10 @@ def study(
         score_examples=score_examples,
         finetune_steps=finetune_steps,
         finetune_top=finetune_top,
+        budget_ms=budget_ms,
+        latency_table=table,
     )
-    name = study_name or default_study_name(chosen.name, flops)
+    name = study_name or default_study_name(chosen.name, flops, budget_ms)
     url = storage or default_storage_url(name)
     progress = Progress(settings.n_trials, flops)
     run = run_study(

@@ -237,7 +237,11 @@ def print_study(summary: dict, report: str) -> None:
                 line += f"; fine-tuned {ref['finetuned_accuracy']:.4f}: {describe_comparison(ref, 'finetuned_')}"
             console.print(line)
         else:
-            console.print(f"{ref['reference']}: over budget ({format_flops(ref['target']['executed_flops'])})")
+            ms = ref["target"].get("predicted_ms")
+            predicted = "" if ms is None else f", {ms:.1f} ms predicted"
+            console.print(
+                f"{ref['reference']}: over budget ({format_flops(ref['target']['executed_flops'])}{predicted})"
+            )
     console.print(f"report: {report}")
 
 

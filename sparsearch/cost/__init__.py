@@ -1,6 +1,22 @@
 """Exact costs from shapes: formulas per layer kind, totals per configuration, budgets."""
 
-from sparsearch.cost.budget import budget_text, format_flops, parse_budget
+from sparsearch.cost.budget import (
+    budget_text,
+    format_flops,
+    latency_budget_text,
+    parse_budget,
+    parse_latency_budget,
+)
 from sparsearch.cost.count import CostReport, LayerCost, cost_summary, count
 
-__all__ = ["CostReport", "LayerCost", "budget_text", "cost_summary", "count", "format_flops", "parse_budget"]
+__all__ = [
+    "CostReport",
+    "LayerCost",
+    "budget_text",
+    "cost_summary",
+    "count",
+    "format_flops",
+    "latency_budget_text",
+    "parse_budget",
+    "parse_latency_budget",
+]

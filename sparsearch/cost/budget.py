@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sparsearch.errors import ConfigError
 
-__all__ = ["budget_text", "format_flops", "parse_budget"]
+__all__ = ["budget_text", "format_flops", "latency_budget_text", "parse_budget", "parse_latency_budget"]
 
 _PREFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _BUDGET = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:([KMGT]?)(FLOPs|MACs))?\s*$")
@@ -50,3 +50,22 @@ def budget_text(flops: int) -> str:
             number = Decimal(flops).scaleb(-scale).normalize()
             return f"{number:f}{prefix}FLOPs"
     return f"{flops}FLOPs"
+
+
+_LATENCY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ms|s)\s*$")
+
+
+def parse_latency_budget(text: str) -> float | None:
+    """Milliseconds in a latency budget (``150ms``, ``0.2s``), or None when ``text`` is not one."""
+    match = _LATENCY.match(text or "")
+    if match is None:
+        return None
+    value = float(match.group(1)) * (1000.0 if match.group(2) == "s" else 1.0)
+    if not math.isfinite(value) or not 0 < value <= 3.6e6:
+        raise ConfigError(f"budget {text!r}: a latency budget must be more than 0 and at most an hour")
+    return value
+
+
+def latency_budget_text(ms: float) -> str:
+    """The latency budget as ``--budget`` reads it back: ``150ms``, ``12.5ms``."""
+    return f"{Decimal(repr(ms)).normalize():f}ms"

@@ -45,6 +45,7 @@ def select_top_k(scores: Tensor, k: int, order: Tensor) -> Tensor:
         (B, k) path indices, in descending score order.
     """
     c = scores.shape[1]
+    scores = torch.where(torch.isnan(scores), torch.inf, scores)  # NaN first, as a descending sort puts it
     paths = torch.arange(c, device=scores.device)
     place = torch.zeros_like(order).scatter_(0, order, paths)  # place[i]: where path i stands in `order`
     mine, theirs = scores[:, :, None], scores[:, None, :]  # (B, C, 1) path i, (B, 1, C) path j

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsearch.cost.budget import budget_text
 from sparsearch.study.settings import DEFAULT_TRIALS, StudySettings, default_study_name
 from sparsearch.study.tables import pareto_table, reference_lines
 
@@ -18,7 +17,7 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
     only), the ``sparsearch validate`` command of its validation if it has one, and the
     ``sparsearch report`` command that draws it."""
     defaults = StudySettings(settings.space, "", "", settings.budget_flops)
-    cmd = ["sparsearch study", f"--budget {budget_text(settings.budget_flops)}"]
+    cmd = ["sparsearch study", f"--budget {settings.budget_arg}"]
     if settings.space != "default":
         cmd.append(f"--space {settings.space}")
     if settings.n_trials != DEFAULT_TRIALS[settings.eval]:
@@ -41,7 +40,7 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
         if value != getattr(defaults, key):
             cmd.append(f"{flag} {value}")
     name = data["study"]
-    if name != default_study_name(settings.space, settings.budget_flops):
+    if name != default_study_name(settings.space, settings.budget_flops, settings.budget_ms):
         cmd.append(f"--study-name {name}")
     report = f"sparsearch report {name} --out {out}"
     if data.get("storage") and data["storage"] != f"sqlite:///studies/{name}.db":

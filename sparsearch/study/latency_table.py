@@ -31,7 +31,15 @@ from sparsearch.spaces import Space
 from sparsearch.train.latency import forward, measure
 from sparsearch.train.machine import describe_machine
 
-__all__ = ["LatencyTable", "build_table", "default_table_path", "load_table", "save_table", "validate_table"]
+__all__ = [
+    "LatencyTable",
+    "build_table",
+    "default_table_path",
+    "load_table",
+    "save_table",
+    "table_from_dict",
+    "validate_table",
+]
 
 FORMAT = "sparsearch-latency-table"
 GATE = "softmax"  # the routing the blocks are measured with
@@ -82,7 +90,8 @@ class LatencyTable:
 
 def _target(space: Space, values: dict[str, Any] | None = None) -> NetConfig:
     config = space.target_config(values or {})
-    if not isinstance(config, NetConfig) or any(s.multi_stream for s in config.stages):
+    gateconnect = any(k.name == "fan_in" for k in space.knobs) or any(s.multi_stream for s in config.stages)
+    if not isinstance(config, NetConfig) or gateconnect:
         raise ConfigError(f"space {space.name}: a latency table covers top-k ResNeXt-family targets")
     return config
 
@@ -158,21 +167,29 @@ def default_table_path(space: str, batch: int = 1) -> Path:
     return Path("studies") / "latency" / f"{space}-b{batch}.json"
 
 
+def table_from_dict(data: Any, where: str = "latency table") -> LatencyTable:
+    """The table :meth:`LatencyTable.to_dict` wrote, every field checked."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"{where}: not a sparsearch latency table")
+    try:
+        blocks = {str(k): {str(e): float(ms) for e, ms in row.items()} for k, row in dict(data["blocks"]).items()}
+        return LatencyTable(
+            str(data["space"]), int(data["batch"]), dict(data["machine"]), float(data["fixed_ms"]), blocks
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"{where}: a latency table with a bad field ({err})") from None
+
+
 def load_table(path: str | Path) -> LatencyTable:
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no latency table there; measure one with sparsearch latency-table SPACE")
+    raw = read_capped(path, 16 << 20, "latency table")  # a regular file within the cap, or one line
     try:
-        data = json.loads(read_capped(path, 16 << 20, "latency table"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{path}: cannot read the latency table ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError(f"{path}: not a sparsearch latency table")
-    try:
-        table = LatencyTable(
-            str(data["space"]), int(data["batch"]), dict(data["machine"]), float(data["fixed_ms"]), dict(data["blocks"])
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"{path}: a latency table with a bad field ({err})") from None
-    return table
+        data = json.loads(raw)
+    except ValueError as err:  # not UTF-8 JSON
+        raise ConfigError(f"{path}: not a sparsearch latency table ({type(err).__name__})") from None
+    return table_from_dict(data, str(path))
 
 
 def save_table(table: LatencyTable, path: str | Path) -> None:

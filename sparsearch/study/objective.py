@@ -55,6 +55,11 @@ class Evaluator:
             choose_structures(space, settings.supernets, settings.seed) if settings.eval == "supernet" else []
         )
         self.sampling = Sampling(settings.sampling, settings.sandwich_random, settings.distill)
+        self.latency_table = None
+        if settings.budget_ms is not None:  # feasibility by predicted latency (FLOPs stay the objective)
+            from sparsearch.study.latency_table import table_from_dict
+
+            self.latency_table = table_from_dict(settings.latency_table)
         self._supernets: dict[str, Supernet] = {}
 
     @functools.cached_property
@@ -81,13 +86,17 @@ class Evaluator:
         values = self.sample(trial)
         trial.set_user_attr("values", values)
         trial.set_user_attr("eval", self.settings.eval)
-        target = cost_dict(count(self.space.target_config(values)))
+        config = self.space.target_config(values)
+        target = cost_dict(count(config))
         flops = target["executed_flops"]
-        budget = self.settings.budget_flops
+        cost, budget = float(flops), float(self.settings.budget_flops)
+        if self.latency_table is not None:
+            target["predicted_ms"] = cost = self.latency_table.predict(config)
+            budget = self.settings.budget_ms
         trial.set_user_attr("target", target)
-        trial.set_constraint("budget", (flops - budget) / budget)  # > 0: over budget
-        trial.set_user_attr("feasible", flops <= budget)
-        if flops > budget:
+        trial.set_constraint("budget", (cost - budget) / budget)  # > 0: over budget
+        trial.set_user_attr("feasible", cost <= budget)
+        if cost > budget:
             trial.set_user_attr("seconds", time.perf_counter() - start)
             return 0.0, float(flops)
         if self.settings.eval == "supernet":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from sparsearch.cost.budget import budget_text
+from sparsearch.cost.budget import budget_text, format_flops, latency_budget_text
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
 from sparsearch.study.samplers import SAMPLERS
@@ -46,6 +46,8 @@ class StudySettings:
     stop_peers: int = 3  # ... this many completed trials of no more FLOPs at the same point
     latency_batch: int = 32
     target_latency_batches: tuple[int, ...] = (1,)  # the target is timed at these batch sizes
+    budget_ms: float | None = None  # a latency budget: the target's predicted milliseconds (batch 1)
+    latency_table: dict[str, Any] | None = None  # ... predicted with this table (sparsearch latency-table)
 
     def __post_init__(self) -> None:
         if self.eval not in EVAL_MODES:
@@ -81,8 +83,29 @@ class StudySettings:
         for b in batches:
             check_int("target latency batch", b, 1, MAX["batch_size"])
         object.__setattr__(self, "target_latency_batches", tuple(batches))
+        if self.budget_ms is not None:
+            if (
+                isinstance(self.budget_ms, bool)
+                or not isinstance(self.budget_ms, int | float)
+                or not self.budget_ms > 0
+            ):
+                raise ConfigError(f"budget={shown(self.budget_ms)} ms must be a positive number")
+            if not isinstance(self.latency_table, dict):
+                raise ConfigError("a latency budget needs the latency table its predictions come from")
         if not isinstance(self.budget_flops, int) or self.budget_flops < 1:
             raise ConfigError(f"budget={self.budget_flops!r} must be a positive number of FLOPs")
+
+    @property
+    def budget_display(self) -> str:
+        """The budget as people read it."""
+        if self.budget_ms is not None:
+            return f"{latency_budget_text(self.budget_ms)} predicted target latency (batch 1)"
+        return format_flops(self.budget_flops)
+
+    @property
+    def budget_arg(self) -> str:
+        """The budget exactly, as ``--budget`` reads it back."""
+        return budget_text(self.budget_flops) if self.budget_ms is None else latency_budget_text(self.budget_ms)
 
     @property
     def n_trials(self) -> int:
@@ -101,7 +124,8 @@ class StudySettings:
         return replace(self, **{k: v for k, v in options.items() if v is not None})
 
 
-def default_study_name(space: str, budget_flops: int) -> str:
-    """``default-50GFLOPs``: the space and the exact budget (``default-12.34GFLOPs``), safe as a file name."""
-    name = f"{space}-{budget_text(budget_flops)}"
+def default_study_name(space: str, budget_flops: int, budget_ms: float | None = None) -> str:
+    """``default-50GFLOPs``: the space and the exact budget (``default-12.34GFLOPs``, ``default-150ms``),
+    safe as a file name."""
+    name = f"{space}-{budget_text(budget_flops) if budget_ms is None else latency_budget_text(budget_ms)}"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -10,7 +10,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sparsearch.cost import format_flops
 from sparsearch.safe_io import write_text
 from sparsearch.study.noise import Measurement, compare
 from sparsearch.study.pareto import hypervolume, pareto_front
@@ -100,7 +99,7 @@ def summarize(study: optuna.Study, settings: StudySettings, *, finetuned: dict[s
         "study": study.study_name,
         "space": settings.space,
         "budget_flops": budget,
-        "budget": format_flops(budget),
+        "budget": settings.budget_display,
         "eval": settings.eval,
         "sampler": settings.sampler,
         "objectives": ["proxy accuracy (max)", "target executed FLOPs per example (min)"],

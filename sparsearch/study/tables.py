@@ -45,9 +45,9 @@ def reference_lines(references: list[dict[str, Any]]) -> list[str]:
     lines = []
     for ref in references:
         if not ref["feasible"]:
-            lines.append(
-                f"- {ref['reference']}: {format_flops(ref['target']['executed_flops'])}, over the budget (not trained)."
-            )
+            ms = ref["target"].get("predicted_ms")
+            cost = format_flops(ref["target"]["executed_flops"]) + ("" if ms is None else f", {ms:.1f} ms predicted")
+            lines.append(f"- {ref['reference']}: {cost}, over the budget (not trained).")
             continue
         text = (
             f"- {ref['reference']} (trial {ref['number']}, {format_flops(ref['flops'])}): accuracy "

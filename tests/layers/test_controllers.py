@@ -79,3 +79,10 @@ def test_ranking_equals_a_stable_sort_with_ties_broken_by_order(c) -> None:
         for k in (1, c // 2 or 1, c):
             expected = order[torch.sort(scores[:, order], dim=1, descending=True, stable=True).indices[:, :k]]
             assert torch.equal(select_top_k(scores, k, order), expected)
+
+
+def test_ranking_keeps_a_permutation_when_scores_are_not_finite() -> None:
+    scores = torch.tensor([[float("nan"), 1.0, float("-inf"), float("nan"), float("inf")]])
+    order = torch.arange(5)
+    assert select_top_k(scores, 5, order).tolist() == [[0, 3, 4, 1, 2]]  # NaN first, as torch.sort puts it
+    assert select_top_k(scores, 2, order).tolist() == [[0, 3]]

@@ -72,3 +72,38 @@ def test_the_command_line(tmp_path, capsys) -> None:
     assert result["entries"] == 20 and len(result["validation"]["rows"]) == 2 and out.is_file()
     assert main(["latency-table", "gateconnect_cifar", "--out", str(tmp_path / "g.json")]) == 2
     assert "a latency table covers top-k ResNeXt-family targets" in capsys.readouterr().err
+
+
+STUDY_SPACE = """
+name: tinylat
+target: {model: resnext, depth: [1, 1, 1, 1], cardinality: 8, width: 4, input_size: 64, num_classes: 10}
+proxy: {dataset: digits, input_size: 16, width: 0.5, epochs: 1}
+knobs:
+  k: {per: stage, min: 1, max: cardinality}
+  routing: {per: stage, choices: [softmax]}
+"""
+
+
+def test_a_latency_budget_never_trains_a_configuration_predicted_over_it(tmp_path, monkeypatch, capsys) -> None:
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(STUDY_SPACE)
+    study = ["study", "--space", "s.yaml", "--trials", "6", "--json"]
+    assert main([*study, "--budget", "5ms"]) == 2
+    assert "no latency table there; measure one with sparsearch latency-table" in capsys.readouterr().err
+    assert main(["latency-table", "s.yaml"]) == 0
+    table = load_table(tmp_path / "studies" / "latency" / "tinylat-b1.json")
+    space = parse_space(STUDY_SPACE, "s.yaml")
+    dense_ms = table.predict(space.target_config(space.expand({"routing": "softmax"})))
+    budget = round(dense_ms * 0.8, 3)  # the dense reference is over it
+    capsys.readouterr()
+    assert main([*study, "--budget", f"{budget}ms"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["study"] == f"tinylat-{budget:g}ms" and "predicted target latency" in summary["budget"]
+    loaded = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///studies/{summary['study']}.db")
+    for t in loaded.get_trials():
+        predicted = t.user_attrs["target"]["predicted_ms"]
+        assert t.user_attrs["feasible"] == (predicted <= budget)
+        assert ("proxy" in t.user_attrs) == t.user_attrs["feasible"]  # over budget: never trained
+    assert not loaded.get_trials()[0].user_attrs["feasible"]  # uniform k = C

@@ -31,7 +31,15 @@ SHELL = ("", "bash", "sh", "shell", "console")
 EXAMPLES = ROOT / "docs" / "examples"
 STARTS = ("sparsearch ", "make ", "python ")
 # Prefixes of commands that take minutes (or need a server): parsed, not run.
-LONG = ("make ", "sparsearch study", "sparsearch worker", "sparsearch validate", "sparsearch report", "python ")
+LONG = (
+    "make ",
+    "sparsearch study",
+    "sparsearch worker",
+    "sparsearch validate",
+    "sparsearch report",
+    "sparsearch latency-table",
+    "python ",
+)
 VQA_SPACES = ("default", "clevr")  # easy-VQA proxies: a training run takes minutes
 MAX_EPOCHS = 2  # digits trainings of more epochs (or the space's default) are parsed, not run
 

@@ -416,6 +416,10 @@ def study(
         str | None,
         typer.Option(help="A latency budget's table (default: studies/latency/<space>-b1.json, from latency-table)."),
     ] = None,
+    target_latency_batch: Annotated[
+        list[int] | None,
+        typer.Option(help="Batch sizes the Pareto set is timed at as the target (repeatable; default 1)."),
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<name>.db); postgresql://...")
@@ -486,6 +490,7 @@ def study(
         finetune_top=finetune_top,
         budget_ms=budget_ms,
         latency_table=table,
+        target_latency_batches=tuple(target_latency_batch or (1,)),
     )
     name = study_name or default_study_name(chosen.name, flops, budget_ms)
     url = storage or default_storage_url(name)

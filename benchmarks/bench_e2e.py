@@ -24,9 +24,8 @@ from dataclasses import replace
 import torch
 
 from sparsearch.cost import count
-from sparsearch.layers import TopKBottleneck
-from sparsearch.models import build_model
 from sparsearch.spaces import get_space
+from sparsearch.study.target_latency import build_for_timing
 from sparsearch.train.latency import compare, forward
 from sparsearch.train.machine import describe_machine
 
@@ -34,12 +33,7 @@ FRACTIONS = (2, 4, 8)  # k = C / fraction
 
 
 def _model(config, dense: bool, channels_last: bool, compiled: bool):
-    torch.manual_seed(0)
-    model = build_model(config).eval()
-    if dense:
-        for block in model.modules():
-            if isinstance(block, TopKBottleneck):
-                block.execution = "masked"
+    model = build_for_timing(config, dense)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compiled:

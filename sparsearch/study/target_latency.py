@@ -24,12 +24,14 @@ from sparsearch.study.settings import StudySettings
 from sparsearch.train.latency import compare
 from sparsearch.train.machine import describe_machine
 
-__all__ = ["ATTR", "measure_target_latency"]
+__all__ = ["ATTR", "build_for_timing", "measure_target_latency"]
 
 ATTR = "target_latency"
 
 
-def _build(config, dense: bool = False) -> torch.nn.Module:
+def build_for_timing(config, dense: bool = False) -> torch.nn.Module:
+    """``config`` built (seed 0) in eval; with ``dense``, its top-k blocks in masked execution: the plain
+    network, one grouped convolution per block."""
     torch.manual_seed(0)
     model = build_model(config).eval()
     if dense:
@@ -70,12 +72,12 @@ def measure_target_latency(
     todo = [n for n in dict.fromkeys(chosen) if str(n) not in done]
     if todo:
         dense_config = space.target_config()
-        dense = _build(dense_config, dense=True)
+        dense = build_for_timing(dense_config, dense=True)
         for number in todo:
             if log is not None:
                 log(f"timing trial {number} as the target ({dense_config.input_size}x{dense_config.input_size})")
             config = space.target_config(trials[number].user_attrs["values"])
-            model = _build(config)
+            model = build_for_timing(config)
             figures = {}
             for batch in batches:
                 inputs = _inputs(config, batch)

@@ -9,7 +9,7 @@ import optuna
 from sparsearch.cli import main
 from tests.study.helpers import write_tiny
 
-TIMINGS = ("seconds", "latency_ms", "supernet_train_seconds", "train_seconds")
+TIMINGS = ("seconds", "latency_ms", "supernet_train_seconds", "train_seconds", "target_latency")
 
 
 def _strip(value):

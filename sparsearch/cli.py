@@ -342,7 +342,7 @@ def export(
     from sparsearch.limits import check_number
 
     check_number("atol", atol, 0, 1, low_open=True)
-    result = export_checkpoint(checkpoint, out, format_, None, atol)
+    result = export_checkpoint(checkpoint, out, format_, atol)
     if json_out:
         typer.echo(_json(result))
         return
@@ -463,13 +463,9 @@ def study(
     if budget_ms is None:
         flops = parse_budget(budget)
     else:  # a latency budget: feasibility by the predicted latency; FLOPs stay the objective, up to dense
-        from sparsearch.study.latency_table import default_table_path, load_table
+        from sparsearch.study.latency_table import table_for_study
 
-        loaded = load_table(latency_table or default_table_path(chosen.name))
-        if loaded.space != chosen.name:
-            raise SparsearchError(f"the latency table is of space {loaded.space!r}, not {chosen.name!r}")
-        loaded.check_machine()
-        table = loaded.to_dict()
+        table = table_for_study(chosen, latency_table)
         flops = count(chosen.target_config()).dense_flops
     settings = StudySettings(
         space=chosen.name,

@@ -303,7 +303,7 @@ def _is_export(path: Path) -> bool:
         return False
 
 
-def export_checkpoint(path: str | Path, out: str | Path, fmt: str, device: torch.device, atol: float = 1e-4) -> dict:
+def export_checkpoint(path: str | Path, out: str | Path, fmt: str, atol: float = 1e-4) -> dict:
     """Export the checkpoint ``path`` as ``fmt`` (pt2 or onnx) into the directory ``out`` (written whole, or not
     at all): the model file, ``input.json`` and ``README.md``. Returns what ``input.json`` records."""
     from sparsearch.errors import ConfigError

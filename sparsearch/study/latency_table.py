@@ -37,6 +37,7 @@ __all__ = [
     "default_table_path",
     "load_table",
     "save_table",
+    "table_for_study",
     "table_from_dict",
     "validate_table",
 ]
@@ -190,6 +191,16 @@ def load_table(path: str | Path) -> LatencyTable:
     except ValueError as err:  # not UTF-8 JSON
         raise ConfigError(f"{path}: not a sparsearch latency table ({type(err).__name__})") from None
     return table_from_dict(data, str(path))
+
+
+def table_for_study(space: Space, path: str | Path | None = None) -> dict[str, Any]:
+    """The table a latency-budget study of ``space`` predicts with (``path``, else the default one): of this
+    space, measured on this machine; as the dict the study's settings store."""
+    table = load_table(path or default_table_path(space.name))
+    if table.space != space.name:
+        raise ConfigError(f"the latency table is of space {table.space!r}, not {space.name!r}")
+    table.check_machine()
+    return table.to_dict()
 
 
 def save_table(table: LatencyTable, path: str | Path) -> None:

@@ -55,7 +55,7 @@ TOPK = layout("resnext", depth=[1, 1, 1, 1], cardinality=8, width=2, input_size=
 )
 def test_exports_equal_the_checkpoint_and_carry_their_contract(tmp_path, fmt, name, config, task) -> None:
     ckpt = _checkpoint(tmp_path, name, config, task)
-    result = export_checkpoint(ckpt, tmp_path / "out", fmt, CPU)
+    result = export_checkpoint(ckpt, tmp_path / "out", fmt)
     files = {p.name for p in (tmp_path / "out").iterdir()}
     assert files == {f"model.{fmt}", "input.json", "README.md"}
     assert result["checks"]["max_abs_diff"] <= 1e-4 and result["checks"]["batches"] == [1, 3]
@@ -71,7 +71,7 @@ def test_exports_equal_the_checkpoint_and_carry_their_contract(tmp_path, fmt, na
 
 def test_a_program_runs_with_and_without_gradients(tmp_path) -> None:
     ckpt = _checkpoint(tmp_path, "topk", TOPK)
-    export_checkpoint(ckpt, tmp_path / "out", "pt2", CPU)
+    export_checkpoint(ckpt, tmp_path / "out", "pt2")
     program = torch.export.load(str(tmp_path / "out" / "model.pt2")).module()
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
@@ -96,10 +96,10 @@ def test_an_uncompacted_gateconnect_network_is_refused_and_its_compacted_form_ex
     config = get_space("gateconnect_digits").proxy_config({"stage2.fan_in": 2, "stage3.fan_in": 2})
     ckpt = _checkpoint(tmp_path, "gc", config)
     with pytest.raises(ExportError, match=r"uncompacted GateConnect network .* run sparsearch prune first"):
-        export_checkpoint(ckpt, tmp_path / "out", "onnx", CPU)
+        export_checkpoint(ckpt, tmp_path / "out", "onnx")
     assert not (tmp_path / "out").exists()
     prune_checkpoint(ckpt, tmp_path / "small", PruneSettings(calib_batches=1, max_drop=1.0), CPU)
-    assert export_checkpoint(tmp_path / "small", tmp_path / "out", "onnx", CPU)["checks"]["max_abs_diff"] <= 1e-4
+    assert export_checkpoint(tmp_path / "small", tmp_path / "out", "onnx")["checks"]["max_abs_diff"] <= 1e-4
 
 
 def test_the_command_line(tmp_path, capsys) -> None:

@@ -292,6 +292,19 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         ["flops", "space.yaml"],
         "model factory 'nowhere_xyz:make': cannot import 'nowhere_xyz'",
     ),
+    (
+        "latency budget without a table",
+        None,
+        ["study", "--budget", "150ms"],
+        "studies/latency/default-b1.json: no latency table there; measure one with sparsearch latency-table",
+    ),
+    ("latency budget of 1e400 ms", None, ["study", "--budget", "1e400ms"], "at most an hour"),
+    (
+        "export to an unknown format",
+        _ckpt(),
+        ["export", "ckpt", "--format", "tflite", "--out", "e"],
+        "allowed: pt2, onnx",
+    ),
     # 7. numbers that are not numbers
     ("all-NaN weights, eval", _ckpt(weights=_nan), ["eval", "ckpt"], "the weights hold non-finite values"),
     (

@@ -420,6 +420,10 @@ def study(
         list[int] | None,
         typer.Option(help="Batch sizes the Pareto set is timed at as the target (repeatable; default 1)."),
     ] = None,
+    objective: Annotated[
+        str,
+        typer.Option(help="The second objective: flops (target FLOPs) or latency (predicted; a latency budget)."),
+    ] = "flops",
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<name>.db); postgresql://...")
@@ -487,6 +491,7 @@ def study(
         budget_ms=budget_ms,
         latency_table=table,
         target_latency_batches=tuple(target_latency_batch or (1,)),
+        objective=objective,
     )
     name = study_name or default_study_name(chosen.name, flops, budget_ms)
     url = storage or default_storage_url(name)

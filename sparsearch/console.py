@@ -231,7 +231,8 @@ def print_study(summary: dict, report: str) -> None:
         )
     for ref in summary["references"]:
         if ref["feasible"]:
-            line = f"{ref['reference']}: accuracy {ref['accuracy']:.4f}; at equal or fewer FLOPs "
+            at = "fewer FLOPs" if ref.get("at", "FLOPs") == "FLOPs" else f"lower {ref['at']}"
+            line = f"{ref['reference']}: accuracy {ref['accuracy']:.4f}; at equal or {at} "
             line += describe_comparison(ref)
             if "finetuned_accuracy" in ref:
                 line += f"; fine-tuned {ref['finetuned_accuracy']:.4f}: {describe_comparison(ref, 'finetuned_')}"

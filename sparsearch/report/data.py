@@ -19,16 +19,40 @@ from optuna.trial import TrialState
 from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space, parse_space
 from sparsearch.study.pareto import Point, hypervolume
+from sparsearch.study.progress import objective_cost
 from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import redact, sqlite_file
 from sparsearch.study.structure import ELASTIC, describe
 from sparsearch.study.summary import summarize
 
-__all__ = ["FORMAT", "load_report_data", "report_data"]
+__all__ = ["FORMAT", "load_report_data", "report_data", "x_axis"]
 
 FORMAT = "sparsearch-report"
 NUMERIC_KNOBS = ("k", "experts", "fan_in")  # shown per layer in the configurations heatmap
+
+
+def x_axis(data: dict[str, Any]) -> dict[str, Any]:
+    """The figures' x axis: the study's second objective (target FLOPs, or predicted latency), its scale,
+    unit, budget and label; ``key`` reads it from a point, ``target_key`` from a trial's target costs."""
+    if data.get("objective", {}).get("name") == "predicted latency":
+        return {
+            "key": "predicted_ms",
+            "target_key": "predicted_ms",
+            "scale": 1.0,
+            "unit": "ms",
+            "budget": data["objective"]["budget"],
+            "label": "target latency predicted by the latency table, ms (batch 1)",
+        }
+    scale, unit = (1e9, "GFLOPs") if data["budget_flops"] >= 1e9 else (1e6, "MFLOPs")
+    return {
+        "key": "flops",
+        "target_key": "executed_flops",
+        "scale": scale,
+        "unit": unit,
+        "budget": data["budget_flops"],
+        "label": f"target executed {unit} per example (analytic)",
+    }
 
 
 def load_report_data(name: str, storage_url: str) -> dict[str, Any]:
@@ -59,7 +83,7 @@ def report_data(
         "about": _about(space, settings, trials),
         "time": _time(study, trials),
         "points": points,
-        "hypervolume_history": _history(trials, settings.budget_flops),
+        "hypervolume_history": _history(trials, settings.cost_budget),
         "importances": _importances(trials),
         "configurations": _configurations(space, summary["pareto"]),
         "fidelity": study.user_attrs.get("fidelity"),  # sparsearch validate's figures, if it ran
@@ -150,6 +174,7 @@ def _point(t: optuna.trial.FrozenTrial, finetuned: dict[str, Any]) -> dict[str, 
         "accuracy": t.values[0] if complete and t.user_attrs.get("feasible") else None,
         "finetuned_accuracy": tuned,
         "flops": target.get("executed_flops"),
+        "predicted_ms": target.get("predicted_ms"),  # latency budgets: the latency table's prediction
         "macs": target.get("executed_macs"),
         "params": target.get("params"),
         "latency_ms": proxy.get("latency_ms"),
@@ -165,7 +190,7 @@ def _history(trials, budget: int) -> list[dict[str, Any]]:
     out = []
     for i, t in enumerate(finished, 1):
         if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible"):
-            seen.append(Point(t.number, t.values[0], int(t.values[1])))
+            seen.append(Point(t.number, t.values[0], objective_cost(t.values[1])))
         out.append({"finished": i, "trial": t.number, "hypervolume": hypervolume(seen, budget)})
     return out
 

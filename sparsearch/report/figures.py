@@ -12,6 +12,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from sparsearch.report.data import x_axis
+
 __all__ = ["FIGURES", "draw_figures", "figures_of"]
 
 FIGURES = ("pareto.png", "hypervolume.png", "importances.png", "configurations.png", "fidelity.png")
@@ -50,16 +52,17 @@ def _unit(data: dict[str, Any]) -> tuple[float, str]:
 
 
 def _pareto(data: dict[str, Any]) -> Figure:
-    scale, unit = _unit(data)
+    axis = x_axis(data)
+    scale, key = axis["scale"], axis["key"]
     fig = Figure(figsize=(9.5, 4.8), layout="constrained")
     ax = fig.subplots()
     points = data["points"]
     feasible = [p for p in points if p["accuracy"] is not None and not p["reference"]]
     refs = [p for p in points if p["accuracy"] is not None and p["reference"]]
-    over = [p for p in points if p["state"] == "complete" and not p["feasible"] and p["flops"] is not None]
+    over = [p for p in points if p["state"] == "complete" and not p["feasible"] and p[key] is not None]
     front = data["pareto"]
     ax.scatter(
-        [p["flops"] / scale for p in feasible],
+        [p[key] / scale for p in feasible],
         [p["accuracy"] for p in feasible],
         s=18,
         color=SEARCHED,
@@ -67,7 +70,7 @@ def _pareto(data: dict[str, Any]) -> Figure:
         label=f"searched ({len(feasible)})",
     )
     if front:
-        xs = [r["target"]["executed_flops"] / scale for r in front]
+        xs = [r["target"][axis["target_key"]] / scale for r in front]
         ys = [r["accuracy"] for r in front]
         ax.step(xs, ys, where="post", color=FRONT, linewidth=1.2)
         ax.scatter(xs, ys, s=46, facecolors="none", edgecolors=FRONT, linewidths=1.5, label=f"Pareto ({len(front)})")
@@ -75,17 +78,17 @@ def _pareto(data: dict[str, Any]) -> Figure:
         if tuned:
             ax.scatter(*zip(*tuned, strict=True), marker="*", s=70, color=FRONT, label="Pareto, fine-tuned")
     for p in refs:
-        ax.scatter(p["flops"] / scale, p["accuracy"], marker="D", s=40, color=REFERENCE, zorder=3)
-        ax.annotate(p["reference"], (p["flops"] / scale, p["accuracy"]), xytext=(4, -11), textcoords="offset points")
+        ax.scatter(p[key] / scale, p["accuracy"], marker="D", s=40, color=REFERENCE, zorder=3)
+        ax.annotate(p["reference"], (p[key] / scale, p["accuracy"]), xytext=(4, -11), textcoords="offset points")
         if p["finetuned_accuracy"] is not None:
-            ax.scatter(p["flops"] / scale, p["finetuned_accuracy"], marker="*", s=70, color=REFERENCE, zorder=3)
+            ax.scatter(p[key] / scale, p["finetuned_accuracy"], marker="*", s=70, color=REFERENCE, zorder=3)
     if refs:
         ax.scatter([], [], marker="D", s=40, color=REFERENCE, label="references (uniform k)")
-    budget = data["budget_flops"] / scale
+    budget = axis["budget"] / scale
     ax.axvline(budget, color=BUDGET, linestyle="--", linewidth=1.2, label=f"budget {data['budget']}")
-    if over:  # never trained: no accuracy, drawn faint along the bottom at their FLOPs
+    if over:  # never trained: no accuracy, drawn faint along the bottom at their cost
         ax.scatter(
-            [p["flops"] / scale for p in over],
+            [p[key] / scale for p in over],
             [0.02] * len(over),
             transform=ax.get_xaxis_transform(),
             marker="x",
@@ -94,9 +97,9 @@ def _pareto(data: dict[str, Any]) -> Figure:
             alpha=0.6,
             label=f"over budget, not trained ({len(over)})",
         )
-    right = max([budget, *(p["flops"] / scale for p in points if p["flops"] is not None)])
+    right = max([budget, *(p[key] / scale for p in points if p[key] is not None)])
     ax.set_xlim(0, right * 1.05)  # the faint crosses do not widen the limits by themselves
-    ax.set_xlabel(f"target executed {unit} per example (analytic)")
+    ax.set_xlabel(axis["label"])
     ax.set_ylabel(f"proxy accuracy ({', '.join(data['about']['accuracy']['splits']) or 'val'})")
     ax.set_title(f"{data['study']}: accuracy vs FLOPs")
     ax.grid(alpha=0.3)

@@ -9,6 +9,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from sparsearch.report.data import x_axis
 from sparsearch.report.figures import BUDGET, FAINT, FRONT, REFERENCE, SEARCHED  # the PNGs' colours
 
 __all__ = ["interactive_html"]
@@ -31,7 +32,8 @@ def _hover(p: dict[str, Any]) -> str:
 
 
 def _pareto(data: dict[str, Any]) -> go.Figure:
-    scale, unit = (1e9, "GFLOPs") if data["budget_flops"] >= 1e9 else (1e6, "MFLOPs")
+    axis = x_axis(data)
+    scale, key = axis["scale"], axis["key"]
     points = data["points"]
     fig = go.Figure()
     groups = (
@@ -41,7 +43,7 @@ def _pareto(data: dict[str, Any]) -> go.Figure:
     for name, chosen, color, symbol, opacity in groups:
         fig.add_trace(
             go.Scatter(
-                x=[p["flops"] / scale for p in chosen],
+                x=[p[key] / scale for p in chosen],
                 y=[p["accuracy"] for p in chosen],
                 mode="markers",
                 name=f"{name} ({len(chosen)})",
@@ -55,7 +57,7 @@ def _pareto(data: dict[str, Any]) -> go.Figure:
     by_number = {p["number"]: p for p in points}
     fig.add_trace(
         go.Scatter(
-            x=[r["target"]["executed_flops"] / scale for r in front],
+            x=[r["target"][axis["target_key"]] / scale for r in front],
             y=[r["accuracy"] for r in front],
             mode="lines+markers",
             line={"shape": "hv", "color": FRONT},
@@ -65,11 +67,11 @@ def _pareto(data: dict[str, Any]) -> go.Figure:
             hoverinfo="text",
         )
     )
-    over = [p for p in points if p["state"] == "complete" and not p["feasible"] and p["flops"] is not None]
+    over = [p for p in points if p["state"] == "complete" and not p["feasible"] and p[key] is not None]
     if over:
         fig.add_trace(
             go.Scatter(
-                x=[p["flops"] / scale for p in over],
+                x=[p[key] / scale for p in over],
                 y=[0] * len(over),
                 yaxis="y2",
                 mode="markers",
@@ -80,10 +82,10 @@ def _pareto(data: dict[str, Any]) -> go.Figure:
                 hoverinfo="text",
             )
         )
-    fig.add_vline(x=data["budget_flops"] / scale, line_dash="dash", line_color=BUDGET, annotation_text="budget")
+    fig.add_vline(x=axis["budget"] / scale, line_dash="dash", line_color=BUDGET, annotation_text="budget")
     fig.update_layout(
-        title=f"{data['study']}: proxy accuracy vs target FLOPs",
-        xaxis_title=f"target executed {unit} per example (analytic)",
+        title=f"{data['study']}: proxy accuracy vs target {data.get('objective', {}).get('name', 'FLOPs')}",
+        xaxis_title=axis["label"],
         yaxis_title="proxy accuracy",
         yaxis2={"overlaying": "y", "range": [0, 1], "visible": False},
         template="plotly_white",

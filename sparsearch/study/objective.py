@@ -96,17 +96,18 @@ class Evaluator:
         trial.set_user_attr("target", target)
         trial.set_constraint("budget", (cost - budget) / budget)  # > 0: over budget
         trial.set_user_attr("feasible", cost <= budget)
+        second = float(cost if self.settings.objective == "latency" else flops)  # the objective minimised
         if cost > budget:
             trial.set_user_attr("seconds", time.perf_counter() - start)
-            return 0.0, float(flops)
+            return 0.0, second
         if self.settings.eval == "supernet":
             accuracy, proxy, usage = self._score_supernet(trial, values)
         else:
-            accuracy, proxy, usage = self._train(trial, values, flops)
+            accuracy, proxy, usage = self._train(trial, values, second)
         trial.set_user_attr("proxy", proxy)
         trial.set_user_attr("usage", usage)
         trial.set_user_attr("seconds", time.perf_counter() - start)
-        return accuracy, float(flops)
+        return accuracy, second
 
     def _latency(self, model) -> tuple[float, int]:
         """Median milliseconds of a forward pass of the first validation examples, and the batch size."""
@@ -198,7 +199,7 @@ class Evaluator:
             curve.append(accuracy)
             trial.set_user_attr("curve", curve)
             peers = [
-                Peer(int(t.values[1]), tuple(t.user_attrs.get("curve", ())))
+                Peer(t.values[1], tuple(t.user_attrs.get("curve", ())))
                 for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                 if t.user_attrs.get("feasible") and t.user_attrs.get("eval") == "train"
             ]

@@ -15,10 +15,15 @@ from sparsearch.study.pareto import Point, hypervolume
 __all__ = ["Progress", "study_points", "summary_line"]
 
 
+def objective_cost(value: float) -> float:
+    """The second objective: FLOPs are whole numbers (kept as ints), predicted latencies are not."""
+    return int(value) if float(value).is_integer() else value
+
+
 def study_points(study: optuna.Study) -> list[Point]:
     """(accuracy, target FLOPs) of the completed feasible trials."""
     return [
-        Point(t.number, t.values[0], int(t.values[1]))
+        Point(t.number, t.values[0], objective_cost(t.values[1]))
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get("feasible")
     ]

@@ -18,6 +18,7 @@ __all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name"]
 
 EVAL_MODES = ("supernet", "train")
 SAMPLING_RULES = ("sandwich", "uniform")  # how a supernet's training steps pick configurations
+OBJECTIVES = ("flops", "latency")  # the study's second objective, minimised
 DEFAULT_TRIALS = {"supernet": 100, "train": 5}  # about 10 minutes each on a 2-core CPU (default space)
 
 
@@ -47,6 +48,7 @@ class StudySettings:
     latency_batch: int = 32
     target_latency_batches: tuple[int, ...] = (1,)  # the target is timed at these batch sizes
     budget_ms: float | None = None  # a latency budget: the target's predicted milliseconds (batch 1)
+    objective: str = "flops"  # the second objective: "flops" (target FLOPs) or "latency" (predicted target ms)
     latency_table: dict[str, Any] | None = None  # ... predicted with this table (sparsearch latency-table)
 
     def __post_init__(self) -> None:
@@ -83,6 +85,10 @@ class StudySettings:
         for b in batches:
             check_int("target latency batch", b, 1, MAX["batch_size"])
         object.__setattr__(self, "target_latency_batches", tuple(batches))
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective={shown(self.objective)}; allowed: {', '.join(OBJECTIVES)}")
+        if self.objective == "latency" and self.budget_ms is None:
+            raise ConfigError("the latency objective needs a latency budget, e.g. --budget 150ms")
         if self.budget_ms is not None:
             if (
                 isinstance(self.budget_ms, bool)
@@ -94,6 +100,16 @@ class StudySettings:
                 raise ConfigError("a latency budget needs the latency table its predictions come from")
         if not isinstance(self.budget_flops, int) or self.budget_flops < 1:
             raise ConfigError(f"budget={self.budget_flops!r} must be a positive number of FLOPs")
+
+    @property
+    def cost_budget(self) -> float:
+        """The budget in the unit of the second objective (FLOPs, or predicted ms)."""
+        return float(self.budget_ms) if self.objective == "latency" else self.budget_flops
+
+    @property
+    def cost_name(self) -> str:
+        """What the second objective is, in words."""
+        return "predicted latency" if self.objective == "latency" else "FLOPs"
 
     @property
     def budget_display(self) -> str:

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from sparsearch.safe_io import write_text
 from sparsearch.study.noise import Measurement, compare
 from sparsearch.study.pareto import hypervolume, pareto_front
-from sparsearch.study.progress import study_points
+from sparsearch.study.progress import objective_cost, study_points
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.tables import pareto_table, reference_lines
 
@@ -49,7 +49,7 @@ def summarize(study: optuna.Study, settings: StudySettings, *, finetuned: dict[s
     trials = study.get_trials(deepcopy=False)
     complete = {t.number: t for t in trials if t.state == TrialState.COMPLETE}
     points = study_points(study)
-    budget = settings.budget_flops
+    budget = settings.cost_budget  # of the second objective: FLOPs, or predicted ms
     front = pareto_front(points)
     timed = (study.user_attrs.get("target_latency") or {}).get("trials", {})
     rows = {n: _trial_row(complete[n], finetuned, timed) for n in complete}
@@ -69,18 +69,19 @@ def summarize(study: optuna.Study, settings: StudySettings, *, finetuned: dict[s
         if not complete[ref["number"]].user_attrs.get("feasible"):
             comparisons.append({"reference": ref["reference"], "feasible": False, "target": ref["target"]})
             continue
-        flops = ref["target"]["executed_flops"]
-        own = Measurement(ref["number"], flops, complete[ref["number"]].user_attrs.get("proxy", {}))
+        cost = objective_cost(complete[ref["number"]].values[1])  # FLOPs, or predicted ms
+        own = Measurement(ref["number"], cost, complete[ref["number"]].user_attrs.get("proxy", {}))
         entry = {
             "reference": ref["reference"],
             "feasible": True,
             "number": ref["number"],
             "accuracy": ref["accuracy"],
-            "flops": flops,
+            "flops": ref["target"]["executed_flops"],
+            "at": settings.cost_name,  # the comparisons are at equal or lower cost of this kind
             **compare(measured, own),
         }
         if "finetuned" in ref:  # the fine-tuned comparison: fine-tuned Pareto configurations only
-            against = compare(tuned, Measurement(ref["number"], flops, ref["finetuned"]))
+            against = compare(tuned, Measurement(ref["number"], cost, ref["finetuned"]))
             entry["finetuned_accuracy"] = ref["finetuned"]["accuracy"]
             entry["finetuned_beaten_by"] = against["beaten_by"]
             entry["finetuned_tied_with"] = against["tied_with"]
@@ -98,7 +99,8 @@ def summarize(study: optuna.Study, settings: StudySettings, *, finetuned: dict[s
     return {
         "study": study.study_name,
         "space": settings.space,
-        "budget_flops": budget,
+        "budget_flops": settings.budget_flops,
+        "objective": {"name": settings.cost_name, "budget": budget},
         "budget": settings.budget_display,
         "eval": settings.eval,
         "sampler": settings.sampler,

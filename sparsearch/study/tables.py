@@ -29,6 +29,8 @@ def pareto_table(pareto: list[dict[str, Any]]) -> list[str]:
         shown = "" if latency is None else f"{latency:.1f} (batch {row.get('latency_batch')})"
         timed = row.get("target_latency") or {}
         target_ms = "<br>".join(f"{v['ms']:.1f} (batch {b})" for b, v in timed.items())
+        if target_cost.get("predicted_ms") is not None:  # a latency budget's prediction (batch 1)
+            target_ms += f"{'<br>' if target_ms else ''}predicted {target_cost['predicted_ms']:.1f}"
         speedup = "<br>".join(f"{v['speedup']:.2f}× (dense {v['dense_ms']:.1f} ms)" for v in timed.values())
         lines.append(
             f"| {row['number']} | {row['reference'] or ''} | {describe(row['values'])} "
@@ -37,6 +39,11 @@ def pareto_table(pareto: list[dict[str, Any]]) -> list[str]:
             f"| {shown} | {target_ms} | {speedup} |"
         )
     return lines
+
+
+def _less(ref: dict[str, Any]) -> str:
+    at = ref.get("at", "FLOPs")
+    return "fewer FLOPs" if at == "FLOPs" else f"lower {at}"
 
 
 def reference_lines(references: list[dict[str, Any]]) -> list[str]:
@@ -51,7 +58,7 @@ def reference_lines(references: list[dict[str, Any]]) -> list[str]:
             continue
         text = (
             f"- {ref['reference']} (trial {ref['number']}, {format_flops(ref['flops'])}): accuracy "
-            f"{ref['accuracy']:.4f}; of the searched trials at equal or fewer FLOPs, {describe_comparison(ref)}"
+            f"{ref['accuracy']:.4f}; of the searched trials at equal or {_less(ref)}, {describe_comparison(ref)}"
         )
         if "finetuned_accuracy" in ref:
             text += (

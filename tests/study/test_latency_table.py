@@ -107,3 +107,28 @@ def test_a_latency_budget_never_trains_a_configuration_predicted_over_it(tmp_pat
         assert t.user_attrs["feasible"] == (predicted <= budget)
         assert ("proxy" in t.user_attrs) == t.user_attrs["feasible"]  # over budget: never trained
     assert not loaded.get_trials()[0].user_attrs["feasible"]  # uniform k = C
+
+
+def test_accuracy_against_predicted_latency_as_the_objectives(tmp_path, monkeypatch, capsys) -> None:
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(STUDY_SPACE)
+    assert main(["latency-table", "s.yaml"]) == 0
+    capsys.readouterr()
+    args = ["study", "--space", "s.yaml", "--trials", "6", "--objective", "latency", "--json"]
+    assert main([*args, "--budget", "5GFLOPs"]) == 2
+    assert "the latency objective needs a latency budget" in capsys.readouterr().err
+    assert main([*args, "--budget", "1s", "--study-name", "lat"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["objective"] == {"name": "predicted latency", "budget": 1000.0}
+    study = optuna.load_study(study_name="lat", storage="sqlite:///studies/lat.db")
+    for t in study.get_trials():
+        assert t.values[1] == pytest.approx(t.user_attrs["target"]["predicted_ms"])  # ms, not FLOPs
+    costs = [row["target"]["predicted_ms"] for row in summary["pareto"]]
+    accuracies = [row["accuracy"] for row in summary["pareto"]]
+    assert costs == sorted(costs) and accuracies == sorted(accuracies)  # a front in latency
+    for ref in summary["references"]:
+        assert ref.get("at", "predicted latency") == "predicted latency"
+    assert main(["report", "lat", "--out", "rep"]) == 0
+    assert "predicted" in (tmp_path / "rep" / "index.md").read_text()

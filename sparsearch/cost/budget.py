@@ -1,4 +1,10 @@
-"""Compute budgets: ``50GFLOPs``, ``50 GFLOPs``, ``32GMACs``, ``300MFLOPs``, ``5e10`` (FLOPs)."""
+"""Compute budgets: ``50GFLOPs``, ``50 GFLOPs``, ``32GMACs``, ``300MFLOPs``, ``500kFLOPs``, ``5e10`` (FLOPs).
+
+The grammar: a positive number, then optionally an SI prefix (``k``/``K`` 10³, ``M`` 10⁶, ``G`` 10⁹,
+``T`` 10¹²) and a unit, ``FLOPs`` or ``MACs`` (one MAC = 2 FLOPs), in any letter case (``50gflops``,
+``50GFLOPS``). A bare number is FLOPs; a prefix without a unit (``50G``) is refused with a hint. Latency
+budgets (``150ms``, ``0.2s``) are :func:`parse_latency_budget`'s.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ from sparsearch.errors import ConfigError
 __all__ = ["budget_text", "format_flops", "latency_budget_text", "parse_budget", "parse_latency_budget"]
 
 _PREFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_BUDGET = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:([KMGT]?)(FLOPs|MACs))?\s*$")
-_FORMS = "write e.g. 50GFLOPs, 50 GFLOPs, 32GMACs, 300MFLOPs or 5e10 (FLOPs)"
+_NUMBER = r"([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
+_BUDGET = re.compile(rf"^\s*{_NUMBER}\s*(?:([kmgt]?)(flops|macs))?\s*$", re.IGNORECASE)
+_NO_UNIT = re.compile(rf"^\s*{_NUMBER}\s*([kmgt])\s*$", re.IGNORECASE)
+_FORMS = "write e.g. 50GFLOPs, 50 GFLOPs, 32GMACs, 300MFLOPs, 500kFLOPs or 5e10 (FLOPs), or 150ms"
 
 
 def parse_budget(text: str) -> int:
@@ -23,9 +31,13 @@ def parse_budget(text: str) -> int:
     """
     match = _BUDGET.match(text or "")
     if match is None:
+        bare = _NO_UNIT.match(text or "")
+        if bare is not None:
+            number, prefix = bare.group(1), bare.group(2).upper()
+            raise ConfigError(f"budget {text!r}: add a unit, e.g. {number}{prefix}FLOPs or {number}{prefix}MACs")
         raise ConfigError(f"budget {text!r} not understood; {_FORMS}")
     number, prefix, unit = match.groups()
-    value = float(number) * _PREFIX[prefix or ""] * (2 if unit == "MACs" else 1)
+    value = float(number) * _PREFIX[(prefix or "").upper()] * (2 if (unit or "").lower() == "macs" else 1)
     if not math.isfinite(value) or value < 1:
         raise ConfigError(f"budget {text!r} must be a positive, finite amount of at least 1 FLOP; {_FORMS}")
     return round(value)

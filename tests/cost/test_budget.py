@@ -17,15 +17,27 @@ from sparsearch.errors import ConfigError
         ("300MFLOPs", 3 * 10**8),
         ("5e10", 5 * 10**10),
         (" 1.5 TFLOPs ", 15 * 10**11),
+        ("50gflops", 50 * 10**9),
+        ("50GFLOPS", 50 * 10**9),
+        ("50 gflops", 50 * 10**9),
+        ("500kFLOPs", 5 * 10**5),
+        ("500KFLOPs", 5 * 10**5),
+        ("2tmacs", 4 * 10**12),
     ],
 )
 def test_budgets_parse(text: str, flops: int) -> None:
     assert parse_budget(text) == flops
 
 
-@pytest.mark.parametrize("text", ["-1", "0", "abc", "50GB", "1e400", "", "50 gflops", "nan", "inf"])
+@pytest.mark.parametrize("text", ["-1", "0", "abc", "50GB", "1e400", "", "nan", "inf", "50 PFLOPs"])
 def test_bad_budgets_name_the_accepted_forms(text: str) -> None:
-    with pytest.raises(ConfigError, match=r"write e\.g\. 50GFLOPs, 50 GFLOPs, 32GMACs, 300MFLOPs or 5e10"):
+    with pytest.raises(ConfigError, match=r"write e\.g\. 50GFLOPs, 50 GFLOPs, 32GMACs, 300MFLOPs, 500kFLOPs or 5e10"):
+        parse_budget(text)
+
+
+@pytest.mark.parametrize(("text", "hint"), [("50G", "50GFLOPs or 50GMACs"), ("300 m", "300MFLOPs or 300MMACs")])
+def test_a_prefix_without_a_unit_says_to_add_one(text: str, hint: str) -> None:
+    with pytest.raises(ConfigError, match=f"add a unit, e.g. {hint}"):
         parse_budget(text)
 
 

@@ -100,6 +100,7 @@ def _about(space, settings, trials) -> dict[str, Any]:
         "space_description": space.description,
         "target": {
             "model": target.get("model") or f"{space.factory} (your network)",
+            "factory": space.factory,
             "input_size": space.target_config().input_size,
             "what": "the space's target network; its executed FLOPs per example are counted analytically"
             + ("" if space.factory is None else " (the converted blocks; FlopCounterMode measured the rest)"),

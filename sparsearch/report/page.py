@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from sparsearch.study.settings import DEFAULT_TRIALS, StudySettings, default_study_name
@@ -12,13 +13,21 @@ __all__ = ["markdown_page", "reproduce_commands"]
 MAKE_STUDY = "sparsearch study --budget 50GFLOPs"  # what `make study` runs
 
 
+def _factory(data: dict[str, Any]) -> str | None:
+    """The model factory of a study on a user's network (a report reads the stored space: it must name it)."""
+    return data.get("about", {}).get("target", {}).get("factory")
+
+
 def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) -> list[str]:
     """The ``sparsearch study`` command that makes this study (options that differ from the defaults
     only), the ``sparsearch validate`` command of its validation if it has one, and the
     ``sparsearch report`` command that draws it."""
     defaults = StudySettings(settings.space, "", "", settings.budget_flops)
     cmd = ["sparsearch study", f"--budget {settings.budget_arg}"]
-    if settings.space != "default":
+    shipped = settings.space_source == f"search_spaces/{settings.space}.yaml"
+    if not shipped:  # a space file of the user's: the path as it was given
+        cmd.append(f"--space {shlex.quote(settings.space_source)}")
+    elif settings.space != "default":
         cmd.append(f"--space {settings.space}")
     if settings.n_trials != DEFAULT_TRIALS[settings.eval]:
         cmd.append(f"--trials {settings.n_trials}")
@@ -34,15 +43,19 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
         "score_examples": "--score-examples",
         "finetune_steps": "--finetune-steps",
         "finetune_top": "--finetune-top",
+        "objective": "--objective",
     }
     for key, flag in options.items():
         value = getattr(settings, key)
         if value != getattr(defaults, key):
-            cmd.append(f"{flag} {value}")
+            cmd.append(f"{flag} {shlex.quote(str(value))}")
+    if settings.target_latency_batches != defaults.target_latency_batches:
+        cmd += [f"--target-latency-batch {b}" for b in settings.target_latency_batches]
     name = data["study"]
     if name != default_study_name(settings.space, settings.budget_flops, settings.budget_ms):
         cmd.append(f"--study-name {name}")
-    report = f"sparsearch report {name} --out {out}"
+    factory = _factory(data)
+    report = f"sparsearch{f' --factory {factory}' if factory else ''} report {name} --out {out}"
     if data.get("storage") and data["storage"] != f"sqlite:///studies/{name}.db":
         report += f" --storage {data['storage']}"
     commands = [" ".join(cmd), report]

@@ -39,3 +39,20 @@ def test_committed_page_is_what_the_code_renders(path: Path) -> None:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The reproduce command is a real command line for this study.
     assert commands[0].startswith("sparsearch study --budget ") and data["study"] in commands[1]
+
+
+def test_the_reproduce_command_names_a_space_file_as_given_and_the_budget_exactly() -> None:
+    from sparsearch.study import StudySettings
+
+    settings = StudySettings(
+        space="mine", space_text="", space_source="my spaces/mine.yaml", budget_flops=12_340_000_000, data="pkg.m:make"
+    )
+    data = {"study": "mine-12.34GFLOPs", "about": {"target": {"factory": "pkg.models:make"}}}
+    study, report = reproduce_commands(data, settings, "out")
+    assert study == "sparsearch study --budget 12.34GFLOPs --space 'my spaces/mine.yaml' --data pkg.m:make"
+    assert report == "sparsearch --factory pkg.models:make report mine-12.34GFLOPs --out out"
+    shipped = StudySettings(space="tiny", space_text="", space_source="search_spaces/tiny.yaml", budget_flops=10**9)
+    assert (
+        reproduce_commands({"study": "tiny-1GFLOPs"}, shipped, "o")[0]
+        == "sparsearch study --budget 1GFLOPs --space tiny"
+    )

@@ -127,7 +127,7 @@ class Datasets:
     def split(self, name: str) -> Split:
         """``"train"``, ``"val"`` or ``"test"``."""
         if name == "test" and self.test is None:
-            raise ConfigError(f"data {self.spec!r} has no test split; use the validation split (val)")
+            raise ConfigError(f"data {self.spec!r} has no test split; evaluate on the validation split: --split val")
         if name not in ("train", "val", "test"):
             raise ConfigError(f"unknown split {name!r}; allowed: train, val, test")
         return getattr(self, name)

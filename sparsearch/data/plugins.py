@@ -1,7 +1,7 @@
 """User data plug-ins: ``--data mypkg.mymod:make_datasets``.
 
 The contract: ``make_datasets(input_size: int, seed: int)`` returns ``(train, val)`` or
-``(train, val, test)``. Each split is either a pair of tensors ``(images, labels)`` or a
+``(train, val, test)``. Each split is either a pair of tensors (or numpy arrays) ``(images, labels)`` or a
 ``torch.utils.data.Dataset`` whose items are ``(image, label)`` pairs. Images are (C, H, W), uint8 in
 0..255 or floating point in 0..1; labels are integer class ids from 0. Images of another size are
 resized to ``input_size``. The plug-in runs only because the user named it on the command line; its
@@ -32,7 +32,18 @@ def _to_uint8(images: Tensor, where: str) -> Tensor:
     return (images * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
+def _tensor(value: Any) -> Any:
+    """A numpy array (or anything with ``__array__``) as a tensor; anything else as it is."""
+    if not isinstance(value, Tensor) and hasattr(value, "__array__"):
+        import numpy as np
+
+        return torch.as_tensor(np.asarray(value))
+    return value
+
+
 def _split(value: Any, where: str, input_size: int) -> Split:
+    if isinstance(value, tuple | list) and len(value) == 2:
+        value = tuple(_tensor(v) for v in value)  # numpy arrays are as good as tensors
     if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, Tensor) for v in value):
         images, labels = value
     elif isinstance(value, torch.utils.data.Dataset) and hasattr(value, "__len__"):
@@ -46,6 +57,11 @@ def _split(value: Any, where: str, input_size: int) -> Split:
             raise ConfigError(f"{where}: cannot stack its items into tensors ({err})") from None
     else:
         raise ConfigError(f"{where}: expected (images, labels) tensors or a Dataset, got {type(value).__name__}")
+    if images.dim() == 4 and images.shape[-1] in (1, 3, 4) and images.shape[1] > 4:
+        raise ConfigError(
+            f"{where}: images of shape {tuple(images.shape)} look channels-last (N, H, W, C); give (N, C, H, W), "
+            "e.g. images.permute(0, 3, 1, 2)"
+        )
     if images.dim() != 4 or labels.dim() != 1 or len(images) != len(labels) or len(labels) == 0:
         raise ConfigError(
             f"{where}: expected images (N, C, H, W) and labels (N,), "

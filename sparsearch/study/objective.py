@@ -56,7 +56,7 @@ class Evaluator:
         )
         self.sampling = Sampling(settings.sampling, settings.sandwich_random, settings.distill)
         self.latency_table = None
-        if settings.budget_ms is not None:  # feasibility by predicted latency (FLOPs stay the objective)
+        if settings.budget_ms is not None:  # feasibility by predicted latency (and the objective, if chosen)
             from sparsearch.study.latency_table import table_from_dict
 
             self.latency_table = table_from_dict(settings.latency_table)

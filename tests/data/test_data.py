@@ -129,6 +129,14 @@ def make_datasets(input_size, seed):
 
 def wrong(input_size, seed):
     return "not datasets"
+
+def numpy_arrays(input_size, seed):
+    images, labels = make_datasets(input_size, seed)[1]
+    return (images.numpy(), labels.numpy()), (images.numpy(), labels.numpy())
+
+def channels_last(input_size, seed):
+    images = torch.rand(8, 12, 12, 3)
+    return (images, torch.arange(8) % 2), (images, torch.arange(8) % 2)
 """
 
 
@@ -141,8 +149,15 @@ def test_a_plugin_returns_train_and_validation(plugin_dir: None) -> None:
     d = load_data("my_data_plugin:make_datasets", input_size=16, seed=0)
     assert d.test is None and d.num_classes == 4 and d.in_channels == 1
     assert d.train.images.shape == (40, 1, 16, 16) and len(d.val) == 8
-    with pytest.raises(ConfigError, match="has no test split"):
+    with pytest.raises(ConfigError, match="has no test split; evaluate on the validation split: --split val"):
         d.split("test")
+
+
+def test_a_plugin_may_give_numpy_arrays_and_channels_last_images_are_named(plugin_dir: None) -> None:
+    d = load_data("my_data_plugin:numpy_arrays", input_size=16, seed=0)
+    assert d.train.images.shape == (8, 1, 16, 16) and d.num_classes == 4
+    with pytest.raises(ConfigError, match=r"look channels-last \(N, H, W, C\); give \(N, C, H, W\)"):
+        load_data("my_data_plugin:channels_last", input_size=16)
 
 
 def test_a_plugin_returning_the_wrong_type_is_refused(plugin_dir: None) -> None:

@@ -97,17 +97,9 @@ def _target(space: Space, values: dict[str, Any] | None = None) -> NetConfig:
     return config
 
 
-def _gated(space: Space, config: NetConfig, k: int | None = None, experts: int | None = None) -> NetConfig:
-    """``config`` with a gate in every block (and k, experts everywhere when given)."""
-    stages = tuple(
-        replace(
-            s,
-            routing=(GATE,) * s.depth,
-            k=(k or s.cardinality,) * s.depth if k is not None else s.k,
-            experts=(experts,) * s.depth if experts is not None else s.experts,
-        )
-        for s in config.stages
-    )
+def _gated(config: NetConfig) -> NetConfig:
+    """``config`` with a gate (:data:`GATE`) in every block that has none, as the table was measured."""
+    stages = tuple(replace(s, routing=tuple(GATE if r == "constant" else r for r in s.routing)) for s in config.stages)
     return replace(config, stages=stages)
 
 
@@ -122,11 +114,11 @@ def _allowed(space: Space, stage: str, knob: str, default: tuple) -> tuple:
 def build_table(space: Space, batch: int = 1, min_run_time: float = 0.02, log=None) -> LatencyTable:
     """Measure every block shape of ``space``'s target at each allowed (k, experts), and the fixed part."""
     say = log or (lambda message: None)
-    config = _gated(space, _target(space))
+    config = _gated(_target(space))
     torch.manual_seed(0)
     from sparsearch.models import build_model
 
-    net = build_model(replace(config, stages=config.stages)).eval()
+    net = build_model(config).eval()
     x = torch.randn(batch, config.in_channels, config.input_size, config.input_size)
     stem = measure(forward(net.stem, x), min_run_time=min_run_time)
     features = net.stem(x)
@@ -218,13 +210,7 @@ def validate_table(table: LatencyTable, space: Space, configurations: int = 20, 
     rows = []
     for i in range(configurations):
         values = {key: rng.choice(allowed) for key, allowed in params.items()}
-        config = _gated(space, _target(space, values))
-        config = replace(
-            config,
-            stages=tuple(
-                replace(s, routing=_target(space, values).stages[j].routing) for j, s in enumerate(config.stages)
-            ),
-        )
+        config = _gated(_target(space, values))
         torch.manual_seed(0)
         model = build_model(config).eval()
         x = torch.randn(table.batch, config.in_channels, config.input_size, config.input_size)

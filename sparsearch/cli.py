@@ -157,14 +157,14 @@ def convert(
     from sparsearch.config import trust_factory
     from sparsearch.cost import cost_summary
     from sparsearch.limits import check_int
-    from sparsearch.models.user import conversion_report, measure_user_net
+    from sparsearch.models.user import conversion_report
 
     check_int("input_size", input_size, 8)
     check_int("in_channels", in_channels, 1, 4096)
     check_int("num_classes", num_classes, 2)
     trust_factory(factory)
-    result = conversion_report(factory, input_size, in_channels, num_classes, tuple(routing or ()))
-    result["cost"] = cost_summary(measure_user_net(factory, input_size, in_channels, num_classes)[0])["total"]
+    result, config = conversion_report(factory, input_size, in_channels, num_classes, tuple(routing or ()))
+    result["cost"] = cost_summary(config)["total"]
     if json_out:
         typer.echo(_json(result))
     else:

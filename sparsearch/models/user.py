@@ -185,10 +185,11 @@ def build_user_model(config: UserNetConfig) -> UserNetwork:
 
 def conversion_report(
     spec: str, input_size: int, in_channels: int = 3, num_classes: int = 1000, routings: tuple[str, ...] = ()
-) -> dict:
+) -> tuple[dict, UserNetConfig]:
     """What ``sparsearch convert`` prints: each grouped convolution met, converted (with the float64
     difference of the block at k = C) or left and why, and for each of ``routings`` the largest
-    difference of the whole model once every converted block has that gate (zero-initialised)."""
+    difference of the whole model once every converted block has that gate (zero-initialised); and the
+    configuration measured (for its cost)."""
     config, report = measure_user_net(spec, input_size, in_channels, num_classes)
     result = {
         "factory": spec,
@@ -212,4 +213,4 @@ def conversion_report(
             with_gates = build_user_model(config.with_knobs(routing=routing)).double().eval()
             with torch.no_grad():
                 result["routings"][routing] = float((with_gates(x) - expected).abs().max())
-    return result
+    return result, config

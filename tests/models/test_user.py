@@ -218,7 +218,8 @@ def test_a_layout_space_refuses_pretrained() -> None:
 
 
 def test_the_conversion_report_lists_blocks_and_gates() -> None:
-    report = conversion_report(SMALL, 32, 3, 10, ("softmax", "sigmoid"))
+    report, config = conversion_report(SMALL, 32, 3, 10, ("softmax", "sigmoid"))
+    assert [b.name for b in config.blocks] == [b["module"] for b in report["blocks"]]
     assert report["converted"] == 5 and report["left"] == 0
     assert all(b["max_abs_diff"] <= 1e-9 for b in report["blocks"])
     assert all(diff <= 1e-9 for diff in report["routings"].values())

@@ -1,5 +1,6 @@
 """Study reports (``sparsearch report``): the Pareto front and what explains it, as a directory of
-``index.md``, PNG figures, an interactive ``report.html`` and ``report.json``.
+``index.md``, PNG figures, an interactive ``report.html`` (with the ``plotly.min.js`` it loads, so it
+works offline) and ``report.json``.
 
 The directory is written beside its destination and swapped in whole, so a report is either the
 previous one or the new one, never half of each; the same study gives the same bytes.
@@ -13,7 +14,7 @@ from typing import Any
 
 from sparsearch.report.data import FORMAT, load_report_data, report_data
 from sparsearch.report.figures import draw_figures
-from sparsearch.report.interactive import interactive_html
+from sparsearch.report.interactive import write_interactive
 from sparsearch.report.page import markdown_page, reproduce_commands
 from sparsearch.safe_io import atomic_dir, refuse_foreign
 from sparsearch.study.settings import StudySettings
@@ -42,6 +43,6 @@ def write_report(data: dict[str, Any], out: str | Path | None = None) -> Path:
     with atomic_dir(out, "report") as tmp:
         (tmp / "report.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         draw_figures(data, tmp)
-        (tmp / "report.html").write_text(interactive_html(data), encoding="utf-8")
+        write_interactive(data, tmp)
         (tmp / "index.md").write_text(markdown_page(data, commands), encoding="utf-8")
     return out / "index.md"

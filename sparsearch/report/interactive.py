@@ -1,18 +1,23 @@
 """The report's interactive page (plotly): the same figures as the PNGs, with every trial's
-configuration on hover. plotly.js is loaded from its CDN, so the page stays small; element ids are
-fixed, so the same report data gives the same HTML."""
+configuration on hover. plotly.js is written once beside the page (``plotly.min.js``, from the installed
+plotly), so the page draws offline and stays small; element ids are fixed, so the same report data
+gives the same HTML."""
 
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.offline
 
 from sparsearch.report.data import x_axis
 from sparsearch.report.figures import BUDGET, FAINT, FRONT, REFERENCE, SEARCHED  # the PNGs' colours
 
-__all__ = ["interactive_html"]
+__all__ = ["PLOTLY_JS", "interactive_html", "write_interactive"]
+
+PLOTLY_JS = "plotly.min.js"  # beside report.html; the page loads it by this relative name
 
 
 def _hover(p: dict[str, Any]) -> str:
@@ -145,7 +150,7 @@ def _configurations(data: dict[str, Any]) -> go.Figure:
 
 
 def interactive_html(data: dict[str, Any]) -> str:
-    """A standalone page (plotly.js from its CDN) with the four interactive figures."""
+    """A page with the four interactive figures; it loads plotly.js from :data:`PLOTLY_JS` beside it."""
     parts = []
     figures = [("pareto", _pareto(data)), ("hypervolume", _hypervolume(data))]
     if any(data["importances"][k]["values"] for k in ("accuracy", "flops")):
@@ -153,12 +158,18 @@ def interactive_html(data: dict[str, Any]) -> str:
     if data["configurations"]["rows"] and data["configurations"]["columns"]:
         figures.append(("configurations", _configurations(data)))
     for i, (name, fig) in enumerate(figures):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False, div_id=name))
+        parts.append(fig.to_html(full_html=False, include_plotlyjs="directory" if i == 0 else False, div_id=name))
     title = html.escape(f"Study {data['study']}")
     return (
         f'<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8"><title>{title}</title></head>\n<body>\n'
         f"<h1>{title}</h1>\n<p>{html.escape(_caption(data))}</p>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
     )
+
+
+def write_interactive(data: dict[str, Any], directory: Path) -> None:
+    """``report.html`` and the plotly.js it loads, into ``directory``: the page needs no network."""
+    (directory / "report.html").write_text(interactive_html(data), encoding="utf-8")
+    (directory / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
 
 
 def _caption(data: dict[str, Any]) -> str:

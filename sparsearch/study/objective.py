@@ -3,7 +3,8 @@
 Objectives: proxy accuracy (maximise) and target executed FLOPs per example (minimise). The target
 cost is analytic, so it is known before anything trains: a configuration over budget is recorded as
 infeasible with ``trial.set_constraint`` (the violation as a fraction of the budget) and accuracy 0,
-and is never trained; constrained samplers learn the boundary from it.
+and is never trained; constrained samplers learn the boundary from it. The same value is stored as
+well in the list form (system attribute ``constraints``) that optuna-dashboard reads.
 
 What each trial keeps (user attributes): ``values`` (every parameter of the space), ``target``
 (executed/dense FLOPs and MACs, params), ``feasible``, ``proxy`` (accuracy and the split it comes from,
@@ -33,7 +34,22 @@ from sparsearch.train.loop import StepInfo, epoch_steps, evaluate, fit
 from sparsearch.train.run import build_run, cost_dict, measure_latency
 from sparsearch.train.settings import TrainSettings, default_settings
 
-__all__ = ["Evaluator"]
+__all__ = ["Evaluator", "set_budget_constraint"]
+
+DASHBOARD_CONSTRAINTS = "constraints"  # the system attribute optuna-dashboard (0.21) shows and greys by
+
+
+def set_budget_constraint(trial: optuna.Trial, violation: float) -> None:
+    """Record the budget violation (> 0: over budget) where Optuna 5 reads it and where optuna-dashboard does.
+
+    Optuna 5 keeps ``constraints:budget``; the dashboard reads only the list ``constraints``. Optuna reads
+    both, so its feasibility is the same (the list's entry is the same number under the name "0").
+    """
+    trial.set_constraint("budget", violation)
+    storage = trial.storage
+    study_id = storage.get_study_id_from_name(trial.study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    storage.set_trial_system_attr(trial_id, DASHBOARD_CONSTRAINTS, [float(violation)])
 
 
 class Evaluator:
@@ -94,7 +110,7 @@ class Evaluator:
             target["predicted_ms"] = cost = self.latency_table.predict(config)
             budget = self.settings.budget_ms
         trial.set_user_attr("target", target)
-        trial.set_constraint("budget", (cost - budget) / budget)  # > 0: over budget
+        set_budget_constraint(trial, (cost - budget) / budget)  # > 0: over budget
         trial.set_user_attr("feasible", cost <= budget)
         second = float(cost if self.settings.objective == "latency" else flops)  # the objective minimised
         if cost > budget:

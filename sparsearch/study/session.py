@@ -7,6 +7,7 @@ that space once and hands it on with the study, its settings and the storage it 
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, NamedTuple
 
 import optuna
@@ -19,7 +20,7 @@ from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import HEARTBEAT_SECONDS, check_study_name, open_storage, redact, require_study
 from sparsearch.study.structure import ELASTIC, candidate_structures, references
 
-__all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "open_study", "study_settings"]
+__all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "metric_names", "open_study", "study_settings"]
 
 ATTR = "sparsearch"  # study user attribute holding the StudySettings
 # Options a re-run of a study may change; any other difference is a different study.
@@ -33,6 +34,18 @@ class OpenStudy(NamedTuple):
     settings: StudySettings
     space: Space
     storage: RDBStorage
+
+
+def metric_names(settings: StudySettings) -> list[str]:
+    """The two objectives' names, as Optuna and optuna-dashboard show them (instead of "Objective 0/1")."""
+    cost = "target latency (ms)" if settings.objective == "latency" else "target FLOPs"
+    return ["proxy accuracy", cost]
+
+
+def _name_metrics(study: optuna.Study, settings: StudySettings) -> None:
+    with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2; its storage is plain
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metric_names(settings))
 
 
 def study_settings(study: optuna.Study) -> StudySettings:
@@ -78,6 +91,7 @@ def open_study(
         except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
             return open_study(storage_url, name, settings, space=space, heartbeat_s=heartbeat_s)
         study.set_user_attr(ATTR, settings.to_dict())
+        _name_metrics(study, settings)
         study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         for ref in reference_params(settings, space)[: settings.n_trials]:
             study.enqueue_trial(ref["params"], user_attrs={"reference": ref["name"]})
@@ -94,6 +108,8 @@ def open_study(
                 )
         stored = stored.with_run_options(**{k: getattr(settings, k) for k in RUN_OPTIONS})
         existing.set_user_attr(ATTR, stored.to_dict())
+        if existing.metric_names is None:  # a study made before the names were set
+            _name_metrics(existing, stored)
     else:
         space = None  # the stored space, not one the caller parsed for other settings
     space = space or parse_space(stored.space_text, stored.space_source)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import plotly.offline
 import pytest
 
 from sparsearch.report import FORMAT
 from sparsearch.report.figures import figures_of
-from sparsearch.report.interactive import interactive_html
+from sparsearch.report.interactive import PLOTLY_JS, interactive_html
 from sparsearch.report.page import markdown_page, reproduce_commands
 from sparsearch.study.settings import StudySettings
 
@@ -35,6 +36,7 @@ def test_committed_page_is_what_the_code_renders(path: Path) -> None:
     commands = reproduce_commands(data, settings, out.relative_to(ROOT).as_posix())
     assert (out / "index.md").read_text(encoding="utf-8") == markdown_page(data, commands)
     assert (out / "report.html").read_text(encoding="utf-8") == interactive_html(data)
+    assert (out / PLOTLY_JS).read_text(encoding="utf-8") == plotly.offline.get_plotlyjs()  # the page works offline
     for name in figures_of(data):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The reproduce command is a real command line for this study.

@@ -31,7 +31,7 @@ def test_report_files_and_numbers(study, tmp_path) -> None:
     page = write_report(data, tmp_path / "out")
     out = page.parent
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*figures_of(data), "index.md", "report.html", "report.json"]
+        [*figures_of(data), "index.md", "plotly.min.js", "report.html", "report.json"]
     )
     for name in figures_of(data):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -60,7 +60,8 @@ def test_report_files_and_numbers(study, tmp_path) -> None:
     for needed in ("FLOPs per example = 2 x MACs", "val[:128]", "Reproduce", "sparsearch report tiny", "pareto.png"):
         assert needed in text
     html = (out / "report.html").read_text()
-    assert 'id="pareto"' in html and "plotly" in html
+    assert 'id="pareto"' in html and '<script charset="utf-8" src="plotly.min.js">' in html
+    assert "https://" not in html  # nothing fetched from a CDN
 
 
 def test_regenerating_gives_the_same_bytes(study, tmp_path) -> None:
@@ -81,10 +82,10 @@ def test_a_failure_midway_keeps_the_previous_report(study, tmp_path, monkeypatch
     write_report(data, tmp_path / "r")
     before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
 
-    def disk_full(_data):
+    def disk_full(_data, _directory):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("sparsearch.report.interactive_html", disk_full)
+    monkeypatch.setattr("sparsearch.report.write_interactive", disk_full)
     with pytest.raises(WriteError, match=r"r: cannot write the report \(No space left on device\); the previous"):
         write_report(data, tmp_path / "r")
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before

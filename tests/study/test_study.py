@@ -165,3 +165,39 @@ def test_every_sampler_runs_a_constrained_study(sampler, tmp_path_factory) -> No
     trials = run.study.get_trials()
     assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
     assert all("budget" in t.constraints for t in trials)
+
+
+def _dashboard_get(app, path: str):
+    """A GET through optuna-dashboard's own WSGI application (its public ``wsgi``), as its browser page makes it."""
+    status: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "8080",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": __import__("io").BytesIO(b""),
+        "wsgi.errors": __import__("sys").stderr,
+    }
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status[0].startswith("200"), (path, status, body[:300])
+    return json.loads(body)
+
+
+def test_optuna_dashboard_shows_the_metric_names_and_each_trials_budget_constraint(finished) -> None:
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")  # the extra sparsearch[dashboard]
+    run, url, _ = finished
+    app = optuna_dashboard.wsgi(url)
+    (listed,) = [s for s in _dashboard_get(app, "/api/studies")["study_summaries"] if s["study_name"] == "tiny"]
+    detail = _dashboard_get(app, f"/api/studies/{listed['study_id']}")
+    assert detail["objective_names"] == ["proxy accuracy", "target FLOPs"]
+    budget = run.settings.budget_flops
+    shown = {t["number"]: t["constraints"] for t in detail["trials"]}
+    for t in run.study.get_trials():
+        (violation,) = shown[t.number]
+        assert violation == pytest.approx((t.values[1] - budget) / budget)
+        assert (violation <= 0) == t.user_attrs["feasible"]
+    assert any(v[0] > 0 for v in shown.values()) and any(v[0] <= 0 for v in shown.values())
+    # Optuna itself still sees one feasibility: both records hold the same number
+    assert all(set(t.constraints.values()) == {t.constraints["budget"]} for t in run.study.get_trials())

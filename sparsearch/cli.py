@@ -14,15 +14,38 @@ import os
 import signal
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from typer.exceptions import TyperException
 
 from sparsearch import __version__
+from sparsearch.choices import (
+    CONNECTIVITIES,
+    EVAL_MODES,
+    EVAL_SPLITS,
+    EXPORT_FORMATS,
+    IMPORTANCES,
+    NETWORKS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    SAMPLING_RULES,
+)
 from sparsearch.console import TrainProgress, print_convert, print_eval, print_flops, print_prune, print_study
 from sparsearch.errors import SparsearchError
 from sparsearch.study.samplers import SAMPLERS
+
+# Choices as Literal types: typer lists them in --help ("<tpe|nsga2|gp|random>") and refuses any other value.
+Optimizer = Literal[OPTIMIZERS]
+Network = Literal[NETWORKS]
+Connectivity = Literal[CONNECTIVITIES]
+EvalSplit = Literal[EVAL_SPLITS]
+Importance = Literal[IMPORTANCES]
+ExportFormat = Literal[EXPORT_FORMATS]
+EvalMode = Literal[EVAL_MODES]
+SamplingRule = Literal[SAMPLING_RULES]
+Objective = Literal[OBJECTIVES]
+Sampler = Literal[tuple(SAMPLERS)]
 
 app = typer.Typer(
     name="sparsearch",
@@ -189,12 +212,12 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the space's proxy epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 64).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="sgd, adamax or adamw (default: sgd; VQA adamax).")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(help="Optimizer (default: sgd; VQA adamax).")] = None,
     balance_weight: Annotated[float | None, typer.Option(help="Weight of the CV² balance term (default 0.01).")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Cap on steps per epoch (quick runs).")] = None,
-    network: Annotated[str, typer.Option(help="proxy (the space's CPU proxy) or target.")] = "proxy",
+    network: Annotated[Network, typer.Option(help="The space's CPU proxy or its target.")] = "proxy",
     connectivity: Annotated[
-        str | None, typer.Option(help="GateConnect stages: learned (default) or fixed_random (the baseline).")
+        Connectivity | None, typer.Option(help="GateConnect stages: learned (default) or fixed_random (the baseline).")
     ] = None,
     init: Annotated[
         str | None, typer.Option(help="Start from these weights: a checkpoint, .safetensors, .pt or .pth.")
@@ -258,7 +281,7 @@ def train(
 def eval_(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint directory written by sparsearch train.")],
     data: Annotated[str | None, typer.Option(help="Data to evaluate on (default: the checkpoint's).")] = None,
-    split: Annotated[str, typer.Option(help="test (final reports) or val.")] = "test",
+    split: Annotated[EvalSplit, typer.Option(help="test (final reports) or val.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Examples per evaluation batch.")] = 256,
     latency_batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.")] = 32,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
@@ -297,7 +320,7 @@ def prune(
     channels: Annotated[
         float | None, typer.Option(help="Prune this share of the inner channels (torch-pruning importance).")
     ] = None,
-    importance: Annotated[str, typer.Option(help="Channel importance: l1, l2 or random.")] = "l2",
+    importance: Annotated[Importance, typer.Option(help="Channel importance (torch-pruning).")] = "l2",
     round_to: Annotated[int, typer.Option(help="Channels kept per branch or path: a multiple of this.")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tune the compacted model for this many epochs.")] = 0,
     no_export: Annotated[bool, typer.Option("--no-export", help="Skip the torch.export program.")] = False,
@@ -332,7 +355,7 @@ def prune(
 def export(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint directory (trained, or compacted by prune).")],
     out: Annotated[str, typer.Option(help="Directory to write: the model file, input.json and README.md.")],
-    format_: Annotated[str, typer.Option("--format", help="pt2 (torch.export) or onnx.")] = "pt2",
+    format_: Annotated[ExportFormat, typer.Option("--format", help="pt2 (torch.export) or onnx.")] = "pt2",
     atol: Annotated[float, typer.Option(help="Largest difference allowed from the checkpoint's model.")] = 1e-4,
     json_out: Annotated[bool, typer.Option("--json", help="Print what input.json records.")] = False,
 ) -> None:
@@ -421,7 +444,7 @@ def study(
         typer.Option(help="Batch sizes the Pareto set is timed at as the target (repeatable; default 1)."),
     ] = None,
     objective: Annotated[
-        str,
+        Objective,
         typer.Option(help="The second objective: flops (target FLOPs) or latency (predicted; a latency budget)."),
     ] = "flops",
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
@@ -429,16 +452,16 @@ def study(
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<name>.db); postgresql://...")
     ] = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (default: <space>-<budget>).")] = None,
-    sampler: Annotated[str, typer.Option(help=f"{', '.join(SAMPLERS)}.")] = "tpe",
+    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler.")] = "tpe",
     eval_mode: Annotated[
-        str, typer.Option("--eval", help="supernet (weight sharing, default) or train (each trial trains).")
+        EvalMode, typer.Option("--eval", help="supernet (weight sharing, default) or train (each trial trains).")
     ] = "supernet",
     epochs: Annotated[int | None, typer.Option(help="Proxy training epochs (default: the space's).")] = None,
     data: Annotated[str | None, typer.Option(help="Proxy data (default: the space's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Proxy learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
     supernets: Annotated[int, typer.Option(help="Supernet mode: structures (routing, experts) trained.")] = 1,
     sampling: Annotated[
-        str,
+        SamplingRule,
         typer.Option(help="Supernet training steps: sandwich (largest, smallest, random; distilled) or uniform."),
     ] = "sandwich",
     score_examples: Annotated[

@@ -17,6 +17,7 @@ ROOT = Path(sparsearch.__file__).parent
 FLOORS = [
     {
         "errors",
+        "choices",
         "limits",
         "sparsearch",
         "user_code",

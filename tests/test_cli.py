@@ -35,6 +35,31 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], line: str) -> Non
     assert "Traceback" not in done.stderr
 
 
+CHOICES = {
+    ("study", "--sampler"): "<tpe|nsga2|gp|random>",
+    ("study", "--eval"): "<supernet|train>",
+    ("study", "--objective"): "<flops|latency>",
+    ("study", "--sampling"): "<sandwich|uniform>",
+    ("train", "--optimizer"): "<sgd|adamax|adamw>",
+    ("train", "--network"): "<proxy|target>",
+    ("train", "--connectivity"): "<learned|fixed_random>",
+    ("eval", "--split"): "<test|val>",
+    ("prune", "--importance"): "<l1|l2|random>",
+    ("export", "--format"): "<pt2|onnx>",
+}
+
+
+@pytest.mark.parametrize(("command", "option"), list(CHOICES), ids=[" ".join(k) for k in CHOICES])
+def test_choices_are_listed_in_help_and_anything_else_is_refused(command: str, option: str, capsys) -> None:
+    assert main([command, "--help"]) == 0
+    assert f"{option} {CHOICES[command, option]}" in capsys.readouterr().out
+    extra = {"prune": ["ckpt", "--out", "o"], "export": ["ckpt", "--out", "o"], "eval": ["ckpt"]}.get(command, [])
+    assert main([command, *extra, option, "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Invalid value for '{option}'") and "'bogus' is not one of" in err
+    assert err.count("\n") == 1
+
+
 def test_routings_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["routings"]) == 0
     assert capsys.readouterr().out.split() == ["constant", "noisy_topk", "relu_l1", "sigmoid", "softmax"]
@@ -104,6 +129,11 @@ def test_flops_verify_compares_three_counters(capsys: pytest.CaptureFixture[str]
         ),
         (["flops", "default", "--set", "conv3k"], "error: --set 'conv3k': expected stage.knob=value"),
         (["flops", "missing.yaml"], "error: missing.yaml: cannot read the space file"),
+        (  # k alone keeps the space's default routing, which ranks nothing: the message says what to set
+            ["flops", "default", "--set", "k=8"],
+            "error: routing 'constant' cannot rank paths: k=8 < cardinality 32 in stage conv2 block 0; "
+            "set a routing that ranks them as well (e.g. --set routing=softmax;",
+        ),
     ],
 )
 def test_flops_bad_input_is_one_line_and_exit_2(args: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:

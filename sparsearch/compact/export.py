@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsearch.choices import EXPORT_FORMATS
 from sparsearch.data.base import NORMALISATION
 from sparsearch.errors import SparsearchError
 from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 PROGRAM_FILE, ONNX_FILE, CONTRACT_FILE, README_FILE = "model.pt2", "model.onnx", "input.json", "README.md"
-FORMATS = {"pt2": PROGRAM_FILE, "onnx": ONNX_FILE}
+FORMATS = dict(zip(EXPORT_FORMATS, (PROGRAM_FILE, ONNX_FILE), strict=True))
 CHECK_BATCHES = (1, 3)  # fresh inputs of these batch sizes are compared with the model
 
 

@@ -27,6 +27,7 @@ import networkx as nx
 import torch
 from torch import Tensor, nn
 
+from sparsearch.choices import IMPORTANCES
 from sparsearch.compact.calibration import Calibration, calibrate, usage_edits
 from sparsearch.compact.export import PROGRAM_FILE, export_program, padded_questions, write_contract
 from sparsearch.compact.graph import connectivity_graph, dead_blocks, module_summaries
@@ -97,8 +98,8 @@ class PruneSettings:
             raise ConfigError("tolerance must be >= 0, atol > 0 and max-drop in [0, 1]")
         if self.channels is not None and not 0 < self.channels < 1:
             raise ConfigError(f"channels={self.channels!r} must be a ratio in (0, 1)")
-        if self.importance not in ("l1", "l2", "random"):
-            raise ConfigError(f"importance={self.importance!r}; allowed: l1, l2, random")
+        if self.importance not in IMPORTANCES:
+            raise ConfigError(f"importance={self.importance!r}; allowed: {', '.join(IMPORTANCES)}")
         if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < 0:
             raise ConfigError(f"finetune-epochs={self.finetune_epochs!r} must be a non-negative integer")
 

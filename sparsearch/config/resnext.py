@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from sparsearch.choices import CONNECTIVITIES
 from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
@@ -77,7 +78,11 @@ class StageConfig:
             if r not in routing_names():
                 raise ConfigError(f"routing={r!r} in {block}; known: {', '.join(routing_names())}")
             if r == "constant" and k < c:
-                raise ConfigError(f"routing 'constant' cannot rank paths: k={k} < cardinality {c} in {block}")
+                ranking = ", ".join(n for n in routing_names() if n != "constant")
+                raise ConfigError(
+                    f"routing 'constant' cannot rank paths: k={k} < cardinality {c} in {block}; "
+                    f"set a routing that ranks them as well (e.g. --set routing=softmax; any of {ranking})"
+                )
         if self.fan_in is not None:
             if not isinstance(self.fan_in, int) or isinstance(self.fan_in, bool) or not 1 <= self.fan_in <= c:
                 raise ConfigError(f"fan_in={self.fan_in!r} must be in 1..{c} (the cardinality) in {where}")
@@ -131,8 +136,8 @@ class NetConfig:
             check_int("cond_dim", self.cond_dim, 1, MAX["channels"])
         if self.expert_routing not in routing_names() or self.expert_routing == "noisy_topk":
             raise ConfigError(f"expert_routing={self.expert_routing!r}; allowed: constant, relu_l1, sigmoid, softmax")
-        if self.connectivity not in ("learned", "fixed_random"):
-            raise ConfigError(f"connectivity={self.connectivity!r}; allowed: learned, fixed_random")
+        if self.connectivity not in CONNECTIVITIES:
+            raise ConfigError(f"connectivity={self.connectivity!r}; allowed: {', '.join(CONNECTIVITIES)}")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"stage names must be unique, got {names}")

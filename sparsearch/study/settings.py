@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from sparsearch.choices import EVAL_MODES, OBJECTIVES, SAMPLING_RULES
 from sparsearch.cost.budget import budget_text, format_flops, latency_budget_text
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
@@ -16,9 +17,6 @@ from sparsearch.study.samplers import SAMPLERS
 
 __all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name"]
 
-EVAL_MODES = ("supernet", "train")
-SAMPLING_RULES = ("sandwich", "uniform")  # how a supernet's training steps pick configurations
-OBJECTIVES = ("flops", "latency")  # the study's second objective, minimised
 DEFAULT_TRIALS = {"supernet": 100, "train": 5}  # about 10 minutes each on a 2-core CPU (default space)
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsearch.choices import SAMPLING_RULES
 from sparsearch.data import Datasets, Split
 from sparsearch.errors import ConfigError
 from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_
@@ -43,7 +44,6 @@ from sparsearch.models import plan
 from sparsearch.models.resnext import SparseResNeXt
 from sparsearch.models.user import UserNetwork
 from sparsearch.spaces import Space
-from sparsearch.study.settings import SAMPLING_RULES
 from sparsearch.study.structure import Structure, elastic_parameters
 from sparsearch.train.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
 from sparsearch.train.loop import (

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsearch.choices import NETWORKS
 from sparsearch.cost import count
 from sparsearch.cost.walk import network_cost  # compacted models no longer match their config
 from sparsearch.data import Datasets, is_plugin, load_data
@@ -50,7 +51,6 @@ __all__ = [
     "train_space",
 ]
 
-NETWORKS = ("proxy", "target")
 
 
 @dataclass

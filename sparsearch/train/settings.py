@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from sparsearch.choices import OPTIMIZERS
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
 
 __all__ = ["OPTIMIZERS", "GatePhase", "TrainSettings", "default_settings"]
 
-OPTIMIZERS = ("sgd", "adamax", "adamw")
 SCHEDULES = ("cosine", "constant")
 
 

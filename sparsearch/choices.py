@@ -1,0 +1,27 @@
+"""The named choices that settings accept, in one torch-free place: the settings check them, and the
+command line offers them (``--help`` lists them; a value outside them is refused before anything runs).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONNECTIVITIES",
+    "EVAL_MODES",
+    "EVAL_SPLITS",
+    "EXPORT_FORMATS",
+    "IMPORTANCES",
+    "NETWORKS",
+    "OBJECTIVES",
+    "OPTIMIZERS",
+    "SAMPLING_RULES",
+]
+
+OPTIMIZERS = ("sgd", "adamax", "adamw")
+NETWORKS = ("proxy", "target")  # what `train` builds: the space's CPU proxy or its target
+CONNECTIVITIES = ("learned", "fixed_random")  # GateConnect stages: learned, or the fixed random baseline
+EVAL_SPLITS = ("test", "val")  # the splits `eval` reports on
+IMPORTANCES = ("l1", "l2", "random")  # channel importance of `prune --channels` (torch-pruning)
+EXPORT_FORMATS = ("pt2", "onnx")
+EVAL_MODES = ("supernet", "train")  # how a study scores a trial
+SAMPLING_RULES = ("sandwich", "uniform")  # how a supernet's training steps pick configurations
+OBJECTIVES = ("flops", "latency")  # a study's second objective, minimised

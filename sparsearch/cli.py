@@ -460,6 +460,10 @@ def study(
     data: Annotated[str | None, typer.Option(help="Proxy data (default: the space's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Proxy learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
     supernets: Annotated[int, typer.Option(help="Supernet mode: structures (routing, experts) trained.")] = 1,
+    artifact_store: Annotated[
+        str | None,
+        typer.Option(help="Directory of the artifact store sharing the supernets (default: studies/<name>/store)."),
+    ] = None,
     sampling: Annotated[
         SamplingRule,
         typer.Option(help="Supernet training steps: sandwich (largest, smallest, random; distilled) or uniform."),
@@ -529,6 +533,7 @@ def study(
         timeout=timeout,
         progress=progress,
         heartbeat_s=heartbeat,
+        artifact_store=artifact_store,
     )
     if json_out:
         typer.echo(_json({**run.summary, "report": str(run.report)}))
@@ -606,11 +611,24 @@ def worker(
     data: Annotated[
         str | None, typer.Option(help="The study's data plug-in, module:function (required for a plug-in study).")
     ] = None,
+    artifact_store: Annotated[
+        str | None,
+        typer.Option(help="The study's artifact store as mounted here (default: the directory the study records)."),
+    ] = None,
 ) -> None:
     """Join a study and run its queued trials until none is left."""
     from sparsearch.study import run_worker
 
-    done = run_worker(storage, study_name, device=device, seed=seed, timeout=timeout, heartbeat_s=heartbeat, data=data)
+    done = run_worker(
+        storage,
+        study_name,
+        device=device,
+        seed=seed,
+        timeout=timeout,
+        heartbeat_s=heartbeat,
+        data=data,
+        artifact_store=artifact_store,
+    )
     typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 
 

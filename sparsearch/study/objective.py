@@ -24,7 +24,9 @@ import torch
 
 from sparsearch.cost import count
 from sparsearch.data import data_task, load_data
+from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space
+from sparsearch.study.artifacts import SharedSupernets
 from sparsearch.study.early_stop import RUNGS, Peer, should_stop
 from sparsearch.study.noise import pack, standard_error
 from sparsearch.study.settings import StudySettings
@@ -77,6 +79,11 @@ class Evaluator:
 
             self.latency_table = table_from_dict(settings.latency_table)
         self._supernets: dict[str, Supernet] = {}
+        self.shared: SharedSupernets | None = None  # the study's artifact store, once the study is open
+
+    def share(self, study: optuna.Study, storage, store: Path) -> None:
+        """Take the study's supernets from, and give new ones to, the artifact store in ``store``."""
+        self.shared = SharedSupernets(study, storage, store, self.log)
 
     @functools.cached_property
     def data(self):
@@ -154,22 +161,46 @@ class Evaluator:
 
     # -- supernet mode --------------------------------------------------------------------------
     def supernet(self, structure: Structure) -> Supernet:
-        """The supernet of ``structure``: in memory, else saved under the study's directory, else trained."""
-        if structure.label in self._supernets:
-            return self._supernets[structure.label]
-        path = self.artifacts / "supernets" / structure.label.replace(",", "_").replace("=", "-")
-        net = Supernet.load(path, self.space, structure, self.train_settings, self.data, self.device, self.sampling)
-        if net is None:
-            self.log(
-                f"training the supernet {structure.label} ({self.train_settings.epochs} epoch(s), "
-                f"{self.sampling.rule} sampling)"
-            )
-            net = Supernet.train(
-                self.space, structure, self.train_settings, self.device, data=self.data_spec, sampling=self.sampling
-            )
-            net.save(path)
-            self.log(f"supernet {structure.label} trained in {net.train_seconds:.0f} s")
-        self._supernets[structure.label] = net
+        """The supernet of ``structure``: in memory; else the one the study's artifact store holds (downloaded
+        and verified); else saved under the study's directory (then published); else trained, by one process
+        at a time, and published."""
+        label = structure.label
+        if label in self._supernets:
+            return self._supernets[label]
+        path = self.artifacts / "supernets" / label.replace(",", "_").replace("=", "-")
+        shared = self.shared
+        if shared is not None and shared.fetch(label, path):
+            net = self._load_supernet(structure, path)
+            if net is None:
+                raise ConfigError(f"supernet {label} in the artifact store was trained with other settings")
+        elif (net := self._load_supernet(structure, path)) is not None:
+            if shared is not None:  # saved here before the study had a store: the other workers get this one
+                shared.publish(label, path, net.train_seconds)
+        elif shared is None:
+            net = self._train_supernet(structure, path)
+        else:
+            with shared.training_lock(label):
+                if shared.fetch(label, path):  # trained by the process we waited for
+                    net = self._load_supernet(structure, path)
+                if net is None:
+                    net = self._train_supernet(structure, path)
+                    shared.publish(label, path, net.train_seconds)
+        self._supernets[label] = net
+        return net
+
+    def _load_supernet(self, structure: Structure, path: Path) -> Supernet | None:
+        return Supernet.load(path, self.space, structure, self.train_settings, self.data, self.device, self.sampling)
+
+    def _train_supernet(self, structure: Structure, path: Path) -> Supernet:
+        self.log(
+            f"training the supernet {structure.label} ({self.train_settings.epochs} epoch(s), "
+            f"{self.sampling.rule} sampling)"
+        )
+        net = Supernet.train(
+            self.space, structure, self.train_settings, self.device, data=self.data_spec, sampling=self.sampling
+        )
+        net.save(path)
+        self.log(f"supernet {structure.label} trained in {net.train_seconds:.0f} s")
         return net
 
     def _score_supernet(self, trial: optuna.Trial, values: dict[str, Any]):

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from sparsearch.data import is_plugin
 from sparsearch.errors import ConfigError
+from sparsearch.study.artifacts import store_dir
 from sparsearch.study.objective import Evaluator
 from sparsearch.study.samplers import make_sampler
 from sparsearch.study.session import open_study
@@ -130,6 +131,7 @@ def run_worker(
     log=None,
     heartbeat_s: int = HEARTBEAT_SECONDS,
     data: str | None = None,
+    artifact_store: str | Path | None = None,
 ) -> int:
     """Join study ``name`` and run its queued trials (``sparsearch worker``): until none is left, or
     ``timeout`` seconds from now, or the time ``deadline`` (``time.time()``) of the study that started it.
@@ -149,6 +151,7 @@ def run_worker(
         opened.study.sampler = make_sampler(settings.sampler, seed)
     artifacts = Path(artifacts or Path("studies") / name)
     evaluator = Evaluator(settings, opened.space, resolve_device(device), artifacts, log)
+    evaluator.share(opened.study, opened.storage, store_dir(opened.study, artifact_store, artifacts / "store"))
     return work(opened.study, opened.storage, evaluator, deadline=deadline)
 
 
@@ -161,6 +164,7 @@ def child_worker(
     artifacts: str,
     heartbeat_s: int,
     data: str | None,
+    artifact_store: str,
 ) -> None:
     """A worker process that ``sparsearch study --jobs`` starts (one CPU thread each)."""
     torch.set_num_threads(1)
@@ -173,4 +177,5 @@ def child_worker(
         artifacts=artifacts,
         heartbeat_s=heartbeat_s,
         data=data,  # the plug-in the user named to `study`, if any
+        artifact_store=artifact_store,  # the store the study process uses
     )

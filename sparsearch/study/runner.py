@@ -21,6 +21,7 @@ from sparsearch.errors import ConfigError
 from sparsearch.limits import check_int
 from sparsearch.safe_io import check_writable
 from sparsearch.spaces import Space, parse_space
+from sparsearch.study.artifacts import store_dir
 from sparsearch.study.objective import Evaluator
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import Progress, study_points
@@ -55,6 +56,7 @@ def run_study(
     jobs: int = 1,
     timeout: float | None = None,
     artifacts: str | Path | None = None,
+    artifact_store: str | Path | None = None,
     progress: Progress | None = None,
     heartbeat_s: int = HEARTBEAT_SECONDS,
 ) -> StudyRun:
@@ -86,6 +88,7 @@ def run_study(
         opened = open_study(storage_url, name, settings, space=space, heartbeat_s=heartbeat_s)
         top_up(opened.study, settings.n_trials)
     study = opened.study
+    evaluator.share(study, opened.storage, store_dir(study, artifact_store, artifacts / "store"))
     for structure in evaluator.structures:  # trained once, here, before workers start
         evaluator.supernet(structure)
     children = []
@@ -93,6 +96,7 @@ def run_study(
         context = multiprocessing.get_context("spawn")
         for i in range(1, jobs):
             args = (storage_url, name, device, settings.seed + i, deadline, str(artifacts), heartbeat_s, settings.data)
+            args += (str(evaluator.shared.directory),)
             children.append(context.Process(target=child_worker, args=args, daemon=True))
         for child in children:
             child.start()

@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class RunResult:
     spec: ModelSpec

@@ -1,0 +1,192 @@
+"""Supernets shared through Optuna's artifact store, so every worker scores with the same networks.
+
+The process that trains a supernet uploads its checkpoint files (``config.json``, ``model.safetensors``)
+to the study's artifact store (Optuna's file-system store: a directory every worker can read, such as
+a shared mount) and records, in the study's user attribute ``supernets``, each file's artifact id,
+size and SHA-256. A worker in any directory or on any machine downloads them, checks each SHA-256 and
+loads the checkpoint instead of training: one study's scores come from one set of weights.
+
+Two processes never train the same supernet at once: the trainer holds a lock made with the storage's
+own unique study names (creating the study ``<study>:supernet-lock:<structure>`` succeeds for one
+process only). The holder beats every :data:`LOCK_BEAT_SECONDS`; a lock whose beat is older than
+:data:`LOCK_STALE_SECONDS` (its holder died) is removed and taken by the next process. The others wait
+for the record to appear.
+
+The store's directory is recorded in the study (user attribute ``artifact_store``) by the ``study``
+command; ``--artifact-store`` names it where it is mounted elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+
+from sparsearch.errors import ConfigError
+from sparsearch.safe_io import atomic_dir, refuse_foreign
+from sparsearch.train.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_checkpoint
+
+__all__ = ["LOCK_BEAT_SECONDS", "LOCK_STALE_SECONDS", "RECORD_ATTR", "STORE_ATTR", "SharedSupernets", "store_dir"]
+
+STORE_ATTR = "artifact_store"  # study user attribute: the artifact store's directory (absolute)
+RECORD_ATTR = "supernets"  # study user attribute: {structure label: {file: {artifact_id, sha256, bytes}}, ...}
+FILES = (CONFIG_FILE, WEIGHTS_FILE)
+LOCK_BEAT_SECONDS = 10.0
+LOCK_STALE_SECONDS = 60.0
+WAIT_POLL_SECONDS = 2.0
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def store_dir(study: optuna.Study, given: str | Path | None, default: Path) -> Path:
+    """The store directory this process uses: ``given``, else the one the study records, else ``default``.
+
+    The study records the first one it is given (``sparsearch study``), so its workers find it; a worker's
+    ``given`` is the same store mounted at another path and is not recorded.
+    """
+    recorded = study.user_attrs.get(STORE_ATTR)
+    if given is not None:
+        path = Path(given).expanduser().absolute()
+    elif isinstance(recorded, str) and recorded:
+        path = Path(recorded)
+    else:
+        path = default.absolute()
+    if not isinstance(recorded, str) or not recorded:
+        study.set_user_attr(STORE_ATTR, str(path))
+    return path
+
+
+class SharedSupernets:
+    """The study's supernets in its artifact store: fetch (download and verify), publish, and the training lock."""
+
+    def __init__(self, study: optuna.Study, storage: Any, directory: Path, log: Callable[[str], None]) -> None:
+        self.study, self.storage, self.directory, self.log = study, storage, Path(directory), log
+        self._first_seen: dict[str, float] = {}  # locks seen without a beat yet, by name
+
+    @functools.cached_property
+    def store(self) -> FileSystemArtifactStore:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"the study's artifact store {self.directory} cannot be used ({err.strerror or err}); "
+                "mount it here or give --artifact-store DIR"
+            ) from None
+        return FileSystemArtifactStore(str(self.directory))
+
+    def record(self, label: str) -> dict[str, Any] | None:
+        """What the study records of the supernet ``label`` (re-read from the storage), or None."""
+        fresh = optuna.load_study(study_name=self.study.study_name, storage=self.storage)
+        entry = fresh.user_attrs.get(RECORD_ATTR, {}).get(label)
+        return entry if isinstance(entry, dict) and isinstance(entry.get("files"), dict) else None
+
+    def fetch(self, label: str, local: Path) -> bool:
+        """Download the recorded checkpoint of ``label`` into ``local`` (replaced whole), each file checked
+        against its SHA-256. False when the study records none."""
+        entry = self.record(label)
+        if entry is None:
+            return False
+        if is_checkpoint(local) and all(
+            (local / name).is_file() and sha256(local / name) == entry["files"][name]["sha256"] for name in FILES
+        ):
+            return True  # already here, the same bytes
+        refuse_foreign(local, is_checkpoint, "a sparsearch checkpoint")
+        with atomic_dir(local, "supernet") as tmp:
+            for name in FILES:
+                meta = entry["files"][name]
+                try:
+                    download_artifact(
+                        artifact_store=self.store, file_path=str(tmp / name), artifact_id=meta["artifact_id"]
+                    )
+                except Exception as err:  # the store raises its own errors (missing file, permissions ...)
+                    raise ConfigError(
+                        f"supernet {label}: cannot download {name} from the artifact store {self.directory} "
+                        f"({type(err).__name__}: {err}); mount the study's store here or give --artifact-store DIR"
+                    ) from None
+                if sha256(tmp / name) != meta["sha256"]:
+                    raise ConfigError(
+                        f"supernet {label}: {name} in the artifact store {self.directory} does not match the "
+                        f"SHA-256 the study recorded; the store is damaged or another study's"
+                    )
+        self.log(f"supernet {label} downloaded from the artifact store and verified (SHA-256)")
+        return True
+
+    def publish(self, label: str, local: Path, train_seconds: float) -> None:
+        """Upload the checkpoint at ``local`` and record it (files, SHA-256, sizes) in the study."""
+        files = {}
+        for name in FILES:
+            path = local / name
+            artifact_id = upload_artifact(
+                artifact_store=self.store, file_path=str(path), study_or_trial=self.study, storage=self.storage
+            )
+            files[name] = {"artifact_id": artifact_id, "sha256": sha256(path), "bytes": path.stat().st_size}
+        fresh = optuna.load_study(study_name=self.study.study_name, storage=self.storage)
+        records = dict(fresh.user_attrs.get(RECORD_ATTR, {}))
+        records[label] = {"files": files, "train_seconds": train_seconds, "by": _holder()}
+        self.study.set_user_attr(RECORD_ATTR, records)
+
+    @contextlib.contextmanager
+    def training_lock(self, label: str) -> Iterator[None]:
+        """Held by one process at a time, across machines (the storage's unique study names)."""
+        name = f"{self.study.study_name}:supernet-lock:{label}"
+        waited = False
+        while True:
+            try:
+                lock = optuna.create_study(study_name=name, storage=self.storage)
+                break
+            except optuna.exceptions.DuplicatedStudyError:
+                if not waited:
+                    self.log(f"supernet {label} is being trained by another process; waiting for it")
+                    waited = True
+                self._remove_if_stale(name)
+                time.sleep(WAIT_POLL_SECONDS)
+        lock.set_user_attr("holder", _holder())
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.is_set():
+                lock.set_user_attr("beat", time.time())
+                stop.wait(LOCK_BEAT_SECONDS)
+
+        beating = threading.Thread(target=beat, name=f"supernet-lock-{label}", daemon=True)
+        beating.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beating.join()
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=self.storage)
+
+    def _remove_if_stale(self, name: str) -> None:
+        try:
+            lock = optuna.load_study(study_name=name, storage=self.storage)
+        except KeyError:
+            return
+        beat = lock.user_attrs.get("beat")
+        if not isinstance(beat, int | float):  # its holder may have died before its first beat
+            beat = self._first_seen.setdefault(name, time.time())
+        if time.time() - beat > LOCK_STALE_SECONDS:
+            self.log(f"removing the stale lock {name} (holder {lock.user_attrs.get('holder')})")
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=self.storage)
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -628,6 +628,7 @@ def worker(
         heartbeat_s=heartbeat,
         data=data,
         artifact_store=artifact_store,
+        log=lambda line: typer.echo(line, err=True),
     )
     typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 

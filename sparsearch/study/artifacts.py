@@ -54,11 +54,11 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def store_dir(study: optuna.Study, given: str | Path | None, default: Path) -> Path:
+def store_dir(study: optuna.Study, given: str | Path | None, default: Path, *, record: bool = True) -> Path:
     """The store directory this process uses: ``given``, else the one the study records, else ``default``.
 
-    The study records the first one it is given (``sparsearch study``), so its workers find it; a worker's
-    ``given`` is the same store mounted at another path and is not recorded.
+    With ``record`` (the ``study`` command) a study that records none records this one, so its workers
+    find it; a worker records nothing: its ``given`` is the same store mounted at another path.
     """
     recorded = study.user_attrs.get(STORE_ATTR)
     if given is not None:
@@ -67,7 +67,7 @@ def store_dir(study: optuna.Study, given: str | Path | None, default: Path) -> P
         path = Path(recorded)
     else:
         path = default.absolute()
-    if not isinstance(recorded, str) or not recorded:
+    if record and not (isinstance(recorded, str) and recorded):
         study.set_user_attr(STORE_ATTR, str(path))
     return path
 

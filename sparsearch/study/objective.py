@@ -47,10 +47,11 @@ def set_budget_constraint(trial: optuna.Trial, violation: float) -> None:
     Optuna 5 keeps ``constraints:budget``; the dashboard reads only the list ``constraints``. Optuna reads
     both, so its feasibility is the same (the list's entry is the same number under the name "0").
     """
-    trial.set_constraint("budget", violation)
     storage = trial.storage
     study_id = storage.get_study_id_from_name(trial.study.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    if "constraints:budget" not in storage.get_trial_system_attrs(trial_id):  # a retried trial's copy has it
+        trial.set_constraint("budget", violation)
     storage.set_trial_system_attr(trial_id, DASHBOARD_CONSTRAINTS, [float(violation)])
 
 

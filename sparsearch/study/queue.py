@@ -151,7 +151,9 @@ def run_worker(
         opened.study.sampler = make_sampler(settings.sampler, seed)
     artifacts = Path(artifacts or Path("studies") / name)
     evaluator = Evaluator(settings, opened.space, resolve_device(device), artifacts, log)
-    evaluator.share(opened.study, opened.storage, store_dir(opened.study, artifact_store, artifacts / "store"))
+    evaluator.share(
+        opened.study, opened.storage, store_dir(opened.study, artifact_store, artifacts / "store", record=False)
+    )
     return work(opened.study, opened.storage, evaluator, deadline=deadline)
 
 

@@ -484,25 +484,12 @@ def study(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Search a space under a FLOPs or latency budget: proxy accuracy up, target FLOPs down (Optuna)."""
-    from sparsearch.cost import count, parse_budget, parse_latency_budget
-    from sparsearch.spaces.registry import get_space_and_text
-    from sparsearch.study import Progress, StudySettings, default_storage_url, default_study_name, run_study
+    from sparsearch.study import Progress, default_storage_url, default_study_name, make_settings, run_study
 
-    budget_ms = parse_latency_budget(budget)
-    table = None
-    chosen, text = get_space_and_text(space)
-    if budget_ms is None:
-        flops = parse_budget(budget)
-    else:  # a latency budget: feasibility by the predicted latency; FLOPs stay the objective, up to dense
-        from sparsearch.study.latency_table import table_for_study
-
-        table = table_for_study(chosen, latency_table)
-        flops = count(chosen.target_config()).dense_flops
-    settings = StudySettings(
-        space=chosen.name,
-        space_text=text,
-        space_source=chosen.source,
-        budget_flops=flops,
+    settings = make_settings(
+        space,
+        budget,
+        latency_table=latency_table,
         eval=eval_mode,
         trials=trials,
         epochs=epochs,
@@ -515,19 +502,16 @@ def study(
         score_examples=score_examples,
         finetune_steps=finetune_steps,
         finetune_top=finetune_top,
-        budget_ms=budget_ms,
-        latency_table=table,
         target_latency_batches=tuple(target_latency_batch or (1,)),
         objective=objective,
     )
-    name = study_name or default_study_name(chosen.name, flops, budget_ms)
+    name = study_name or default_study_name(settings.space, settings.budget_flops, settings.budget_ms)
     url = storage or default_storage_url(name)
-    progress = Progress(settings.n_trials, flops)
+    progress = Progress(settings.n_trials, settings.budget_flops)
     run = run_study(
         settings,
         storage_url=url,
         name=name,
-        space=chosen,
         device=device,
         jobs=jobs,
         timeout=timeout,

@@ -21,7 +21,7 @@ FLOORS = [
         "limits",
         "sparsearch",
         "user_code",
-    },  # "sparsearch": the root package (its version; it imports only errors)
+    },  # "sparsearch": the root package (its version; it imports only errors; its public names load lazily)
     {"config", "safe_io"},
     {"layers", "data"},
     {"models"},

@@ -46,7 +46,7 @@ from sparsearch.train.checkpoint import (
     write_checkpoint_files,
 )
 from sparsearch.train.latency import compare, forward
-from sparsearch.train.loop import evaluate, fit, forward_batch
+from sparsearch.train.loop import evaluate, fit, forward_batch, resolve_device
 from sparsearch.train.run import checkpoint_data, model_flops
 from sparsearch.train.settings import TrainSettings
 
@@ -338,13 +338,14 @@ def prune_checkpoint(
     path: str | Path,
     out: str | Path,
     settings: PruneSettings,
-    device: torch.device,
+    device: torch.device | str,
     *,
     data: str | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Compact the checkpoint ``path`` into ``out``: plan edits -> verify -> measure -> write.
-    Returns the report (also written as report.json)."""
+    Returns the report (also written as report.json). ``device``: a torch device, or its name."""
+    device = resolve_device(device) if isinstance(device, str) else device
     say = on_stage or (lambda _: None)
     path, out = Path(path), Path(out)
     refuse_foreign(out, is_checkpoint, "a sparsearch checkpoint", CheckpointError)

@@ -19,6 +19,7 @@ __all__ = [
     "default_storage_url",
     "default_study_name",
     "hypervolume",
+    "make_settings",
     "open_storage",
     "open_study",
     "pareto_front",
@@ -41,7 +42,7 @@ def __getattr__(name: str) -> Any:
         from sparsearch.study import progress as module
     elif name in ("StudyRun", "run_study"):
         from sparsearch.study import runner as module
-    elif name in ("StudySettings", "default_study_name"):
+    elif name in ("StudySettings", "default_study_name", "make_settings"):
         from sparsearch.study import settings as module
     elif name in ("ValidationSettings", "run_validation"):
         from sparsearch.study import validate as module

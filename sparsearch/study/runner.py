@@ -27,8 +27,15 @@ from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import Progress, study_points
 from sparsearch.study.queue import child_worker, top_up, work
 from sparsearch.study.session import open_study
-from sparsearch.study.settings import StudySettings
-from sparsearch.study.storage import HEARTBEAT_SECONDS, check_run_limits, redact, setup_lock, sqlite_file
+from sparsearch.study.settings import StudySettings, default_study_name
+from sparsearch.study.storage import (
+    HEARTBEAT_SECONDS,
+    check_run_limits,
+    default_storage_url,
+    redact,
+    setup_lock,
+    sqlite_file,
+)
 from sparsearch.study.summary import summarize, write_summary
 from sparsearch.study.target_latency import measure_target_latency
 from sparsearch.train.loop import resolve_device
@@ -49,8 +56,8 @@ class StudyRun:
 def run_study(
     settings: StudySettings,
     *,
-    storage_url: str,
-    name: str,
+    storage_url: str | None = None,
+    name: str | None = None,
     space: Space | None = None,
     device: str = "auto",
     jobs: int = 1,
@@ -62,9 +69,13 @@ def run_study(
 ) -> StudyRun:
     """Create or resume the study, run it to its trial count (or ``timeout`` seconds), and summarise it.
 
-    ``space``: the space of ``settings`` when the caller has parsed it already. A resumed study takes
+    ``name`` and ``storage_url`` default as on the command line (``default-50GFLOPs`` in
+    ``sqlite:///studies/default-50GFLOPs.db``). ``space``: the space of ``settings`` when the caller has
+    parsed it already. A resumed study takes
     this run's :data:`~sparsearch.study.session.RUN_OPTIONS`; its other settings must be these.
     """
+    name = name or default_study_name(settings.space, settings.budget_flops, settings.budget_ms)
+    storage_url = storage_url or default_storage_url(name)
     if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs={jobs} must be a positive integer")
     check_int("jobs", jobs)

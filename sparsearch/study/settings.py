@@ -7,6 +7,7 @@ The settings travel in the study's user attributes (``sparsearch``), with the sp
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from sparsearch.choices import EVAL_MODES, OBJECTIVES, SAMPLING_RULES
@@ -15,7 +16,7 @@ from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
 from sparsearch.study.samplers import SAMPLERS
 
-__all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name"]
+__all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name", "make_settings"]
 
 DEFAULT_TRIALS = {"supernet": 100, "train": 5}  # about 10 minutes each on a 2-core CPU (default space)
 
@@ -143,3 +144,48 @@ def default_study_name(space: str, budget_flops: int, budget_ms: float | None = 
     safe as a file name."""
     name = f"{space}-{budget_text(budget_flops) if budget_ms is None else latency_budget_text(budget_ms)}"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def make_settings(
+    space: str | Path = "default",
+    budget: str = "50GFLOPs",
+    *,
+    latency_table: str | Path | None = None,
+    **options: Any,
+) -> StudySettings:
+    """The settings ``sparsearch study --budget BUDGET --space SPACE ...`` makes, from the same words.
+
+    ``space``: a shipped space's name or a path to a space file (read once; its YAML travels with the
+    study). ``budget``: as on the command line (``"50GFLOPs"``, ``"25GMACs"``, ``"150ms"``); a latency
+    budget predicts with ``latency_table`` (default: this space's table from ``sparsearch latency-table``).
+    ``options``: any other :class:`StudySettings` field by name (``trials=20``, ``sampler="nsga2"``,
+    ``eval="train"``, ``objective="latency"`` ...), checked as the command checks them.
+    """
+    from sparsearch.cost import count, parse_budget, parse_latency_budget
+    from sparsearch.spaces.registry import get_space_and_text
+
+    fixed = {"space", "space_text", "space_source", "budget_flops", "budget_ms"}
+    if fixed & set(options):
+        raise ConfigError(f"make_settings takes {', '.join(sorted(fixed & set(options)))} from space and budget")
+    chosen, text = get_space_and_text(str(space))
+    budget_ms = parse_latency_budget(budget)
+    if budget_ms is None:
+        flops, table = parse_budget(budget), None
+    else:  # a latency budget: feasibility by the predicted latency; FLOPs stay the objective, up to dense
+        from sparsearch.study.latency_table import table_for_study
+
+        flops, table = count(chosen.target_config()).dense_flops, table_for_study(chosen, latency_table)
+    if "target_latency_batches" in options:
+        options["target_latency_batches"] = tuple(options["target_latency_batches"])
+    try:
+        return StudySettings(
+            space=chosen.name,
+            space_text=text,
+            space_source=chosen.source,
+            budget_flops=flops,
+            budget_ms=budget_ms,
+            latency_table=table,
+            **options,
+        )
+    except TypeError as err:  # an option that is not a field
+        raise ConfigError(f"make_settings: {err}") from None

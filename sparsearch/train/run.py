@@ -34,7 +34,7 @@ from sparsearch.train.checkpoint import (
     save_checkpoint,
 )
 from sparsearch.train.latency import Latency, forward, measure
-from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fit
+from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fit, resolve_device
 from sparsearch.train.model import ModelSpec, build_task_model
 from sparsearch.train.settings import TrainSettings
 
@@ -140,7 +140,7 @@ def train_space(
     space: Space,
     values: dict[str, Any],
     settings: TrainSettings,
-    device: torch.device,
+    device: torch.device | str,
     *,
     data: str | None = None,
     network: str = "proxy",
@@ -150,7 +150,9 @@ def train_space(
     on_step: Callable[[StepInfo], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> RunResult:
-    """Train the ``network`` of ``space`` at ``values`` on ``data`` (default: the space's proxy data)."""
+    """Train the ``network`` of ``space`` at ``values`` on ``data`` (default: the space's proxy data).
+    ``device``: a torch device, or its name (``"cpu"``, ``"cuda:1"``, ``"auto"``)."""
+    device = resolve_device(device) if isinstance(device, str) else device
     if out is not None:  # refused now, not after the training
         refuse_foreign(out, is_checkpoint, "a sparsearch checkpoint", CheckpointError)
     spec, datasets, model = build_run(space, values, settings, data=data, network=network, connectivity=connectivity)
@@ -246,14 +248,16 @@ def checkpoint_data(ckpt, data: str | None = None) -> Datasets:
 
 def evaluate_checkpoint(
     path: str | Path,
-    device: torch.device,
+    device: torch.device | str,
     *,
     data: str | None = None,
     split: str = "test",
     batch_size: int = 256,
     latency_batch: int = 32,
 ) -> dict[str, Any]:
-    """Accuracy, loss, per-class report, FLOPs per example and measured latency of a checkpoint."""
+    """Accuracy, loss, per-class report, FLOPs per example and measured latency of a checkpoint.
+    ``device``: a torch device, or its name."""
+    device = resolve_device(device) if isinstance(device, str) else device
     from sklearn.metrics import classification_report
 
     if batch_size < 1 or latency_batch < 1:

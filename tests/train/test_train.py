@@ -177,3 +177,22 @@ def test_a_non_finite_loss_stops_training_with_the_step() -> None:
         model.head[-1].weight.fill_(float("nan"))
     with pytest.raises(TrainingError, match="loss became nan at epoch 1, step 1"):
         fit(model, data, settings, CPU)
+
+
+def test_the_same_seed_gives_the_same_weights_with_several_threads() -> None:
+    """The sparse top-k backward adds gathered rows; with 2+ threads only the deterministic kernels keep
+    the order, and the mode the caller had is restored after training."""
+    import sparsearch
+
+    space = sparsearch.get_space("gateconnect_digits")
+    values = space.expand({"k": 4, "fan_in": 2, "routing": "softmax"})  # k < C: the sparse top-k block
+    settings = default_settings("classification", epochs=1, seed=0, steps_per_epoch=8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    try:
+        runs = [sparsearch.train_space(space, values, settings, "cpu").model.state_dict() for _ in range(2)]
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -2,8 +2,9 @@
 
 The process that trains a supernet uploads its checkpoint files (``config.json``, ``model.safetensors``)
 to the study's artifact store (Optuna's file-system store: a directory every worker can read, such as
-a shared mount) and records, in the study's user attribute ``supernets``, each file's artifact id,
-size and SHA-256. A worker in any directory or on any machine downloads them, checks each SHA-256 and
+a shared mount) and records, in the study's user attribute ``supernet:<structure>``, each file's
+artifact id, size and SHA-256 (one attribute per supernet, so two trainers never overwrite each
+other's record). A worker in any directory or on any machine downloads them, checks each SHA-256 and
 loads the checkpoint instead of training: one study's scores come from one set of weights.
 
 Two processes never train the same supernet at once: the trainer holds a lock made with the storage's
@@ -36,10 +37,12 @@ from sparsearch.errors import ConfigError
 from sparsearch.safe_io import atomic_dir, refuse_foreign
 from sparsearch.train.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_checkpoint
 
-__all__ = ["LOCK_BEAT_SECONDS", "LOCK_STALE_SECONDS", "RECORD_ATTR", "STORE_ATTR", "SharedSupernets", "store_dir"]
+__all__ = ["LOCK_BEAT_SECONDS", "LOCK_STALE_SECONDS", "RECORD_PREFIX", "STORE_ATTR", "SharedSupernets", "store_dir"]
 
 STORE_ATTR = "artifact_store"  # study user attribute: the artifact store's directory (absolute)
-RECORD_ATTR = "supernets"  # study user attribute: {structure label: {file: {artifact_id, sha256, bytes}}, ...}
+RECORD_PREFIX = (
+    "supernet:"  # + structure label: study user attribute {files: {name: {artifact_id, sha256, bytes}}, ...}
+)
 FILES = (CONFIG_FILE, WEIGHTS_FILE)
 LOCK_BEAT_SECONDS = 10.0
 LOCK_STALE_SECONDS = 60.0
@@ -93,7 +96,7 @@ class SharedSupernets:
     def record(self, label: str) -> dict[str, Any] | None:
         """What the study records of the supernet ``label`` (re-read from the storage), or None."""
         fresh = optuna.load_study(study_name=self.study.study_name, storage=self.storage)
-        entry = fresh.user_attrs.get(RECORD_ATTR, {}).get(label)
+        entry = fresh.user_attrs.get(RECORD_PREFIX + label)
         return entry if isinstance(entry, dict) and isinstance(entry.get("files"), dict) else None
 
     def fetch(self, label: str, local: Path) -> bool:
@@ -136,10 +139,9 @@ class SharedSupernets:
                 artifact_store=self.store, file_path=str(path), study_or_trial=self.study, storage=self.storage
             )
             files[name] = {"artifact_id": artifact_id, "sha256": sha256(path), "bytes": path.stat().st_size}
-        fresh = optuna.load_study(study_name=self.study.study_name, storage=self.storage)
-        records = dict(fresh.user_attrs.get(RECORD_ATTR, {}))
-        records[label] = {"files": files, "train_seconds": train_seconds, "by": _holder()}
-        self.study.set_user_attr(RECORD_ATTR, records)
+        self.study.set_user_attr(
+            RECORD_PREFIX + label, {"files": files, "train_seconds": train_seconds, "by": _holder()}
+        )
 
     @contextlib.contextmanager
     def training_lock(self, label: str) -> Iterator[None]:

@@ -71,8 +71,9 @@ def run_study(
 
     ``name`` and ``storage_url`` default as on the command line (``default-50GFLOPs`` in
     ``sqlite:///studies/default-50GFLOPs.db``). ``space``: the space of ``settings`` when the caller has
-    parsed it already. A resumed study takes
-    this run's :data:`~sparsearch.study.session.RUN_OPTIONS`; its other settings must be these.
+    parsed it already. ``artifact_store``: the directory of the artifact store that shares the supernets
+    (default: the one the study records, else ``<artifacts>/store``). A resumed study takes this run's
+    :data:`~sparsearch.study.session.RUN_OPTIONS`; its other settings must be these.
     """
     name = name or default_study_name(settings.space, settings.budget_flops, settings.budget_ms)
     storage_url = storage_url or default_storage_url(name)

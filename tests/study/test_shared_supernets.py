@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from sparsearch.errors import ConfigError
 from sparsearch.study import artifacts as shared_module
 from sparsearch.study import open_study, run_study, run_worker
-from sparsearch.study.artifacts import RECORD_ATTR, STORE_ATTR, SharedSupernets
+from sparsearch.study.artifacts import RECORD_PREFIX, STORE_ATTR, SharedSupernets
 from sparsearch.study.supernet import Supernet
 from tests.study.helpers import tiny_settings
 from tests.study.test_study import _budget
@@ -45,9 +45,10 @@ def _queue_a_copy_of_a_scored_trial(run) -> optuna.trial.FrozenTrial:
 def test_the_study_records_its_store_and_each_supernet_file_with_its_sha256(study) -> None:
     run, url, root = study
     assert run.study.user_attrs[STORE_ATTR] == str((root / "tiny" / "store").absolute())
-    (label,) = run.study.user_attrs[RECORD_ATTR]
+    (key,) = [k for k in run.study.user_attrs if k.startswith(RECORD_PREFIX)]
+    label = key.removeprefix(RECORD_PREFIX)
     local = root / "tiny" / "supernets" / label.replace(",", "_").replace("=", "-")
-    files = run.study.user_attrs[RECORD_ATTR][label]["files"]
+    files = run.study.user_attrs[key]["files"]
     for name, meta in files.items():
         data = (local / name).read_bytes()
         assert meta["sha256"] == hashlib.sha256(data).hexdigest() and meta["bytes"] == len(data)
@@ -75,8 +76,9 @@ def test_a_worker_in_a_fresh_directory_scores_a_queued_trial_exactly_and_trains_
 
 def test_a_damaged_store_is_refused_by_its_sha256(study, tmp_path, monkeypatch) -> None:
     run, url, root = study
-    (label,) = run.study.user_attrs[RECORD_ATTR]
-    meta = run.study.user_attrs[RECORD_ATTR][label]["files"]["model.safetensors"]
+    (key,) = [k for k in run.study.user_attrs if k.startswith(RECORD_PREFIX)]
+    label = key.removeprefix(RECORD_PREFIX)
+    meta = run.study.user_attrs[key]["files"]["model.safetensors"]
     store = tmp_path / "copy-of-the-store"
     store.mkdir()
     for item in (root / "tiny" / "store").iterdir():

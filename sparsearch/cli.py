@@ -656,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fail("error", "interrupted; temporary files removed", EXIT_INTERRUPTED)
         return _fail("error", "terminated (SIGTERM); temporary files removed", EXIT_TERMINATED)
     except TyperException as err:  # usage errors: unknown command or option, bad value
-        return _fail("error", err.format_message(), EXIT_INPUT)
+        # typer validates choices through pydantic, whose "Value error, " prefix says nothing to a user
+        return _fail("error", err.format_message().replace("Value error, ", ""), EXIT_INPUT)
     except (SparsearchError, ValueError, OSError) as err:
         return _fail("error", str(err) or type(err).__name__, EXIT_INPUT)
     except RecursionError:

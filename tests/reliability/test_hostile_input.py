@@ -303,7 +303,7 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         "export to an unknown format",
         _ckpt(),
         ["export", "ckpt", "--format", "tflite", "--out", "e"],
-        "allowed: pt2, onnx",
+        "Invalid value for '--format': 'tflite' is not one of 'pt2', 'onnx'",
     ),
     # 7. numbers that are not numbers
     ("all-NaN weights, eval", _ckpt(weights=_nan), ["eval", "ckpt"], "the weights hold non-finite values"),

@@ -51,7 +51,7 @@ app = typer.Typer(
     name="sparsearch",
     help="Search and compress conditionally-computed neural networks.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -140,3 +141,14 @@ def test_flops_bad_input_is_one_line_and_exit_2(args: list[str], line: str, caps
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(line) and err.count("\n") == 1
+
+
+def test_shell_completion_offers_the_choices() -> None:
+    env = {
+        **os.environ,
+        "_SPARSEARCH_COMPLETE": "complete_bash",
+        "COMP_WORDS": "sparsearch study --sampler ",
+        "COMP_CWORD": "3",
+    }
+    done = subprocess.run([sys.executable, "-m", "sparsearch"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["tpe", "nsga2", "gp", "random"]

@@ -13,6 +13,7 @@ Every writer of the package uses these: checkpoints, prune outputs, reports, sum
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -25,11 +26,21 @@ __all__ = [
     "atomic_dir",
     "atomic_file",
     "check_writable",
+    "file_sha256",
     "fsync_file",
     "move_into_place",
     "refuse_foreign",
     "write_text",
 ]
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fsync_file(path: Path) -> None:

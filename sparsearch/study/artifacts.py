@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +32,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
 
 from sparsearch.errors import ConfigError
-from sparsearch.safe_io import atomic_dir, refuse_foreign
+from sparsearch.safe_io import atomic_dir, file_sha256, refuse_foreign
+from sparsearch.study.storage import beating
 from sparsearch.train.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_checkpoint
 
 __all__ = ["LOCK_BEAT_SECONDS", "LOCK_STALE_SECONDS", "RECORD_PREFIX", "STORE_ATTR", "SharedSupernets", "store_dir"]
@@ -47,14 +46,6 @@ FILES = (CONFIG_FILE, WEIGHTS_FILE)
 LOCK_BEAT_SECONDS = 10.0
 LOCK_STALE_SECONDS = 60.0
 WAIT_POLL_SECONDS = 2.0
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def store_dir(study: optuna.Study, given: str | Path | None, default: Path, *, record: bool = True) -> Path:
@@ -106,7 +97,7 @@ class SharedSupernets:
         if entry is None:
             return False
         if is_checkpoint(local) and all(
-            (local / name).is_file() and sha256(local / name) == entry["files"][name]["sha256"] for name in FILES
+            (local / name).is_file() and file_sha256(local / name) == entry["files"][name]["sha256"] for name in FILES
         ):
             return True  # already here, the same bytes
         refuse_foreign(local, is_checkpoint, "a sparsearch checkpoint")
@@ -122,7 +113,7 @@ class SharedSupernets:
                         f"supernet {label}: cannot download {name} from the artifact store {self.directory} "
                         f"({type(err).__name__}: {err}); mount the study's store here or give --artifact-store DIR"
                     ) from None
-                if sha256(tmp / name) != meta["sha256"]:
+                if file_sha256(tmp / name) != meta["sha256"]:
                     raise ConfigError(
                         f"supernet {label}: {name} in the artifact store {self.directory} does not match the "
                         f"SHA-256 the study recorded; the store is damaged or another study's"
@@ -138,7 +129,7 @@ class SharedSupernets:
             artifact_id = upload_artifact(
                 artifact_store=self.store, file_path=str(path), study_or_trial=self.study, storage=self.storage
             )
-            files[name] = {"artifact_id": artifact_id, "sha256": sha256(path), "bytes": path.stat().st_size}
+            files[name] = {"artifact_id": artifact_id, "sha256": file_sha256(path), "bytes": path.stat().st_size}
         self.study.set_user_attr(
             RECORD_PREFIX + label, {"files": files, "train_seconds": train_seconds, "by": _holder()}
         )
@@ -159,20 +150,10 @@ class SharedSupernets:
                 self._remove_if_stale(name)
                 time.sleep(WAIT_POLL_SECONDS)
         lock.set_user_attr("holder", _holder())
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.is_set():
-                lock.set_user_attr("beat", time.time())
-                stop.wait(LOCK_BEAT_SECONDS)
-
-        beating = threading.Thread(target=beat, name=f"supernet-lock-{label}", daemon=True)
-        beating.start()
         try:
-            yield
+            with beating(lambda: lock.set_user_attr("beat", time.time()), LOCK_BEAT_SECONDS, f"lock-{label}"):
+                yield
         finally:
-            stop.set()
-            beating.join()
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=name, storage=self.storage)
 

@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -31,6 +31,7 @@ from sparsearch.limits import MAX
 __all__ = [
     "HEARTBEAT_SECONDS",
     "StorageError",
+    "beating",
     "check_run_limits",
     "check_study_name",
     "check_url",
@@ -321,19 +322,24 @@ def claim_waiting_trial(storage: RDBStorage, study_id: int) -> int | None:
     return None
 
 
-@contextlib.contextmanager
-def heartbeat(storage: RDBStorage, trial_id: int, interval_s: float) -> Iterator[None]:
+def heartbeat(storage: RDBStorage, trial_id: int, interval_s: float) -> contextlib.AbstractContextManager[None]:
     """Record a heartbeat for ``trial_id`` every ``interval_s`` seconds while the block runs."""
+    return beating(lambda: storage.record_heartbeat(trial_id), interval_s, f"heartbeat-{trial_id}")
+
+
+@contextlib.contextmanager
+def beating(beat: Callable[[], object], interval_s: float, name: str) -> Iterator[None]:
+    """Call ``beat`` now and every ``interval_s`` seconds, in a thread, while the block runs."""
     stop = threading.Event()
 
-    def beat() -> None:
+    def loop() -> None:
         while True:
             with contextlib.suppress(Exception):  # a missed beat is retried at the next interval
-                storage.record_heartbeat(trial_id)
+                beat()
             if stop.wait(interval_s):
                 return
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield

@@ -12,7 +12,6 @@ that needs pickle code is refused, and the code never runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from sparsearch import __version__
 from sparsearch.errors import SparsearchError
 from sparsearch.limits import MAX, read_capped
 from sparsearch.models.edits import Edit, EditError, apply_edits
-from sparsearch.safe_io import atomic_dir, refuse_foreign
+from sparsearch.safe_io import atomic_dir, file_sha256, refuse_foreign
 from sparsearch.train.model import ModelSpec, build_task_model
 
 __all__ = [
@@ -147,14 +146,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_checkpoint(path: Path) -> bool:
     return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
@@ -172,7 +163,7 @@ def write_checkpoint_files(directory: Path, model: nn.Module, spec: ModelSpec, *
         "format_version": FORMAT_VERSION,
         "model": spec.to_dict(),
         **meta,
-        "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(directory / WEIGHTS_FILE), "tensors": len(state)},
+        "weights": {"file": WEIGHTS_FILE, "sha256": file_sha256(directory / WEIGHTS_FILE), "tensors": len(state)},
         "versions": versions(),
     }
     (directory / CONFIG_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
@@ -261,7 +252,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     record = _read_config(path)
     meta = CheckpointMeta.parse(record, path / CONFIG_FILE)
     weights = path / WEIGHTS_FILE
-    if meta.weights_sha256 != _sha256(weights):
+    if meta.weights_sha256 != file_sha256(weights):
         raise CheckpointError(
             f"{weights}: truncated or changed since it was written (SHA-256 differs from config.json)"
         )

@@ -75,20 +75,25 @@ class SharedSupernets:
 
     @functools.cached_property
     def store(self) -> FileSystemArtifactStore:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(
-                f"the study's artifact store {self.directory} cannot be used ({err.strerror or err}); "
-                "mount it here or give --artifact-store DIR"
-            ) from None
-        return FileSystemArtifactStore(str(self.directory))
+        return FileSystemArtifactStore(str(self.directory))  # refuses artifact ids that leave its directory
 
     def record(self, label: str) -> dict[str, Any] | None:
         """What the study records of the supernet ``label`` (re-read from the storage), or None."""
         fresh = optuna.load_study(study_name=self.study.study_name, storage=self.storage)
         entry = fresh.user_attrs.get(RECORD_PREFIX + label)
-        return entry if isinstance(entry, dict) and isinstance(entry.get("files"), dict) else None
+        if entry is None:
+            return None
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(files, dict) or not all(
+            isinstance(files.get(name), dict)
+            and isinstance(files[name].get("artifact_id"), str)
+            and isinstance(files[name].get("sha256"), str)
+            for name in FILES
+        ):
+            raise ConfigError(
+                f"the study's record of supernet {label} (user attribute {RECORD_PREFIX}{label}) is damaged"
+            )
+        return entry
 
     def fetch(self, label: str, local: Path) -> bool:
         """Download the recorded checkpoint of ``label`` into ``local`` (replaced whole), each file checked
@@ -123,6 +128,13 @@ class SharedSupernets:
 
     def publish(self, label: str, local: Path, train_seconds: float) -> None:
         """Upload the checkpoint at ``local`` and record it (files, SHA-256, sizes) in the study."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"the study's artifact store {self.directory} cannot be used ({err.strerror or err}); "
+                "mount it here or give --artifact-store DIR"
+            ) from None
         files = {}
         for name in FILES:
             path = local / name

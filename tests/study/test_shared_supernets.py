@@ -96,6 +96,17 @@ def test_a_damaged_store_is_refused_by_its_sha256(study, tmp_path, monkeypatch) 
         missing.fetch(label, tmp_path / "here")
 
 
+def test_a_damaged_record_is_one_line(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="s", storage=url)
+    shared = SharedSupernets(study, optuna.storages.get_storage(url), tmp_path / "store", lambda line: None)
+    for damaged in ("text", {"files": {"config.json": {"artifact_id": 1}}}, {"files": []}):
+        study.set_user_attr(RECORD_PREFIX + "routing=softmax", damaged)
+        with pytest.raises(ConfigError, match=r"record of supernet routing=softmax .* is damaged"):
+            shared.fetch("routing=softmax", tmp_path / "here")
+    assert not (tmp_path / "here").exists() and not (tmp_path / "store").exists()
+
+
 def test_one_process_at_a_time_holds_a_supernets_training_lock(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path}/locks.db"
     study = optuna.create_study(study_name="s", storage=url)

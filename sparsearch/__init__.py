@@ -12,7 +12,6 @@ in use); they load on first use, so ``import sparsearch`` stays light:
 - errors: :class:`SparsearchError` (every refusal of bad input is one, with a one-line message).
 """
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,36 +22,53 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-# public name -> the module that defines it
-_ENTRY_POINTS = {
-    "get_space": "sparsearch.spaces",
-    "load_space": "sparsearch.spaces",
-    "count": "sparsearch.cost",
-    "parse_budget": "sparsearch.cost",
-    "make_settings": "sparsearch.study",
-    "run_study": "sparsearch.study",
-    "run_worker": "sparsearch.study",
-    "run_validation": "sparsearch.study",
-    "load_report_data": "sparsearch.report",
-    "write_report": "sparsearch.report",
-    "default_settings": "sparsearch.train",
-    "train_space": "sparsearch.train",
-    "load_checkpoint": "sparsearch.train",
-    "evaluate_checkpoint": "sparsearch.train",
-    "PruneSettings": "sparsearch.compact.prune",
-    "prune_checkpoint": "sparsearch.compact.prune",
-    "export_checkpoint": "sparsearch.compact.export",
-    "convert_bottlenecks": "sparsearch.models.convert",
-    "from_torchvision": "sparsearch.models.convert",
-}
-
-__all__ = ["SparsearchError", "__version__", *_ENTRY_POINTS]
+__all__ = [
+    "PruneSettings",
+    "SparsearchError",
+    "__version__",
+    "convert_bottlenecks",
+    "count",
+    "default_settings",
+    "evaluate_checkpoint",
+    "export_checkpoint",
+    "from_torchvision",
+    "get_space",
+    "load_checkpoint",
+    "load_report_data",
+    "load_space",
+    "make_settings",
+    "parse_budget",
+    "prune_checkpoint",
+    "run_study",
+    "run_validation",
+    "run_worker",
+    "train_space",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _ENTRY_POINTS:
+    """The public entry points, imported on first use (PEP 562). These re-exports are the one place the root
+    package reaches the packages above it (tests/test_architecture.py allows them here only)."""
+    if name in ("get_space", "load_space"):
+        from sparsearch import spaces as module
+    elif name in ("count", "parse_budget"):
+        from sparsearch import cost as module
+    elif name in ("make_settings", "run_study", "run_worker", "run_validation"):
+        from sparsearch import study as module
+    elif name in ("load_report_data", "write_report"):
+        from sparsearch import report as module
+    elif name in ("default_settings", "train_space", "load_checkpoint", "evaluate_checkpoint"):
+        from sparsearch import train as module
+    elif name in ("PruneSettings", "prune_checkpoint"):
+        from sparsearch.compact import prune as module
+    elif name == "export_checkpoint":
+        from sparsearch.compact import export as module
+    elif name in ("convert_bottlenecks", "from_torchvision"):
+        from sparsearch.models import convert as module
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(_ENTRY_POINTS[name]), name)
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:

@@ -44,7 +44,10 @@ def _imports(path: Path) -> set[str]:
     module = _module(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    if module == "sparsearch":  # the root's lazy re-exports (its __getattr__) are the façade, not a dependency
+        tree.body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name == "__getattr__")]
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -118,3 +121,15 @@ def test_spaces_and_flops_commands_import_no_torch(argv):
     )
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True).stdout
     assert out.endswith("NOTORCH")
+
+
+def test_the_root_package_lists_its_entry_points_and_loads_them_on_first_use():
+    code = (
+        "import sys, sparsearch\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('sparsearch.')), 'torch' in sys.modules\n"
+        "names = [n for n in sparsearch.__all__ if n != '__version__']\n"
+        "missing = [n for n in names if not callable(getattr(sparsearch, n))]\n"
+        "print(*loaded, missing)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['sparsearch.errors'] False []"  # nothing above errors until a name is used

@@ -215,7 +215,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["prune", "nowhere", "--out", "OUT"], "not a checkpoint directory"),
         (["prune", "TRAINED", "--out", "OUT", "--channels", "1.5"], "channels=1.5 must be a ratio in (0, 1)"),
         (["prune", "TRAINED", "--out", "OUT", "--calib-batches", "0"], "calib-batches=0 must be a positive integer"),
-        (["prune", "TRAINED", "--out", "OUT", "--importance", "taylor"], "importance='taylor'"),
+        (["prune", "TRAINED", "--out", "OUT", "--importance", "taylor"], "'taylor' is not one of 'l1', 'l2', 'random'"),
         (["prune", "TRAINED", "--out", "OUT", "--data", "imagenet"], "unknown data 'imagenet'"),
         (["prune", "TRAINED", "--out", "TRAINED"], "is the source checkpoint"),
     ],

@@ -55,7 +55,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["train", "--space", "gateconnect_cifar", "--data", "imagenet", "--out", "OUT"], "unknown data 'imagenet'"),
         (["train", "--space", "nope", "--out", "OUT"], "unknown space 'nope'"),
         (["train", *QUICK, "--set", "k=4", "--out", "OUT"], "unknown parameter 'k'"),
-        (["train", *QUICK, "--network", "huge", "--out", "OUT"], "network='huge'"),
+        (["train", *QUICK, "--network", "huge", "--out", "OUT"], "'huge' is not one of 'proxy', 'target'"),
         (["eval", "OUT"], "not a checkpoint directory"),
     ],
 )

@@ -212,12 +212,19 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the space's proxy epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step (default 64).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: SGD 0.05; VQA Adamax 0.002).")] = None,
-    optimizer: Annotated[Optimizer | None, typer.Option(help="Optimizer (default: sgd; VQA adamax).")] = None,
+    optimizer: Annotated[
+        Optimizer | None, typer.Option(help="Optimizer (default: sgd; VQA adamax).", case_sensitive=False)
+    ] = None,
     balance_weight: Annotated[float | None, typer.Option(help="Weight of the CV² balance term (default 0.01).")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Cap on steps per epoch (quick runs).")] = None,
-    network: Annotated[Network, typer.Option(help="The space's CPU proxy or its target.")] = "proxy",
+    network: Annotated[
+        Network, typer.Option(help="The space's CPU proxy or its target.", case_sensitive=False)
+    ] = "proxy",
     connectivity: Annotated[
-        Connectivity | None, typer.Option(help="GateConnect stages: learned (default) or fixed_random (the baseline).")
+        Connectivity | None,
+        typer.Option(
+            help="GateConnect stages: learned (default) or fixed_random (the baseline).", case_sensitive=False
+        ),
     ] = None,
     init: Annotated[
         str | None, typer.Option(help="Start from these weights: a checkpoint, .safetensors, .pt or .pth.")
@@ -281,7 +288,7 @@ def train(
 def eval_(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint directory written by sparsearch train.")],
     data: Annotated[str | None, typer.Option(help="Data to evaluate on (default: the checkpoint's).")] = None,
-    split: Annotated[EvalSplit, typer.Option(help="test (final reports) or val.")] = "test",
+    split: Annotated[EvalSplit, typer.Option(help="test (final reports) or val.", case_sensitive=False)] = "test",
     batch_size: Annotated[int, typer.Option(help="Examples per evaluation batch.")] = 256,
     latency_batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.")] = 32,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
@@ -320,7 +327,9 @@ def prune(
     channels: Annotated[
         float | None, typer.Option(help="Prune this share of the inner channels (torch-pruning importance).")
     ] = None,
-    importance: Annotated[Importance, typer.Option(help="Channel importance (torch-pruning).")] = "l2",
+    importance: Annotated[
+        Importance, typer.Option(help="Channel importance (torch-pruning).", case_sensitive=False)
+    ] = "l2",
     round_to: Annotated[int, typer.Option(help="Channels kept per branch or path: a multiple of this.")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tune the compacted model for this many epochs.")] = 0,
     no_export: Annotated[bool, typer.Option("--no-export", help="Skip the torch.export program.")] = False,
@@ -355,7 +364,9 @@ def prune(
 def export(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint directory (trained, or compacted by prune).")],
     out: Annotated[str, typer.Option(help="Directory to write: the model file, input.json and README.md.")],
-    format_: Annotated[ExportFormat, typer.Option("--format", help="pt2 (torch.export) or onnx.")] = "pt2",
+    format_: Annotated[
+        ExportFormat, typer.Option("--format", help="pt2 (torch.export) or onnx.", case_sensitive=False)
+    ] = "pt2",
     atol: Annotated[float, typer.Option(help="Largest difference allowed from the checkpoint's model.")] = 1e-4,
     json_out: Annotated[bool, typer.Option("--json", help="Print what input.json records.")] = False,
 ) -> None:
@@ -445,16 +456,22 @@ def study(
     ] = None,
     objective: Annotated[
         Objective,
-        typer.Option(help="The second objective: flops (target FLOPs) or latency (predicted; a latency budget)."),
+        typer.Option(
+            help="The second objective: flops (target FLOPs) or latency (predicted; a latency budget).",
+            case_sensitive=False,
+        ),
     ] = "flops",
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: sqlite:///studies/<name>.db); postgresql://...")
     ] = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (default: <space>-<budget>).")] = None,
-    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler.")] = "tpe",
+    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler.", case_sensitive=False)] = "tpe",
     eval_mode: Annotated[
-        EvalMode, typer.Option("--eval", help="supernet (weight sharing, default) or train (each trial trains).")
+        EvalMode,
+        typer.Option(
+            "--eval", help="supernet (weight sharing, default) or train (each trial trains).", case_sensitive=False
+        ),
     ] = "supernet",
     epochs: Annotated[int | None, typer.Option(help="Proxy training epochs (default: the space's).")] = None,
     data: Annotated[str | None, typer.Option(help="Proxy data (default: the space's).")] = None,
@@ -466,7 +483,10 @@ def study(
     ] = None,
     sampling: Annotated[
         SamplingRule,
-        typer.Option(help="Supernet training steps: sandwich (largest, smallest, random; distilled) or uniform."),
+        typer.Option(
+            help="Supernet training steps: sandwich (largest, smallest, random; distilled) or uniform.",
+            case_sensitive=False,
+        ),
     ] = "sandwich",
     score_examples: Annotated[
         int, typer.Option(help="Validation examples each configuration is scored on (0: all).")

@@ -152,3 +152,31 @@ def test_shell_completion_offers_the_choices() -> None:
     }
     done = subprocess.run([sys.executable, "-m", "sparsearch"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0 and done.stdout.split() == ["tpe", "nsga2", "gp", "random"]
+
+
+def test_choices_take_any_letter_case_and_arrive_as_the_library_spells_them() -> None:
+    import typer
+
+    from sparsearch.cli import app
+
+    group = typer.main.get_command(app)
+    parent = group.make_context("sparsearch", ["study"])
+    args = [
+        "--budget",
+        "1GFLOPs",
+        "--sampler",
+        "TPE",
+        "--eval",
+        "Train",
+        "--objective",
+        "FLOPS",
+        "--sampling",
+        "Uniform",
+    ]
+    params = group.get_command(parent, "study").make_context("study", args, parent=parent).params
+    assert (params["sampler"], params["eval_mode"], params["objective"], params["sampling"]) == (
+        "tpe",
+        "train",
+        "flops",
+        "uniform",
+    )

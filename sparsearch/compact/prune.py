@@ -256,7 +256,7 @@ def plan_edits(model: nn.Module, batches: list, settings: PruneSettings, device:
     cal = calibrate(model, batches, device)
     plan = EditPlan(cal, [])
     net = find_network(model)
-    if isinstance(net, SparseResNeXt) and any(isinstance(m, GateConnectModule) for m in net.modules()):
+    if any(isinstance(m, GateConnectModule) for m in net.modules()):  # only the ResNeXt family has them
         plan.graph = connectivity_graph(net)
         rounds = dead_blocks(plan.graph)
         plan.dead = {n for r in rounds for n in r}

@@ -5,6 +5,15 @@ spaces never imports torch; ``layers/`` and ``models/`` build modules from what 
 """
 
 from sparsearch.config.condnet import ARCHS, CondNetConfig, ConvSpec, LayerSpec, condnet_plan
+from sparsearch.config.family import (
+    KNOBS,
+    KnobUnit,
+    NetworkFamily,
+    TaskFit,
+    family_class,
+    family_names,
+    register_family,
+)
 from sparsearch.config.layouts import layout, layout_arguments, layout_doc, model_names, register_layout
 from sparsearch.config.resnext import HEADS, BlockPlan, NetConfig, Plan, StageConfig, plan, with_knobs
 from sparsearch.config.routing import HIDDEN_SIZES, declare_routing, routing_names
@@ -15,13 +24,17 @@ __all__ = [
     "ARCHS",
     "HEADS",
     "HIDDEN_SIZES",
+    "KNOBS",
     "BlockPlan",
     "CondNetConfig",
     "ConvSpec",
+    "KnobUnit",
     "LayerSpec",
     "NetConfig",
+    "NetworkFamily",
     "Plan",
     "StageConfig",
+    "TaskFit",
     "UserBlock",
     "UserNetConfig",
     "UserStage",
@@ -29,12 +42,15 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "declare_routing",
+    "family_class",
+    "family_names",
     "is_trusted",
     "layout",
     "layout_arguments",
     "layout_doc",
     "model_names",
     "plan",
+    "register_family",
     "register_layout",
     "routing_names",
     "trust_factory",

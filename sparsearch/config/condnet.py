@@ -14,9 +14,10 @@ block specs (:func:`condnet_plan`) that the cost module and the builder
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
+from sparsearch.config.family import KnobUnit, NetworkFamily, TaskFit, build_fields, register_family
 from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, check_number, shown
@@ -26,9 +27,15 @@ __all__ = ["ARCHS", "CondNetConfig", "ConvSpec", "LayerSpec", "condnet_plan"]
 ARCHS = ("mobilenet_v1", "mobilenet_v2", "resnet50")
 
 
+@register_family
 @dataclass(frozen=True)
-class CondNetConfig:
+class CondNetConfig(NetworkFamily):
     """A CondConv network of seed 001."""
+
+    family = "condconv"
+    description = "a CondConv network"
+    scales_depth = False  # MobileNets and ResNet-50 keep their blocks; the proxy scales the width
+    UNIT = "condconv"  # the one knob unit: experts and routing are set network-wide
 
     arch: str  # "mobilenet_v1", "mobilenet_v2" or "resnet50"
     width: float = 1.0  # width multiplier (MobileNets: 0.25, 0.5, 0.75, 1.0, 1.4)
@@ -56,6 +63,43 @@ class CondNetConfig:
                 raise ConfigError(f"{key}={shown(value)} must be a positive integer")
         check_int("input_size", self.input_size)
         check_int("num_classes", self.num_classes, 1, MAX["classes"])
+
+    def knob_units(self) -> tuple[KnobUnit, ...]:
+        current = {"experts": (self.experts,), "routing": (self.routing,)}
+        return (KnobUnit(self.UNIT, 1, 0, ("experts", "routing"), (), current, routes="experts"),)
+
+    def with_knobs(self, **knobs: Any) -> CondNetConfig:
+        """Experts and routing for every CondConv layer: a value, or ``{"condconv": value}``."""
+        unknown = sorted(set(knobs) - {"experts", "routing"})
+        if unknown:
+            raise ConfigError(f"model {self.arch!r} has no knob {unknown[0]!r}; its knobs: experts, routing")
+        values = {}
+        for key, value in knobs.items():
+            if isinstance(value, dict):
+                if set(value) - {self.UNIT}:
+                    unknown_units = sorted(set(value) - {self.UNIT})
+                    raise ConfigError(f"{key} names unknown unit(s) {unknown_units}; units: {self.UNIT}")
+                if self.UNIT not in value:
+                    continue
+                value = value[self.UNIT]
+            values[key] = value
+        return replace(self, **values)
+
+    def scaled(self, width: float, depth: tuple[int, ...] | None) -> CondNetConfig:
+        if depth is not None:
+            raise ConfigError("a CondConv network keeps its depth; scale it with proxy.width")
+        return replace(self, width=self.width * width)
+
+    def for_task(self, fit: TaskFit) -> CondNetConfig:
+        if fit.task != "classification":
+            raise ConfigError(f"model {self.arch}: the CondConv networks classify; they cannot host {fit.task}")
+        if fit.in_channels != 3:
+            raise ConfigError(f"the CondConv networks take 3-channel images; the data has {fit.in_channels}")
+        return replace(self, num_classes=fit.classes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CondNetConfig:
+        return build_fields(cls, data, "model config")
 
 
 class ConvSpec(NamedTuple):

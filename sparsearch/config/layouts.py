@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 
 from sparsearch.config.condnet import CondNetConfig
-from sparsearch.config.resnext import NetConfig, StageConfig, with_knobs
+from sparsearch.config.family import KNOBS, NetworkFamily
+from sparsearch.config.resnext import NetConfig, StageConfig
 from sparsearch.errors import ConfigError
 
 __all__ = [
@@ -165,12 +166,11 @@ def gateconnect_mini_imagenet(
     return replace(config, stem_pool=True)
 
 
-_LAYOUTS: dict[str, Callable[..., NetConfig | CondNetConfig]] = {}
-KNOBS = ("k", "experts", "routing", "fan_in")
+_LAYOUTS: dict[str, Callable[..., NetworkFamily]] = {}
 
 
-def register_layout(name: str, factory: Callable[..., NetConfig | CondNetConfig]) -> None:
-    """Register a function returning a :class:`NetConfig` (or :class:`CondNetConfig`) under ``name``."""
+def register_layout(name: str, factory: Callable[..., NetworkFamily]) -> None:
+    """Register a function returning a configuration of any family (:class:`NetworkFamily`) under ``name``."""
     if name in _LAYOUTS:
         raise ValueError(f"layout {name!r} is already registered")
     _LAYOUTS[name] = factory
@@ -180,17 +180,17 @@ def model_names() -> list[str]:
     return sorted(_LAYOUTS)
 
 
-def _factory(name: str) -> Callable[..., NetConfig | CondNetConfig]:
+def _factory(name: str) -> Callable[..., NetworkFamily]:
     try:
         return _LAYOUTS[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(model_names())}") from None
 
 
-def layout(name: str, **config: object) -> NetConfig | CondNetConfig:
+def layout(name: str, **config: object) -> NetworkFamily:
     """The configuration of layout ``name``. Knob arguments (k, experts, routing, fan_in) are applied
-    to the layout's configuration: per stage with :func:`~sparsearch.config.resnext.with_knobs` for the
-    ResNeXt family, network-wide for the CondConv networks; the rest go to the layout's factory."""
+    with the family's ``with_knobs`` (per stage for the ResNeXt family, network-wide for the CondConv
+    networks); the rest go to the layout's factory."""
     factory = _factory(name)
     knobs = {key: config.pop(key) for key in KNOBS if key in config}
     try:
@@ -199,12 +199,12 @@ def layout(name: str, **config: object) -> NetConfig | CondNetConfig:
         raise ConfigError(f"model {name!r}: {err}") from None
     if not knobs:
         return net
-    if isinstance(net, NetConfig):
-        return with_knobs(net, **knobs)
-    unknown = sorted(set(knobs) - {"experts", "routing"})
+    takes = {knob for unit in net.knob_units() for knob in unit.knobs}
+    unknown = [key for key in KNOBS if key in knobs and key not in takes]
     if unknown:
-        raise ConfigError(f"model {name!r} has no knob {unknown[0]!r}; its knobs: experts, routing")
-    return replace(net, **knobs)
+        its = ", ".join(k for k in KNOBS if k in takes)
+        raise ConfigError(f"model {name!r} has no knob {unknown[0]!r}; its knobs: {its}")
+    return net.with_knobs(**knobs)
 
 
 def layout_arguments(name: str) -> list[tuple[str, object]]:

@@ -12,9 +12,10 @@ configuration with every knob off is the plain ResNeXt.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sparsearch.choices import CONNECTIVITIES
+from sparsearch.config.family import KNOBS, KnobUnit, NetworkFamily, TaskFit, build_fields, register_family
 from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
@@ -98,9 +99,14 @@ class StageConfig:
         return self.fan_in is not None
 
 
+@register_family
 @dataclass(frozen=True)
-class NetConfig:
+class NetConfig(NetworkFamily):
     """A network of the sparse ResNeXt family."""
+
+    family = "resnext"
+    description = "a ResNeXt-family network"
+    per_block_latency = True
 
     stages: tuple[StageConfig, ...]
     input_size: int = 224  # H = W of the input image
@@ -143,33 +149,104 @@ class NetConfig:
             raise ConfigError(f"stage names must be unique, got {names}")
         object.__setattr__(self, "stages", tuple(self.stages))
 
+    @property
+    def multi_stream(self) -> bool:
+        return any(s.multi_stream for s in self.stages)
 
-def with_knobs(config: NetConfig, **knobs: object) -> NetConfig:
-    """A copy with knobs set in every stage, or per stage with a dict ``{stage name: value}``.
-
-    Example: ``with_knobs(cfg, k=16, routing="softmax")`` or ``with_knobs(cfg, k={"conv4": 8})``.
-    """
-    unknown = set(knobs) - {"k", "experts", "routing", "fan_in"}
-    if unknown:
-        raise ConfigError(f"unknown knob(s) {sorted(unknown)}; knobs: k, experts, routing, fan_in")
-    names = {s.name for s in config.stages}
-    for key, value in knobs.items():
-        if isinstance(value, dict) and set(value) - names:
-            raise ConfigError(
-                f"{key} names unknown stage(s) {sorted(set(value) - names)}; "
-                f"stages: {', '.join(s.name for s in config.stages)}"
+    def knob_units(self) -> tuple[KnobUnit, ...]:
+        return tuple(
+            KnobUnit(
+                s.name,
+                s.depth,
+                s.cardinality,
+                KNOBS,
+                ("k", "experts", "routing"),
+                {"k": s.k, "experts": s.experts, "routing": s.routing, "fan_in": (s.fan_in,) * s.depth},
             )
-    stages = []
-    for stage in config.stages:
-        changes = {}
+            for s in self.stages
+        )
+
+    def with_knobs(self, **knobs: Any) -> NetConfig:
+        """A copy with knobs set in every stage, or per stage with a dict ``{stage name: value}``.
+
+        Example: ``cfg.with_knobs(k=16, routing="softmax")`` or ``cfg.with_knobs(k={"conv4": 8})``.
+        """
+        unknown = set(knobs) - set(KNOBS)
+        if unknown:
+            raise ConfigError(f"unknown knob(s) {sorted(unknown)}; knobs: {', '.join(KNOBS)}")
+        names = {s.name for s in self.stages}
         for key, value in knobs.items():
-            if isinstance(value, dict):
-                if stage.name in value:
-                    changes[key] = value[stage.name]
-            else:
-                changes[key] = value
-        stages.append(replace(stage, **changes))
-    return replace(config, stages=tuple(stages))
+            if isinstance(value, dict) and set(value) - names:
+                raise ConfigError(
+                    f"{key} names unknown stage(s) {sorted(set(value) - names)}; "
+                    f"stages: {', '.join(s.name for s in self.stages)}"
+                )
+        stages = []
+        for stage in self.stages:
+            changes = {}
+            for key, value in knobs.items():
+                if isinstance(value, dict):
+                    if stage.name in value:
+                        changes[key] = value[stage.name]
+                else:
+                    changes[key] = value
+            stages.append(replace(stage, **changes))
+        return replace(self, stages=tuple(stages))
+
+    def scaled(self, width: float, depth: tuple[int, ...] | None) -> NetConfig:
+        """Channels × width (at least one per path), blocks per stage from ``depth``; knobs kept per
+        block by position (block i of the proxy takes block ⌊i·target/proxy⌋ of the target)."""
+
+        def ch(n: int) -> int:
+            return max(1, round(n * width))
+
+        stages = []
+        for i, s in enumerate(self.stages):
+            blocks = depth[i] if depth is not None else s.depth
+            pick = [j * s.depth // blocks for j in range(blocks)]
+            stages.append(
+                replace(
+                    s,
+                    depth=blocks,
+                    out_channels=ch(s.out_channels),
+                    width=ch(s.width),
+                    k=tuple(s.k[j] for j in pick),
+                    experts=tuple(s.experts[j] for j in pick),
+                    routing=tuple(s.routing[j] for j in pick),
+                )
+            )
+        head_channels = ch(self.head_channels) if self.head == "conv" else self.head_channels
+        return replace(self, stages=tuple(stages), stem_channels=ch(self.stem_channels), head_channels=head_channels)
+
+    def for_task(self, fit: TaskFit) -> NetConfig:
+        config = replace(self, in_channels=fit.in_channels)
+        if fit.task == "classification":
+            return replace(config, head="classifier", num_classes=fit.classes, cond_dim=None)
+        head = "features" if config.head == "classifier" else config.head
+        return replace(config, head=head, cond_dim=fit.cond_dim)
+
+    def with_connectivity(self, connectivity: str) -> NetConfig:
+        if not self.multi_stream:
+            return super().with_connectivity(connectivity)
+        return replace(self, connectivity=connectivity)
+
+    def feature_channels(self) -> int:
+        return self.stages[-1].out_channels
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
+        data = dict(data)
+        stages = data.pop("stages", None)
+        if not isinstance(stages, list | tuple):
+            raise ConfigError("model config: 'stages' must be a list")
+        data["stages"] = [build_fields(StageConfig, s, f"model config stage {i}") for i, s in enumerate(stages)]
+        return build_fields(cls, data, "model config")
+
+
+def with_knobs(config: NetworkFamily, **knobs: object) -> NetworkFamily:
+    """``config.with_knobs(**knobs)``: e.g. ``with_knobs(cfg, k=16, routing="softmax")`` or
+    ``with_knobs(cfg, k={"conv4": 8})``."""
+    return config.with_knobs(**knobs)
 
 
 class BlockPlan(NamedTuple):

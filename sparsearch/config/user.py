@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from sparsearch.config.family import KnobUnit, NetworkFamily, TaskFit, register_family
 from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
@@ -107,9 +108,13 @@ class UserStage(NamedTuple):
     experts: tuple[int, ...]
 
 
+@register_family
 @dataclass(frozen=True)
-class UserNetConfig:
+class UserNetConfig(NetworkFamily):
     """A user's converted network at one input size and one set of knobs."""
+
+    family = "user"
+    description = "a user's network"
 
     factory: str  # module:function
     input_size: int
@@ -142,6 +147,32 @@ class UserNetConfig:
     @property
     def arch(self) -> str:
         return "user"
+
+    def model_factory(self) -> str | None:
+        return self.factory
+
+    def knob_units(self) -> tuple[KnobUnit, ...]:
+        knobs = ("k", "routing")  # experts are not converted; both may be set per block
+        return tuple(
+            KnobUnit(s.name, s.depth, s.cardinality, knobs, knobs, {"k": s.k, "routing": s.routing})
+            for s in self.stages
+        )
+
+    def scaled(self, width: float, depth: tuple[int, ...] | None) -> UserNetConfig:
+        """A user's network is not scaled: its proxy is the factory's model at the proxy's input size."""
+        if width != 1 or depth is not None:
+            raise ConfigError("a user's network keeps its width and depth; its proxy sets only the input size")
+        return self
+
+    def for_task(self, fit: TaskFit) -> UserNetConfig:
+        """Checks the task only: new classes or channels are measured again by the builder's refit."""
+        if fit.task != "classification":
+            raise ConfigError(f"a user's network ({self.factory}) classifies; it cannot host {fit.task}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserNetConfig:
+        return user_config_from_dict(dict(data))
 
     @property
     def stages(self) -> tuple[UserStage, ...]:

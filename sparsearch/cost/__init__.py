@@ -7,7 +7,10 @@ from sparsearch.cost.budget import (
     parse_budget,
     parse_latency_budget,
 )
-from sparsearch.cost.count import CostReport, LayerCost, cost_summary, count
+from sparsearch.cost.count import CostReport, LayerCost, cost_summary, count, register_count
+
+# Each family's formulas register themselves beside the count (a new family registers its own).
+from sparsearch.cost import condnet, resnext, user  # noqa: F401  isort: skip
 
 __all__ = [
     "CostReport",
@@ -19,4 +22,5 @@ __all__ = [
     "latency_budget_text",
     "parse_budget",
     "parse_latency_budget",
+    "register_count",
 ]

@@ -7,14 +7,15 @@ execution); *dense* runs every path (their masked execution). Both are per examp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sparsearch.config import BlockPlan, CondNetConfig, NetConfig, UserNetConfig, condnet_plan, plan
+from sparsearch.config import NetworkFamily
 from sparsearch.cost.formulas import (
     bn_params,
     conv_macs,
     conv_params,
-    linear_macs,
     linear_params,
     routing_macs,
     routing_params,
@@ -31,6 +32,7 @@ __all__ = [
     "cost_summary",
     "count",
     "gateconnect_module_cost",
+    "register_count",
     "topk_block_cost",
 ]
 
@@ -181,108 +183,24 @@ def branch_module_cost(
     return macs, params
 
 
-def _block(b: BlockPlan, config: NetConfig) -> LayerCost:
-    s = b.stage
-    if s.multi_stream:
-        macs, params = gateconnect_module_cost(
-            b.in_channels, b.out_channels, s.cardinality, s.width, b.num_inputs, b.stride, b.in_size, b.out_size
-        )
-        return LayerCost(b.name, "gateconnect", macs, macs, params)
-    dense, executed, params = topk_block_cost(
-        b.in_channels,
-        b.out_channels,
-        s.cardinality,
-        s.width,
-        b.k,
-        b.experts,
-        b.stride,
-        b.in_size,
-        b.out_size,
-        b.routing,
-        config.cond_dim,
-        config.expert_routing,
-    )
-    return LayerCost(b.name, "topk", dense, executed, params)
+_COUNTERS: dict[type, Callable[[Any], CostReport]] = {}
 
 
-def _count_condnet(config: CondNetConfig) -> CostReport:
-    """Seed 001's networks at inference (the mixed form: n·|W| MACs to mix each CondConv kernel)."""
-    n, routing = config.experts, config.routing
-    layers, head_in = condnet_plan(config)
-    rows = []
-    for spec in layers:
-        macs = params = 0
-        cond = n > 1 and spec.cond
-        if cond and spec.shared_routing:
-            macs += routing_macs(routing, spec.convs[0].cin, n)
-            params += routing_params(routing, spec.convs[0].cin, n)
-        for c, hw in zip(spec.convs, spec.conv_hw, strict=True):
-            weights = conv_params(c.cin, c.cout, c.kernel, c.groups)
-            macs += conv_macs(c.cin, c.cout, c.kernel, hw, c.groups)
-            params += weights + bn_params(c.cout)
-            if cond and c.cond:
-                macs += n * weights  # mixing the n kernels of one example
-                params += (n - 1) * weights
-                if not spec.shared_routing:
-                    macs += routing_macs(routing, c.cin, n)
-                    params += routing_params(routing, c.cin, n)
-        if spec.residual == "projection":
-            macs += conv_macs(spec.convs[0].cin, spec.convs[-1].cout, 1, spec.out_hw)
-            params += conv_params(spec.convs[0].cin, spec.convs[-1].cout, 1) + bn_params(spec.convs[-1].cout)
-        rows.append(LayerCost(spec.name, "condconv" if cond else "conv", macs, macs, params))
-    k = config.num_classes
-    macs, params = linear_macs(head_in, k), linear_params(head_in, k)
-    if n > 1:  # CondLinear: mix n weight matrices and biases, then one product; its own routing
-        macs += n * head_in * k + n * k + routing_macs(routing, head_in, n)
-        params = n * params + routing_params(routing, head_in, n)
-    rows.append(LayerCost("classifier", "condlinear" if n > 1 else "classifier", macs, macs, params))
-    return CostReport(tuple(rows))
+def register_count(family: type[NetworkFamily], counter: Callable[[Any], CostReport]) -> None:
+    """Count configurations of ``family`` with ``counter(config) -> CostReport`` (exact, from shapes)."""
+    if not (isinstance(family, type) and issubclass(family, NetworkFamily)):
+        raise TypeError(f"register_count takes a NetworkFamily subclass, got {family!r}")
+    _COUNTERS[family] = counter
 
 
-def _count_user(config: UserNetConfig) -> CostReport:
-    """A user's network: its converted blocks analytically, everything else as FlopCounterMode measured
-    it when the factory's model was read (the ``rest`` row)."""
-    rows = [LayerCost("rest", "measured", config.rest_macs, config.rest_macs, config.rest_params)]
-    for b in config.blocks:
-        dense, executed, params = topk_block_cost(
-            b.in_channels,
-            b.out_channels,
-            b.cardinality,
-            b.width,
-            b.k,
-            1,
-            b.stride,
-            b.in_size,
-            b.out_size,
-            b.routing,
-        )
-        rows.append(LayerCost(b.name, "topk", dense, executed, params))
-    return CostReport(tuple(rows))
-
-
-def count(config: NetConfig | CondNetConfig | UserNetConfig) -> CostReport:
-    """MACs (dense and executed) and parameters of every part of ``config``, per example."""
-    if isinstance(config, CondNetConfig):
-        return _count_condnet(config)
-    if isinstance(config, UserNetConfig):
-        return _count_user(config)
-    p = plan(config)
-    c = config
-    stem = conv_macs(c.in_channels, c.stem_channels, c.stem_kernel, p.stem_size)
-    stem_params = conv_params(c.in_channels, c.stem_channels, c.stem_kernel) + bn_params(c.stem_channels)
-    layers = [LayerCost("stem", "stem", stem, stem, stem_params)]
-    for b in p.blocks:
-        layers.append(_block(b, config))
-    last = p.out_channels
-    if c.head == "classifier":
-        macs = linear_macs(last, c.num_classes)
-        layers.append(LayerCost("head", "classifier", macs, macs, linear_params(last, c.num_classes)))
-    elif c.head == "conv":
-        macs = conv_macs(last, c.head_channels, 1, p.out_size)
-        layers.append(
-            LayerCost("head", "conv", macs, macs, conv_params(last, c.head_channels, 1) + bn_params(c.head_channels))
-        )
-    return CostReport(tuple(layers))
+def count(config: NetworkFamily) -> CostReport:
+    """MACs (dense and executed) and parameters of every part of ``config``, per example, by its family's
+    registered formulas."""
+    for cls in type(config).__mro__:
+        if cls in _COUNTERS:
+            return _COUNTERS[cls](config)
+    known = ", ".join(sorted(c.__name__ for c in _COUNTERS))
+    raise TypeError(f"no cost formulas registered for {type(config).__name__}; registered: {known}")
 
 
 def check_params(params: int) -> int:
@@ -295,12 +213,12 @@ def check_params(params: int) -> int:
     return params
 
 
-def check_model_size(config: NetConfig | CondNetConfig) -> int:
+def check_model_size(config: NetworkFamily) -> int:
     """The parameters of ``config``, refused before anything is allocated when they pass ``MAX["params"]``."""
     return check_params(count(config).params)
 
 
-def cost_summary(config: NetConfig | CondNetConfig, budget_flops: int | None = None) -> dict[str, object]:
+def cost_summary(config: NetworkFamily, budget_flops: int | None = None) -> dict[str, object]:
     """What ``sparsearch flops --json`` prints for ``config``: every layer, the totals in FLOPs and
     MACs, and, given a budget, whether the executed FLOPs fit it."""
     report = count(config)

@@ -7,6 +7,9 @@ For an uncompacted network the two agree exactly (tested).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from torch import nn
 
 from sparsearch.config import condnet_plan
@@ -21,21 +24,17 @@ from sparsearch.cost.modules import (
     topk_cost,
 )
 from sparsearch.layers import BranchModule, CondConv2d, CondLinear, GateConnectModule
-from sparsearch.models import SparseResNeXt
-from sparsearch.models.condconv_nets import CondNet
-from sparsearch.models.user import UserNetwork
+from sparsearch.models import CondNet, Network, SparseResNeXt, UserNetwork, find_network
 
-__all__ = ["find_network", "network_cost"]
+__all__ = ["find_network", "network_cost", "register_walk"]
+
+_WALKS: dict[type, Callable[[Any], CostReport]] = {}
 
 
-def find_network(model: nn.Module) -> SparseResNeXt | CondNet | UserNetwork:
-    """The CNN of a model: itself, or the backbone of a VQA model."""
-    if isinstance(model, SparseResNeXt | CondNet | UserNetwork):
-        return model
-    backbone = getattr(model, "backbone", None)
-    if isinstance(backbone, SparseResNeXt):
-        return backbone
-    raise TypeError(f"no sparsearch network in {type(model).__name__}")
+def register_walk(network: type[Network], walk: Callable[[Any], CostReport]) -> None:
+    """Count built networks of type ``network`` from their modules with ``walk(net)`` (a family whose
+    modules compaction can change needs one; the others are counted from their configuration)."""
+    _WALKS[network] = walk
 
 
 def _resnext(net: SparseResNeXt) -> CostReport:
@@ -97,9 +96,16 @@ def _user(net: UserNetwork) -> CostReport:
     return CostReport(tuple(rows))
 
 
+register_walk(SparseResNeXt, _resnext)
+register_walk(CondNet, _condnet)
+register_walk(UserNetwork, _user)
+
+
 def network_cost(model: nn.Module) -> CostReport:
-    """MACs (dense and executed) and parameters per example of the model's network, from its modules."""
+    """MACs (dense and executed) and parameters per example of the model's network, from its modules
+    (a family with no registered walk: from its configuration)."""
     net = find_network(model)
-    if isinstance(net, UserNetwork):
-        return _user(net)
-    return _resnext(net) if isinstance(net, SparseResNeXt) else _condnet(net)
+    for cls in type(net).__mro__:
+        if cls in _WALKS:
+            return _WALKS[cls](net)
+    return count(net.config)

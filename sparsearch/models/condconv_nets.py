@@ -6,6 +6,8 @@ from torch import Tensor, nn
 
 from sparsearch.config.condnet import CondNetConfig, LayerSpec, condnet_plan
 from sparsearch.layers import CondConv2d, CondLinear, create_routing
+from sparsearch.models.network import Network
+from sparsearch.models.registry import register_builder
 
 __all__ = ["CondNet", "CondNetBlock"]
 
@@ -46,6 +48,12 @@ class CondNetBlock(nn.Module):
         else:
             self.shortcut = nn.Identity()
 
+    def shared_expert_group(self) -> tuple[nn.Module, list[str]] | None:
+        """(the block's shared routing, the CondConv layers it drives), or None when each routes itself."""
+        if self.router is None:
+            return None
+        return self.router, [f"convs.{i}" for i, c in enumerate(self.convs) if isinstance(c, CondConv2d)]
+
     def forward(self, x: Tensor) -> Tensor:
         alpha = None if self.router is None else self.router(x.mean(dim=(2, 3))).weights  # (B, n)
         h = x
@@ -59,7 +67,7 @@ class CondNetBlock(nn.Module):
 _ACTS = {"relu": nn.functional.relu, "relu6": nn.functional.relu6, "none": lambda t: t}
 
 
-class CondNet(nn.Module):
+class CondNet(Network):
     """A seed-001 CondConv network built from a :class:`CondNetConfig`; returns logits."""
 
     def __init__(self, config: CondNetConfig) -> None:
@@ -80,3 +88,6 @@ class CondNet(nn.Module):
         for block in self.layers[1:]:
             x = block(x)
         return self.classifier(x.mean(dim=(2, 3)))
+
+
+register_builder(CondNetConfig, CondNet)

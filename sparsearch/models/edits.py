@@ -129,8 +129,9 @@ def expert_group(module: nn.Module) -> tuple[nn.Module | None, list[str]] | None
     """
     if isinstance(module, TopKBottleneck) and module.expert_router is not None:
         return module.expert_router, ["reduce", "conv", "expand"]
-    if isinstance(module, CondNetBlock) and module.router is not None:
-        return module.router, [f"convs.{i}" for i, c in enumerate(module.convs) if isinstance(c, CondConv2d)]
+    shared = getattr(module, "shared_expert_group", None)  # a family's block whose layers share one routing
+    if shared is not None and (group := shared()) is not None:
+        return group
     if isinstance(module, CondConv2d | CondLinear) and module.router.name != "constant":
         return None, [""]
     return None

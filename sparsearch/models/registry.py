@@ -1,14 +1,42 @@
-"""Building modules: ``create_model(name, **config)`` builds a registered layout."""
+"""Building modules: a builder registered per network family, and ``create_model(name, **config)``.
+
+Each family's module registers its builder beside its model (:func:`register_builder`); the builder is
+found by the configuration's type, so nothing here asks which family a configuration is.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
-from sparsearch.config import CondNetConfig, NetConfig, UserNetConfig, layout
-from sparsearch.models.condconv_nets import CondNet
-from sparsearch.models.resnext import SparseResNeXt
+from sparsearch.config import NetworkFamily, TaskFit, layout
 
-__all__ = ["build_model", "create_model"]
+__all__ = ["build_model", "create_model", "fit_config", "register_builder"]
+
+_BUILDERS: dict[type, tuple[Callable[..., nn.Module], Callable[..., NetworkFamily] | None]] = {}
+
+
+def register_builder(
+    family: type[NetworkFamily],
+    build: Callable[..., nn.Module],
+    *,
+    refit: Callable[..., NetworkFamily] | None = None,
+) -> None:
+    """Build configurations of ``family`` with ``build(config)``. ``refit(config, fit)``: what fitting to
+    a task's data needs beyond the configuration's own :meth:`~NetworkFamily.for_task` (a user's network
+    is measured again for other classes or channels)."""
+    if not (isinstance(family, type) and issubclass(family, NetworkFamily)):
+        raise TypeError(f"register_builder takes a NetworkFamily subclass, got {family!r}")
+    _BUILDERS[family] = (build, refit)
+
+
+def _entry(config: NetworkFamily):
+    for cls in type(config).__mro__:
+        if cls in _BUILDERS:
+            return _BUILDERS[cls]
+    known = ", ".join(sorted(c.__name__ for c in _BUILDERS))
+    raise TypeError(f"no builder registered for {type(config).__name__}; registered: {known}")
 
 
 def create_model(name: str, **config: object) -> nn.Module:
@@ -17,11 +45,14 @@ def create_model(name: str, **config: object) -> nn.Module:
     return build_model(layout(name, **config))
 
 
-def build_model(config: NetConfig | CondNetConfig | UserNetConfig) -> nn.Module:
-    """The module of a configuration, whichever family it belongs to (a user's network: its factory's
+def build_model(config: NetworkFamily) -> nn.Module:
+    """The module of a configuration, by its family's registered builder (a user's network: its factory's
     model, converted; see :mod:`sparsearch.models.user`)."""
-    if isinstance(config, UserNetConfig):
-        from sparsearch.models.user import build_user_model
+    return _entry(config)[0](config)
 
-        return build_user_model(config)
-    return CondNet(config) if isinstance(config, CondNetConfig) else SparseResNeXt(config)
+
+def fit_config(config: NetworkFamily, fit: TaskFit) -> NetworkFamily:
+    """``config`` fitted to a task's data (its channels, classes, a VQA head), as its family does it."""
+    fitted = config.for_task(fit)
+    refit = _entry(config)[1]
+    return fitted if refit is None else refit(fitted, fit)

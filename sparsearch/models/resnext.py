@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from sparsearch.config import NetConfig, Plan, plan
 from sparsearch.layers import GateConnectModule, TopKBottleneck
+from sparsearch.models.network import Network
+from sparsearch.models.registry import register_builder
 
 __all__ = ["SparseResNeXt", "merge_branches"]
 
@@ -24,7 +26,7 @@ def merge_branches(x: Tensor) -> Tensor:
     return F.relu(x.mean(dim=1))
 
 
-class SparseResNeXt(nn.Module):
+class SparseResNeXt(Network):
     """Stem -> stages -> head; ``forward(x, cond=None)``, ``cond`` = question features for VQA gates.
 
     Returns logits (B, classes) for the classifier head, else the last feature grid (B, ch, H, W).
@@ -104,3 +106,15 @@ class SparseResNeXt(nn.Module):
         """Sum of the top-k blocks' CV² balancing terms from the last forward (seed 000, App. C)."""
         terms = [m.balance_loss for m in self.modules() if isinstance(m, TopKBottleneck) and m.balance_loss is not None]
         return sum(terms) if terms else 0.0
+
+    def set_knobs(self, config: NetConfig) -> None:
+        """The k and fan-in of ``config`` on every block (a configuration of the same shapes)."""
+        for b in plan(config).blocks:
+            block = self.blocks[b.name.replace(".", "_")]
+            if isinstance(block, TopKBottleneck):
+                block.set_k(b.k)
+            elif isinstance(block, GateConnectModule):
+                block.set_fan_in(b.fan_in)
+
+
+register_builder(NetConfig, SparseResNeXt)

@@ -23,6 +23,8 @@ from sparsearch.errors import ConfigError
 from sparsearch.layers import TopKBottleneck
 from sparsearch.limits import shown
 from sparsearch.models.convert import Converted, convert_bottlenecks, set_routing
+from sparsearch.models.network import Network
+from sparsearch.models.registry import register_builder
 from sparsearch.user_code import call_user_function
 
 __all__ = ["UserNetwork", "build_user_model", "call_factory", "conversion_report", "measure_user_net", "refit"]
@@ -43,7 +45,7 @@ def call_factory(spec: str, num_classes: int, in_channels: int) -> nn.Module:
     return model
 
 
-class UserNetwork(nn.Module):
+class UserNetwork(Network):
     """The user's converted model (``net``) with the configuration it was built from."""
 
     def __init__(self, config: UserNetConfig, net: nn.Module) -> None:
@@ -57,6 +59,11 @@ class UserNetwork(nn.Module):
     def blocks(self) -> dict[str, TopKBottleneck]:
         """The converted blocks by their names in the user's model (as in ``config.blocks``)."""
         return {b.name: self.net.get_submodule(b.name) for b in self.config.blocks}
+
+    def set_knobs(self, config: UserNetConfig) -> None:
+        """The k of ``config`` on every converted block."""
+        for b, block in zip(config.blocks, self.blocks().values(), strict=True):
+            block.set_k(b.k)
 
 
 def _reinitialise(net: nn.Module) -> None:
@@ -214,3 +221,6 @@ def conversion_report(
             with torch.no_grad():
                 result["routings"][routing] = float((with_gates(x) - expected).abs().max())
     return result, config
+
+
+register_builder(UserNetConfig, build_user_model, refit=lambda config, fit: refit(config, fit.classes, fit.in_channels))

@@ -12,16 +12,14 @@ Training uses soft scores (:func:`soft_scores`) and binary cross-entropy over th
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from sparsearch.config import NetConfig, layout
+from sparsearch.config import TaskFit, layout
 from sparsearch.errors import ConfigError
-from sparsearch.models.resnext import SparseResNeXt
+from sparsearch.models.registry import build_model, fit_config
 
 __all__ = ["VQAModel", "create_vqa_model", "soft_scores", "vqa_accuracy", "vqa_loss"]
 
@@ -120,12 +118,12 @@ def create_vqa_model(
     classifier head is replaced by the feature grid.
     """
     config = layout(backbone, **backbone_config)
-    if not isinstance(config, NetConfig):
+    if not config.feature_channels():
         raise ConfigError(
             f"backbone {backbone!r} is not a ResNeXt-family layout; it has no feature grid for the VQA model"
         )
-    head = "features" if config.head == "classifier" else config.head
-    backbone_net = SparseResNeXt(replace(config, head=head, cond_dim=hidden))
+    fit = TaskFit("vqa", num_answers, config.in_channels, cond_dim=hidden)
+    backbone_net = build_model(fit_config(config, fit))
     return VQAModel(backbone_net, vocab_size, num_answers, embed_dim, hidden, dropout)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from sparsearch.config import CondNetConfig, NetConfig, layout, model_names, routing_names
+from sparsearch.config import NetworkFamily, layout, model_names, routing_names
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, read_capped, shown
 from sparsearch.spaces.space import DATASETS, EXPERT_COUNTS, KNOBS, Knob, Proxy, Space, knob_units
@@ -325,7 +325,7 @@ class _Validator:
         self.compatible(knobs)
         return Space(name, description, self.source, target, dict(target_args), proxy, knobs, network)
 
-    def proxy(self, value: Any, target: NetConfig | CondNetConfig) -> Proxy:
+    def proxy(self, value: Any, target: NetworkFamily) -> Proxy:
         data = self.mapping(value, "proxy", _PROXY)
         if "pretrained" in data:
             self.fail("proxy.pretrained", "applies to a user's network (target.factory); a layout trains from scratch")
@@ -336,18 +336,19 @@ class _Validator:
         if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width <= 1:
             self.fail("proxy.width", f"expected a number in (0, 1], got {shown(width)}")
         depth = data.get("depth")
-        if depth is not None and isinstance(target, CondNetConfig):
-            self.fail("proxy.depth", "a CondConv network keeps its depth; scale it with proxy.width")
+        if depth is not None and not target.scales_depth:
+            self.fail("proxy.depth", f"{target.description} keeps its depth; scale it with proxy.width")
         if depth is not None:
-            if not isinstance(depth, list) or len(depth) != len(target.stages):
+            units = target.knob_units()
+            if not isinstance(depth, list) or len(depth) != len(units):
                 self.fail(
                     "proxy.depth",
-                    f"expected a list of {len(target.stages)} block counts "
-                    f"(stages {', '.join(s.name for s in target.stages)}), got {shown(depth)}",
+                    f"expected a list of {len(units)} block counts "
+                    f"(stages {', '.join(u.name for u in units)}), got {shown(depth)}",
                 )
             depth = tuple(
-                self.integer(d, f"proxy.depth[{i}]", 1, s.depth)
-                for i, (d, s) in enumerate(zip(depth, target.stages, strict=True))
+                self.integer(d, f"proxy.depth[{i}]", 1, u.depth)
+                for i, (d, u) in enumerate(zip(depth, units, strict=True))
             )
         classes = data.get("num_classes")
         return Proxy(
@@ -359,7 +360,7 @@ class _Validator:
             num_classes=None if classes is None else self.integer(classes, "proxy.num_classes", 2),
         )
 
-    def knob(self, name: str, value: Any, target: NetConfig | CondNetConfig) -> Knob:
+    def knob(self, name: str, value: Any, target: NetworkFamily) -> Knob:
         key = f"knobs.{name}"
         data = self.mapping(value, key, _KNOB)
         units = knob_units(target)
@@ -375,13 +376,13 @@ class _Validator:
         for s in stages:
             if s not in names:
                 self.fail(f"{key}.stages", f"{shown(s)} is not a stage of the target; allowed: {', '.join(names)}")
-        if per == "block" and (name == "fan_in" or isinstance(target, CondNetConfig)):
+        if per == "block" and any(name not in u.per_block for u in units if u.name in stages):
             self.fail(f"{key}.per", f"{name} is set per stage here; allowed: stage")
         values = {}
         for unit in units:
             if unit.name in stages:
                 values[unit.name] = self._values(name, key, data, unit.cardinality, unit.name)
-                if isinstance(target, CondNetConfig) and "noisy_topk" in values[unit.name]:
+                if unit.routes == "experts" and "noisy_topk" in values[unit.name]:
                     self.fail(
                         f"{key}.choices",
                         "noisy_topk routes paths, not CondConv experts; allowed: relu_l1, sigmoid, softmax",

@@ -6,34 +6,21 @@ Spaces come from YAML files validated by :mod:`sparsearch.spaces.schema`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sparsearch.config import CondNetConfig, NetConfig, UserNetConfig, layout
+from sparsearch.config import KNOBS, NetworkFamily, UserNetConfig, layout
 from sparsearch.errors import ConfigError
 
-__all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "ProxyRecipe", "Space"]
+__all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "ProxyRecipe", "Space", "knob_units"]
 
-KNOBS = ("k", "experts", "routing", "fan_in")
 DATASETS = ("easy-vqa", "digits", "cifar10", "cifar100")
 EXPERT_COUNTS = (1, 2, 4, 8, 16, 32)  # seed 001's expert counts
 
 
-class _Unit(NamedTuple):
-    """Where knobs are set: a stage of a ResNeXt-family target, or the whole of a CondConv network."""
-
-    name: str
-    depth: int
-    cardinality: int
-    knobs: tuple[str, ...]
-
-
-def knob_units(target: NetConfig | CondNetConfig | UserNetConfig) -> tuple[_Unit, ...]:
-    if isinstance(target, CondNetConfig):  # seed 001: one expert count and routing for every CondConv layer
-        return (_Unit("condconv", 1, 0, ("experts", "routing")),)
-    if isinstance(target, UserNetConfig):  # a user's network: its converted blocks take k and a gate
-        return tuple(_Unit(s.name, s.depth, s.cardinality, ("k", "routing")) for s in target.stages)
-    return tuple(_Unit(s.name, s.depth, s.cardinality, KNOBS) for s in target.stages)
+def knob_units(target: NetworkFamily):
+    """Where the target's knobs are set (its family says: stages, or the whole network)."""
+    return target.knob_units()
 
 
 @dataclass(frozen=True)
@@ -74,7 +61,7 @@ class Space:
     name: str
     description: str
     source: str  # the file it came from
-    target: NetConfig | CondNetConfig | UserNetConfig
+    target: NetworkFamily
     target_args: dict[str, Any]
     proxy: Proxy
     knobs: tuple[Knob, ...]
@@ -83,7 +70,7 @@ class Space:
     @property
     def factory(self) -> str | None:
         """The model factory of a user's network (None for a layout)."""
-        return self.target.factory if isinstance(self.target, UserNetConfig) else None
+        return self.target.model_factory()
 
     def parameters(self) -> dict[str, tuple]:
         """Every searched parameter with its allowed values, e.g. ``{"conv3.k": (1, ..., 32)}``."""
@@ -139,32 +126,26 @@ class Space:
                 raise ConfigError(
                     f"space {self.name}: {key}={value!r} is not allowed; allowed: {_describe(allowed[key])}"
                 )
-        if isinstance(self.target, CondNetConfig):  # network-wide knobs go to the layout as they are
-            return {key.split(".")[-1]: value for key, value in values.items()}
         knobs: dict[str, dict[str, Any]] = {}
         for knob in self.knobs:
-            for stage in self.target.stages:
-                if stage.name not in knob.stages:
+            for unit in self.target.knob_units():
+                if unit.name not in knob.stages:
                     continue
                 if knob.per == "stage":
-                    key = f"{stage.name}.{knob.name}"
+                    key = f"{unit.name}.{knob.name}"
                     if key in values:
-                        knobs.setdefault(knob.name, {})[stage.name] = values[key]
+                        knobs.setdefault(knob.name, {})[unit.name] = values[key]
                 else:
-                    current = getattr(stage, knob.name)
-                    per_block = tuple(
-                        values.get(f"{stage.name}.{i}.{knob.name}", current[i]) for i in range(stage.depth)
-                    )
-                    knobs.setdefault(knob.name, {})[stage.name] = per_block
+                    current = unit.current[knob.name]
+                    per_block = tuple(values.get(f"{unit.name}.{i}.{knob.name}", current[i]) for i in range(unit.depth))
+                    knobs.setdefault(knob.name, {})[unit.name] = per_block
         return knobs
 
-    def target_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig | UserNetConfig:
+    def target_config(self, values: dict[str, Any] | None = None) -> NetworkFamily:
         """The target network with ``values`` applied (none: every knob off)."""
-        if isinstance(self.target, UserNetConfig):
-            return self.target.with_knobs(**self.knob_values(values or {}))
-        return layout(self.target_args["model"], **self._layout_args(), **self.knob_values(values or {}))
+        return self.target.with_knobs(**self.knob_values(values or {}))
 
-    def proxy_config(self, values: dict[str, Any] | None = None) -> NetConfig | CondNetConfig | UserNetConfig:
+    def proxy_config(self, values: dict[str, Any] | None = None) -> NetworkFamily:
         """The proxy network: the target scaled in width and depth, at the proxy's input size (a user's
         network: its factory's model at the proxy's input size)."""
         if self.proxy_network is not None:
@@ -173,8 +154,8 @@ class Space:
         args = self._layout_args() | {"input_size": p.input_size}
         if p.num_classes is not None and getattr(self.target, "head", "classifier") == "classifier":
             args["num_classes"] = p.num_classes
-        base = layout(self.target_args["model"], **args, **self.knob_values(values or {}))
-        return _scale(base, p.width, p.depth)
+        base = layout(self.target_args["model"], **args).with_knobs(**self.knob_values(values or {}))
+        return base.scaled(p.width, p.depth)
 
     def _layout_args(self) -> dict[str, Any]:
         return {k: v for k, v in self.target_args.items() if k != "model"}
@@ -197,31 +178,3 @@ def _describe(allowed: tuple) -> str:
     if len(allowed) > 6 and all(isinstance(v, int) for v in allowed):
         return f"{allowed[0]}..{allowed[-1]}"
     return ", ".join(str(v) for v in allowed)
-
-
-def _scale(config: NetConfig | CondNetConfig, width: float, depth: tuple[int, ...] | None) -> NetConfig | CondNetConfig:
-    """Channels × width (at least one per path), blocks per stage from ``depth``; knobs kept per
-    block by position (block i of the proxy takes block ⌊i·target/proxy⌋ of the target)."""
-    if isinstance(config, CondNetConfig):
-        return replace(config, width=config.width * width)
-
-    def ch(n: int) -> int:
-        return max(1, round(n * width))
-
-    stages = []
-    for i, s in enumerate(config.stages):
-        blocks = depth[i] if depth is not None else s.depth
-        pick = [j * s.depth // blocks for j in range(blocks)]
-        stages.append(
-            replace(
-                s,
-                depth=blocks,
-                out_channels=ch(s.out_channels),
-                width=ch(s.width),
-                k=tuple(s.k[j] for j in pick),
-                experts=tuple(s.experts[j] for j in pick),
-                routing=tuple(s.routing[j] for j in pick),
-            )
-        )
-    head_channels = ch(config.head_channels) if config.head == "conv" else config.head_channels
-    return replace(config, stages=tuple(stages), stem_channels=ch(config.stem_channels), head_channels=head_channels)

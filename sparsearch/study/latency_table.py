@@ -91,8 +91,8 @@ class LatencyTable:
 
 def _target(space: Space, values: dict[str, Any] | None = None) -> NetConfig:
     config = space.target_config(values or {})
-    gateconnect = any(k.name == "fan_in" for k in space.knobs) or any(s.multi_stream for s in config.stages)
-    if not isinstance(config, NetConfig) or gateconnect:
+    gateconnect = any(k.name == "fan_in" for k in space.knobs) or config.multi_stream
+    if not config.per_block_latency or gateconnect:
         raise ConfigError(f"space {space.name}: a latency table covers top-k ResNeXt-family targets")
     return config
 

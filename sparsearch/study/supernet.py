@@ -40,9 +40,7 @@ from sparsearch.choices import SAMPLING_RULES
 from sparsearch.data import Datasets, Split
 from sparsearch.errors import ConfigError
 from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_
-from sparsearch.models import plan
-from sparsearch.models.resnext import SparseResNeXt
-from sparsearch.models.user import UserNetwork
+from sparsearch.models import find_network
 from sparsearch.spaces import Space
 from sparsearch.study.structure import Structure, elastic_parameters
 from sparsearch.train.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
@@ -84,27 +82,9 @@ class Sampling:
 LEARN_GATES_THROUGHOUT = (GatePhase(1.0, 1.0, True),)
 
 
-def _backbone(model: nn.Module) -> SparseResNeXt:
-    for module in model.modules():
-        if isinstance(module, SparseResNeXt):
-            return module
-    raise TypeError("the model holds no SparseResNeXt backbone")
-
-
 def configure(model: nn.Module, space: Space, values: dict[str, Any]) -> None:
     """Set the k and fan-in of ``values`` on the blocks of ``model`` (the proxy network of ``space``)."""
-    if isinstance(model, UserNetwork):  # a user's network: its converted blocks, by name
-        config = space.proxy_config(values)
-        for b, block in zip(config.blocks, model.blocks().values(), strict=True):
-            block.set_k(b.k)
-        return
-    net = _backbone(model)
-    for block_plan in plan(space.proxy_config(values)).blocks:
-        block = net.blocks[block_plan.name.replace(".", "_")]
-        if isinstance(block, TopKBottleneck):
-            block.set_k(block_plan.k)
-        elif isinstance(block, GateConnectModule):
-            block.set_fan_in(block_plan.fan_in)
+    find_network(model).set_knobs(space.proxy_config(values))
 
 
 def set_execution(model: nn.Module, execution: str) -> None:

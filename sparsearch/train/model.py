@@ -7,17 +7,17 @@ VQA: the configuration's network as the backbone (feature grid, gates conditione
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from sparsearch.config import CondNetConfig, NetConfig, UserNetConfig, config_from_dict, config_to_dict
+from sparsearch.config import NetworkFamily, TaskFit, config_from_dict, config_to_dict
 from sparsearch.cost import count
 from sparsearch.cost.count import check_params
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
-from sparsearch.models import SparseResNeXt, VQAModel, build_model
+from sparsearch.models import VQAModel, build_model, fit_config
 
 __all__ = ["ModelSpec", "build_task_model"]
 
@@ -27,7 +27,7 @@ class ModelSpec:
     """Everything needed to rebuild a trained model (stored in a checkpoint's config.json)."""
 
     task: str  # "classification" or "vqa"
-    config: NetConfig | CondNetConfig | UserNetConfig  # the network (the VQA backbone for "vqa"), as built
+    config: NetworkFamily  # the network (the VQA backbone for "vqa"), as built
     classes: tuple[str, ...]  # class names or answers
     vocab: tuple[str, ...] | None = None  # VQA question vocabulary
     vqa: dict[str, Any] | None = None  # VQA head sizes: hidden, embed_dim, dropout
@@ -35,33 +35,21 @@ class ModelSpec:
     @classmethod
     def for_data(
         cls,
-        config: NetConfig | CondNetConfig | UserNetConfig,
+        config: NetworkFamily,
         task: str,
         classes: tuple[str, ...],
         in_channels: int,
         vocab: tuple[str, ...] | None = None,
         vqa: dict[str, Any] | None = None,
     ) -> ModelSpec:
-        """Fit ``config`` to the data: its channels, its classes, its task."""
-        if isinstance(config, UserNetConfig):
-            if task != "classification":
-                raise ConfigError(f"a user's network ({config.factory}) classifies; it cannot host {task}")
-            from sparsearch.models.user import refit
-
-            return cls(task, refit(config, len(classes), in_channels), classes)
-        if isinstance(config, CondNetConfig):
-            if task != "classification":
-                raise ConfigError(f"model {config.arch}: the CondConv networks classify; they cannot host {task}")
-            if in_channels != 3:
-                raise ConfigError(f"the CondConv networks take 3-channel images; the data has {in_channels}")
-            return cls(task, replace(config, num_classes=len(classes)), classes)
-        config = replace(config, in_channels=in_channels)
-        if task == "classification":
-            return cls(task, replace(config, head="classifier", num_classes=len(classes), cond_dim=None), classes)
-        if vqa is None or vocab is None:
+        """Fit ``config`` to the data: its channels, its classes, its task (as its family does it)."""
+        if task == "vqa" and (vqa is None or vocab is None):
             raise ConfigError("a VQA model needs the vocabulary and the head sizes")
-        head = "features" if config.head == "classifier" else config.head
-        return cls(task, replace(config, head=head, cond_dim=vqa["hidden"]), classes, vocab, dict(vqa))
+        cond_dim = vqa["hidden"] if task == "vqa" and vqa is not None else None
+        fitted = fit_config(config, TaskFit(task, len(classes), in_channels, cond_dim))
+        if task == "classification":
+            return cls(task, fitted, classes)
+        return cls(task, fitted, classes, vocab, dict(vqa or {}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,7 +94,7 @@ def model_params(spec: ModelSpec) -> int:
     params = count(spec.config).params
     if spec.task == "vqa" and spec.vqa:
         h, e, v, a = spec.vqa["hidden"], spec.vqa["embed_dim"], len(spec.vocab or ()), len(spec.classes)
-        c = spec.config.stages[-1].out_channels if isinstance(spec.config, NetConfig) else 0
+        c = spec.config.feature_channels()
         params += v * e + 3 * h * (e + h + 2) + 4 * h * (h + c + 2) + 2 * h * (a + 1)
     return params
 
@@ -119,7 +107,7 @@ def build_task_model(spec: ModelSpec) -> nn.Module:
     vqa = spec.vqa or {}
     try:
         return VQAModel(
-            SparseResNeXt(spec.config),
+            build_model(spec.config),
             vocab_size=len(spec.vocab or ()),
             num_answers=len(spec.classes),
             embed_dim=int(vqa["embed_dim"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ from sparsearch.cost import count
 from sparsearch.cost.walk import network_cost  # compacted models no longer match their config
 from sparsearch.data import Datasets, is_plugin, load_data
 from sparsearch.errors import ConfigError
-from sparsearch.models import NetConfig
 from sparsearch.models.convert import from_torchvision, is_torchvision
 from sparsearch.safe_io import refuse_foreign
 from sparsearch.spaces import Space
@@ -86,9 +85,9 @@ def network_config(space: Space, values: dict[str, Any], network: str, connectiv
         raise ConfigError(f"network={network!r}; allowed: {', '.join(NETWORKS)}")
     config = space.proxy_config(values) if network == "proxy" else space.target_config(values)
     if connectivity is not None:
-        if not isinstance(config, NetConfig) or not any(s.multi_stream for s in config.stages):
+        if not config.multi_stream:
             raise ConfigError(f"space {space.name} has no GateConnect stage; --connectivity does not apply")
-        config = replace(config, connectivity=connectivity)
+        config = config.with_connectivity(connectivity)
     return config
 
 

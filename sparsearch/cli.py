@@ -525,9 +525,9 @@ def study(
         target_latency_batches=tuple(target_latency_batch or (1,)),
         objective=objective,
     )
-    name = study_name or default_study_name(settings.space, settings.budget_flops, settings.budget_ms)
+    name = study_name or default_study_name(settings.space, settings.budget)
     url = storage or default_storage_url(name)
-    progress = Progress(settings.n_trials, settings.budget_flops)
+    progress = Progress(settings.n_trials, settings.cost_budget)  # the second objective's unit (FLOPs or ms)
     run = run_study(
         settings,
         storage_url=url,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sparsearch.errors import ConfigError
 
-__all__ = ["budget_text", "format_flops", "latency_budget_text", "parse_budget", "parse_latency_budget"]
+__all__ = ["Budget", "budget_text", "format_flops", "latency_budget_text", "parse_budget", "parse_latency_budget"]
 
 _PREFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _NUMBER = r"([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
@@ -81,3 +82,55 @@ def parse_latency_budget(text: str) -> float | None:
 def latency_budget_text(ms: float) -> str:
     """The latency budget as ``--budget`` reads it back: ``150ms``, ``12.5ms``."""
     return f"{Decimal(repr(ms)).normalize():f}ms"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A study's budget: an amount and its unit, parsed once from ``--budget`` and carried as is.
+
+    ``unit`` is ``"FLOPs"`` (target executed FLOPs per example, an int; MACs are parsed as 2 FLOPs) or
+    ``"ms"`` (the target's predicted milliseconds at batch 1). It parses (:meth:`parse`), compares
+    (:meth:`admits`, :meth:`violation`), prints (:attr:`display`) and names (:attr:`text`, exact).
+    """
+
+    amount: float  # FLOPs (an int) or milliseconds
+    unit: str  # "FLOPs" or "ms"
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("FLOPs", "ms"):
+            raise ConfigError(f"budget unit {self.unit!r}; allowed: FLOPs, ms")
+        amount = self.amount
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount) or amount <= 0:
+            raise ConfigError(f"budget={amount!r} {self.unit} must be a positive number")
+        if self.unit == "FLOPs" and (not isinstance(amount, int) or amount < 1):
+            raise ConfigError(f"budget={amount!r} must be a positive number of FLOPs")
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """``50GFLOPs``, ``25GMACs``, ``5e10`` (FLOPs) or ``150ms``, ``0.2s`` (predicted latency)."""
+        ms = parse_latency_budget(text)
+        return cls(ms, "ms") if ms is not None else cls(parse_budget(text), "FLOPs")
+
+    @classmethod
+    def flops(cls, amount: int) -> Budget:
+        return cls(amount, "FLOPs")
+
+    @property
+    def text(self) -> str:
+        """Exactly, as ``--budget`` reads it back (``50GFLOPs``, ``12.34GFLOPs``, ``150ms``)."""
+        return budget_text(int(self.amount)) if self.unit == "FLOPs" else latency_budget_text(self.amount)
+
+    @property
+    def display(self) -> str:
+        """As people read it (``50 GFLOPs``; ``150ms predicted target latency (batch 1)``)."""
+        if self.unit == "ms":
+            return f"{self.text} predicted target latency (batch 1)"
+        return format_flops(self.amount)
+
+    def admits(self, cost: float) -> bool:
+        """True when ``cost`` (in this unit) is within the budget."""
+        return cost <= self.amount
+
+    def violation(self, cost: float) -> float:
+        """How far ``cost`` is over the budget, as a fraction of it (<= 0: within)."""
+        return (cost - self.amount) / self.amount

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space, parse_space
+from sparsearch.study.evaluators import evaluator_class
 from sparsearch.study.pareto import Point, hypervolume
 from sparsearch.study.progress import objective_cost
 from sparsearch.study.session import open_study
@@ -123,11 +124,7 @@ def _about(space, settings, trials) -> dict[str, Any]:
             "objective": "proxy accuracy on the validation split (the test split is never used by a study)",
             "splits": [s for s in splits if s],
             "examples": [e for e in examples if e],
-            "finetuned": (
-                f"after {settings.finetune_steps} steps of fine-tuning, on the whole validation split"
-                if settings.eval == "supernet"
-                else None
-            ),
+            "finetuned": evaluator_class(settings.eval).finetuning(settings),
         },
         "units": {
             "flops": "FLOPs per example = 2 x MACs (one multiply-add = 2 FLOPs)",
@@ -139,7 +136,7 @@ def _about(space, settings, trials) -> dict[str, Any]:
             "seed": settings.seed,
             "sampler": settings.sampler,
             "eval": settings.eval,
-            "supernets": settings.supernets if settings.eval == "supernet" else None,
+            "supernets": evaluator_class(settings.eval).shown_settings(settings).get("supernets"),
             "score_examples": settings.score_examples,
             "latency_batch": settings.latency_batch,
         },

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from sparsearch.study.settings import DEFAULT_TRIALS, StudySettings, default_study_name
+from sparsearch.study.evaluators import evaluator_class
+from sparsearch.study.settings import StudySettings, default_study_name, option_flags
 from sparsearch.study.tables import pareto_table, reference_lines
 
 __all__ = ["markdown_page", "reproduce_commands"]
@@ -22,29 +23,18 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
     """The ``sparsearch study`` command that makes this study (options that differ from the defaults
     only), the ``sparsearch validate`` command of its validation if it has one, and the
     ``sparsearch report`` command that draws it."""
-    defaults = StudySettings(settings.space, "", "", settings.budget_flops)
-    cmd = ["sparsearch study", f"--budget {settings.budget_arg}"]
+    defaults = StudySettings(
+        settings.space, "", "", settings.budget, dense_flops=settings.dense_flops, latency_table={}
+    )
+    cmd = ["sparsearch study", f"--budget {settings.budget.text}"]
     shipped = settings.space_source == f"search_spaces/{settings.space}.yaml"
     if not shipped:  # a space file of the user's: the path as it was given
         cmd.append(f"--space {shlex.quote(settings.space_source)}")
     elif settings.space != "default":
         cmd.append(f"--space {settings.space}")
-    if settings.n_trials != DEFAULT_TRIALS[settings.eval]:
+    if settings.n_trials != evaluator_class(settings.eval).default_trials:
         cmd.append(f"--trials {settings.n_trials}")
-    options = {
-        "eval": "--eval",
-        "sampler": "--sampler",
-        "seed": "--seed",
-        "epochs": "--epochs",
-        "data": "--data",
-        "lr": "--lr",
-        "supernets": "--supernets",
-        "sampling": "--sampling",
-        "score_examples": "--score-examples",
-        "finetune_steps": "--finetune-steps",
-        "finetune_top": "--finetune-top",
-        "objective": "--objective",
-    }
+    options = option_flags()  # each field that a study option sets, with its flag
     for key, flag in options.items():
         value = getattr(settings, key)
         if value != getattr(defaults, key):
@@ -52,7 +42,7 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
     if settings.target_latency_batches != defaults.target_latency_batches:
         cmd += [f"--target-latency-batch {b}" for b in settings.target_latency_batches]
     name = data["study"]
-    if name != default_study_name(settings.space, settings.budget_flops, settings.budget_ms):
+    if name != default_study_name(settings.space, settings.budget):
         cmd.append(f"--study-name {name}")
     factory = _factory(data)
     report = f"sparsearch{f' --factory {factory}' if factory else ''} report {name} --out {out}"

@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 from sparsearch.data import is_plugin
 from sparsearch.errors import ConfigError
 from sparsearch.study.artifacts import store_dir
-from sparsearch.study.objective import Evaluator
+from sparsearch.study.evaluator import Evaluator
+from sparsearch.study.evaluators import make_evaluator
 from sparsearch.study.samplers import make_sampler
 from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
@@ -150,7 +151,7 @@ def run_worker(
     if seed is not None:
         opened.study.sampler = make_sampler(settings.sampler, seed)
     artifacts = Path(artifacts or Path("studies") / name)
-    evaluator = Evaluator(settings, opened.space, resolve_device(device), artifacts, log)
+    evaluator = make_evaluator(settings, opened.space, resolve_device(device), artifacts, log)
     evaluator.share(
         opened.study, opened.storage, store_dir(opened.study, artifact_store, artifacts / "store", record=False)
     )

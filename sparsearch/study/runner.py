@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError
 from sparsearch.limits import check_int
 from sparsearch.safe_io import check_writable
 from sparsearch.spaces import Space, parse_space
 from sparsearch.study.artifacts import store_dir
-from sparsearch.study.objective import Evaluator
-from sparsearch.study.pareto import pareto_front
-from sparsearch.study.progress import Progress, study_points
+from sparsearch.study.evaluators import make_evaluator
+from sparsearch.study.progress import Progress
 from sparsearch.study.queue import child_worker, top_up, work
 from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings, default_study_name
@@ -75,7 +73,7 @@ def run_study(
     (default: the one the study records, else ``<artifacts>/store``). A resumed study takes this run's
     :data:`~sparsearch.study.session.RUN_OPTIONS`; its other settings must be these.
     """
-    name = name or default_study_name(settings.space, settings.budget_flops, settings.budget_ms)
+    name = name or default_study_name(settings.space, settings.budget)
     storage_url = storage_url or default_storage_url(name)
     if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs={jobs} must be a positive integer")
@@ -94,15 +92,14 @@ def run_study(
     check_writable(artifacts / "pareto.json", "study summary")  # refused now, not after the search
     space = space or parse_space(settings.space_text, settings.space_source)
     # Refuse a space without k or fan-in (supernet mode) and data that does not load before anything is written.
-    evaluator = Evaluator(settings, space, target, artifacts, log)
+    evaluator = make_evaluator(settings, space, target, artifacts, log)
     evaluator.data  # noqa: B018 (loads and checks the data; kept for the run)
     with setup_lock(storage_url):  # commands started together create one study and its N slots
         opened = open_study(storage_url, name, settings, space=space, heartbeat_s=heartbeat_s)
         top_up(opened.study, settings.n_trials)
     study = opened.study
     evaluator.share(study, opened.storage, store_dir(study, artifact_store, artifacts / "store"))
-    for structure in evaluator.structures:  # trained once, here, before workers start
-        evaluator.supernet(structure)
+    evaluator.prepare()  # supernets are trained once, here, before workers start
     children = []
     if jobs > 1:
         context = multiprocessing.get_context("spawn")
@@ -121,7 +118,7 @@ def run_study(
         if progress is not None:
             progress.close()
     search_seconds = time.perf_counter() - start
-    finetuned = _finetune(study, settings, evaluator, log) if settings.eval == "supernet" else {}
+    finetuned = evaluator.after_search(study)
     measure_target_latency(study, settings, space, log)
     summary = summarize(study, settings, finetuned=finetuned)
     summary["run"] = {"seconds": time.perf_counter() - start, "search_seconds": search_seconds, "jobs": jobs}
@@ -132,23 +129,3 @@ def run_study(
     summary["storage"] = redact(storage_url)
     report = write_summary(summary, artifacts)
     return StudyRun(study, settings, space, summary, report)
-
-
-def _finetune(study: optuna.Study, settings: StudySettings, evaluator: Evaluator, log) -> dict[str, Any]:
-    """Fine-tune the Pareto configurations (the cheapest first, at most ``finetune_top``) and the feasible
-    references; kept in the study's ``finetuned`` attribute, so a resumed study does not redo them."""
-    done: dict[str, Any] = dict(study.user_attrs.get("finetuned", {}))
-    trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    front = pareto_front(study_points(study))[: settings.finetune_top]
-    chosen = [p.number for p in front] + [
-        n for n, t in trials.items() if t.user_attrs.get("reference") and t.user_attrs.get("feasible")
-    ]
-    for number in dict.fromkeys(chosen):
-        key = str(number)
-        if key in done and done[key].get("steps") == settings.finetune_steps:
-            continue
-        if log is not None:
-            log(f"fine-tuning trial {number} ({settings.finetune_steps} steps)")
-        done[key] = evaluator.finetune(trials[number])
-        study.set_user_attr("finetuned", done)
-    return done

@@ -15,10 +15,11 @@ from optuna.storages import RDBStorage
 
 from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space, parse_space
+from sparsearch.study.evaluators import evaluator_class
 from sparsearch.study.samplers import make_sampler
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import HEARTBEAT_SECONDS, check_study_name, open_storage, redact, require_study
-from sparsearch.study.structure import ELASTIC, candidate_structures, references
+from sparsearch.study.structure import references
 
 __all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "metric_names", "open_study", "study_settings"]
 
@@ -119,12 +120,5 @@ def open_study(
 
 def reference_params(settings: StudySettings, space: Space) -> list[dict[str, Any]]:
     """The parameters of the space's reference configurations, as queued trials."""
-    out = []
-    first = candidate_structures(space)[0] if settings.eval == "supernet" else None
-    for ref in references(space):
-        params = dict(ref.values)
-        if first is not None:  # supernet mode: the structure is one categorical parameter
-            params = {k: v for k, v in params.items() if k.rsplit(".", 1)[-1] in ELASTIC}
-            params["structure"] = first.label
-        out.append({"name": ref.name, "params": params})
-    return out
+    evaluator = evaluator_class(settings.eval)
+    return [{"name": ref.name, "params": evaluator.queued_params(space, ref.values)} for ref in references(space)]

@@ -6,19 +6,22 @@ The settings travel in the study's user attributes (``sparsearch``), with the sp
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from sparsearch.choices import EVAL_MODES, OBJECTIVES, SAMPLING_RULES
-from sparsearch.cost.budget import budget_text, format_flops, latency_budget_text
+from sparsearch.cost.budget import Budget
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
 from sparsearch.study.samplers import SAMPLERS
 
-__all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name", "make_settings"]
+__all__ = ["EVAL_MODES", "SAMPLERS", "StudySettings", "default_study_name", "make_settings", "option_flags"]
 
-DEFAULT_TRIALS = {"supernet": 100, "train": 5}  # about 10 minutes each on a 2-core CPU (default space)
+
+def _option(default: Any, flag: str) -> Any:
+    """A setting that the ``sparsearch study`` option ``flag`` sets (the reproduce command writes it)."""
+    return field(default=default, metadata={"flag": flag})
 
 
 @dataclass(frozen=True)
@@ -26,28 +29,34 @@ class StudySettings:
     space: str  # the space's name
     space_text: str  # its YAML, so that workers elsewhere parse the same space
     space_source: str  # where it came from (messages only)
-    budget_flops: int  # target FLOPs per example a configuration may execute
-    eval: str = "supernet"
-    trials: int | None = None  # None: DEFAULT_TRIALS[eval]
-    epochs: int | None = None  # proxy training epochs (train mode; supernet training); None: the space's
-    data: str | None = None  # None: the space's proxy dataset
-    lr: float | None = None  # proxy training learning rate; None: the task's recipe
-    sampler: str = "tpe"
-    seed: int = 0
-    supernets: int = 1  # structures trained as supernets (the reference structure first); each costs a training
-    sampling: str = "sandwich"  # supernet steps: "sandwich" (largest, smallest, random) or "uniform"
+    budget: Budget  # target FLOPs per example a configuration may execute, or its predicted ms (batch 1)
+    eval: str = _option("supernet", "--eval")
+    trials: int | None = None  # None: the evaluator's default_trials
+    # proxy training epochs (train mode; supernet training); None: the space's
+    epochs: int | None = _option(None, "--epochs")
+    data: str | None = _option(None, "--data")  # None: the space's proxy dataset
+    lr: float | None = _option(None, "--lr")  # proxy training learning rate; None: the task's recipe
+    sampler: str = _option("tpe", "--sampler")
+    seed: int = _option(0, "--seed")
+    # structures trained as supernets (the reference structure first); each costs a training
+    supernets: int = _option(1, "--supernets")
+    # supernet steps: "sandwich" (largest, smallest, random) or "uniform"
+    sampling: str = _option("sandwich", "--sampling")
     sandwich_random: int = 1  # sandwich: random configurations per step besides the largest and smallest
     distill: bool = True  # sandwich: in-place distillation from the largest configuration
-    score_examples: int = 1000  # validation examples each configuration is scored on (0: all)
+    # validation examples each configuration is scored on (0: all)
+    score_examples: int = _option(1000, "--score-examples")
     recalibrate_batches: int = 4  # batch-norm statistics re-estimated per configuration (supernet)
-    finetune_steps: int = 60  # supernet mode: steps of fine-tuning of each Pareto configuration
-    finetune_top: int = 4  # ... at most this many Pareto configurations
+    # supernet mode: steps of fine-tuning of each Pareto configuration
+    finetune_steps: int = _option(60, "--finetune-steps")
+    finetune_top: int = _option(4, "--finetune-top")  # ... at most this many Pareto configurations
     stop_margin: float = 0.02  # train mode: early stop when this far behind ...
     stop_peers: int = 3  # ... this many completed trials of no more FLOPs at the same point
     latency_batch: int = 32
     target_latency_batches: tuple[int, ...] = (1,)  # the target is timed at these batch sizes
-    budget_ms: float | None = None  # a latency budget: the target's predicted milliseconds (batch 1)
-    objective: str = "flops"  # the second objective: "flops" (target FLOPs) or "latency" (predicted target ms)
+    dense_flops: int | None = None  # a latency budget: the target's dense FLOPs (the FLOPs axis's reference)
+    # the second objective: "flops" (target FLOPs) or "latency" (predicted target ms)
+    objective: str = _option("flops", "--objective")
     latency_table: dict[str, Any] | None = None  # ... predicted with this table (sparsearch latency-table)
 
     def __post_init__(self) -> None:
@@ -86,24 +95,24 @@ class StudySettings:
         object.__setattr__(self, "target_latency_batches", tuple(batches))
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective={shown(self.objective)}; allowed: {', '.join(OBJECTIVES)}")
-        if self.objective == "latency" and self.budget_ms is None:
+        if not isinstance(self.budget, Budget):
+            raise ConfigError(f"budget={shown(self.budget)}: expected a Budget (Budget.parse('50GFLOPs'))")
+        if self.objective == "latency" and self.budget.unit != "ms":
             raise ConfigError("the latency objective needs a latency budget, e.g. --budget 150ms")
-        if self.budget_ms is not None:
-            if (
-                isinstance(self.budget_ms, bool)
-                or not isinstance(self.budget_ms, int | float)
-                or not self.budget_ms > 0
-            ):
-                raise ConfigError(f"budget={shown(self.budget_ms)} ms must be a positive number")
+        if self.budget.unit == "ms":
             if not isinstance(self.latency_table, dict):
                 raise ConfigError("a latency budget needs the latency table its predictions come from")
-        if not isinstance(self.budget_flops, int) or self.budget_flops < 1:
-            raise ConfigError(f"budget={self.budget_flops!r} must be a positive number of FLOPs")
+            check_int("dense_flops", self.dense_flops, 1)
+
+    @property
+    def flops_reference(self) -> int:
+        """The FLOPs axis's reference: the budget, or under a latency budget the target's dense FLOPs."""
+        return int(self.budget.amount) if self.budget.unit == "FLOPs" else int(self.dense_flops or 0)
 
     @property
     def cost_budget(self) -> float:
-        """The budget in the unit of the second objective (FLOPs, or predicted ms)."""
-        return float(self.budget_ms) if self.objective == "latency" else self.budget_flops
+        """The budget in the unit of the second objective (FLOPs, or predicted ms): the hypervolume's reference."""
+        return float(self.budget.amount) if self.objective == "latency" else self.flops_reference
 
     @property
     def cost_name(self) -> str:
@@ -111,26 +120,27 @@ class StudySettings:
         return "predicted latency" if self.objective == "latency" else "FLOPs"
 
     @property
-    def budget_display(self) -> str:
-        """The budget as people read it."""
-        if self.budget_ms is not None:
-            return f"{latency_budget_text(self.budget_ms)} predicted target latency (batch 1)"
-        return format_flops(self.budget_flops)
-
-    @property
-    def budget_arg(self) -> str:
-        """The budget exactly, as ``--budget`` reads it back."""
-        return budget_text(self.budget_flops) if self.budget_ms is None else latency_budget_text(self.budget_ms)
-
-    @property
     def n_trials(self) -> int:
-        return self.trials if self.trials is not None else DEFAULT_TRIALS[self.eval]
+        from sparsearch.study.evaluators import evaluator_class
+
+        return self.trials if self.trials is not None else evaluator_class(self.eval).default_trials
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready; the budget as its exact text (``50GFLOPs``, ``150ms``)."""
+        return {**asdict(self), "budget": self.budget.text}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        """The settings :meth:`to_dict` wrote (or a study made before the budget was one value, which kept
+        ``budget_flops`` and ``budget_ms``)."""
+        data = dict(data)
+        if "budget" not in data:
+            flops, ms = data.pop("budget_flops", None), data.pop("budget_ms", None)
+            data["budget"] = Budget(ms, "ms") if ms is not None else Budget.flops(flops)
+            if ms is not None:
+                data["dense_flops"] = flops
+        elif isinstance(data["budget"], str):
+            data["budget"] = Budget.parse(data["budget"])
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -139,16 +149,22 @@ class StudySettings:
         return replace(self, **{k: v for k, v in options.items() if v is not None})
 
 
-def default_study_name(space: str, budget_flops: int, budget_ms: float | None = None) -> str:
+def option_flags() -> dict[str, str]:
+    """Each setting a ``sparsearch study`` option sets, with its flag (declared once, on the field): what a
+    report's reproduce command writes for a setting that differs from its default."""
+    return {f.name: f.metadata["flag"] for f in fields(StudySettings) if "flag" in f.metadata}
+
+
+def default_study_name(space: str, budget: Budget) -> str:
     """``default-50GFLOPs``: the space and the exact budget (``default-12.34GFLOPs``, ``default-150ms``),
     safe as a file name."""
-    name = f"{space}-{budget_text(budget_flops) if budget_ms is None else latency_budget_text(budget_ms)}"
+    name = f"{space}-{budget.text}"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def make_settings(
     space: str | Path = "default",
-    budget: str = "50GFLOPs",
+    budget: str | Budget = "50GFLOPs",
     *,
     latency_table: str | Path | None = None,
     **options: Any,
@@ -161,20 +177,19 @@ def make_settings(
     ``options``: any other :class:`StudySettings` field by name (``trials=20``, ``sampler="nsga2"``,
     ``eval="train"``, ``objective="latency"`` ...), checked as the command checks them.
     """
-    from sparsearch.cost import count, parse_budget, parse_latency_budget
+    from sparsearch.cost import count
     from sparsearch.spaces.registry import get_space_and_text
 
-    fixed = {"space", "space_text", "space_source", "budget_flops", "budget_ms"}
+    fixed = {"space", "space_text", "space_source", "budget", "dense_flops"}
     if fixed & set(options):
         raise ConfigError(f"make_settings takes {', '.join(sorted(fixed & set(options)))} from space and budget")
     chosen, text = get_space_and_text(str(space))
-    budget_ms = parse_latency_budget(budget)
-    if budget_ms is None:
-        flops, table = parse_budget(budget), None
-    else:  # a latency budget: feasibility by the predicted latency; FLOPs stay the objective, up to dense
+    parsed = budget if isinstance(budget, Budget) else Budget.parse(budget)
+    dense, table = None, None
+    if parsed.unit == "ms":  # feasibility by the predicted latency; FLOPs stay the objective, up to dense
         from sparsearch.study.latency_table import table_for_study
 
-        flops, table = count(chosen.target_config()).dense_flops, table_for_study(chosen, latency_table)
+        dense, table = count(chosen.target_config()).dense_flops, table_for_study(chosen, latency_table)
     if "target_latency_batches" in options:
         options["target_latency_batches"] = tuple(options["target_latency_batches"])
     try:
@@ -182,8 +197,8 @@ def make_settings(
             space=chosen.name,
             space_text=text,
             space_source=chosen.source,
-            budget_flops=flops,
-            budget_ms=budget_ms,
+            budget=parsed,
+            dense_flops=dense,
             latency_table=table,
             **options,
         )

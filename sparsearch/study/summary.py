@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sparsearch.safe_io import write_text
+from sparsearch.study.evaluators import evaluator_class
 from sparsearch.study.noise import Measurement, compare
 from sparsearch.study.pareto import hypervolume, pareto_front
 from sparsearch.study.progress import objective_cost, study_points
@@ -90,18 +91,13 @@ def summarize(study: optuna.Study, settings: StudySettings, *, finetuned: dict[s
     states = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState}
     feasible = sum(1 for t in complete.values() if t.user_attrs.get("feasible"))
     scored_seconds = [t.user_attrs.get("seconds", 0.0) for t in complete.values() if t.user_attrs.get("feasible")]
-    supernets = {}
-    if settings.eval == "supernet":
-        for t in complete.values():
-            proxy = t.user_attrs.get("proxy", {})
-            if "supernet_train_seconds" in proxy:
-                supernets[t.params["structure"]] = proxy["supernet_train_seconds"]
+    supernets = evaluator_class(settings.eval).supernet_seconds(complete.values())
     return {
         "study": study.study_name,
         "space": settings.space,
-        "budget_flops": settings.budget_flops,
+        "budget_flops": settings.flops_reference,
         "objective": {"name": settings.cost_name, "budget": budget},
-        "budget": settings.budget_display,
+        "budget": settings.budget.display,
         "eval": settings.eval,
         "sampler": settings.sampler,
         "objectives": ["proxy accuracy (max)", "target executed FLOPs per example (min)"],

@@ -26,8 +26,8 @@ from optuna.trial import TrialState
 import sparsearch.safe_io as safe_io
 from sparsearch.errors import WriteError
 from sparsearch.study import run_study
-from sparsearch.study.objective import Evaluator
 from sparsearch.study.summary import write_summary
+from sparsearch.study.supernet_evaluator import SupernetEvaluator
 from tests.study.helpers import tiny_settings
 from tests.study.test_study import _budget
 
@@ -164,18 +164,18 @@ def test_permission_denied_replacing_the_summary_keeps_the_previous_one(study, t
 
 @pytest.mark.parametrize("fault", ["exception", "nan"])
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(fault, tmp_path, monkeypatch) -> None:
-    real, calls = Evaluator._score_supernet, []
+    real, calls = SupernetEvaluator.score, []
 
-    def flaky(self, trial, values):
+    def flaky(self, trial, values, cost):
         calls.append(trial.number)
         if len(calls) == 2:
             if fault == "exception":
                 raise RuntimeError("injected fault: the GPU fell off the bus")
-            _, proxy, usage = real(self, trial, values)
+            _, proxy, usage = real(self, trial, values, cost)
             return float("nan"), proxy, usage
-        return real(self, trial, values)
+        return real(self, trial, values, cost)
 
-    monkeypatch.setattr(Evaluator, "_score_supernet", flaky)
+    monkeypatch.setattr(SupernetEvaluator, "score", flaky)
     settings = tiny_settings(_budget(), trials=5, finetune_top=1)
     run = run_study(settings, storage_url=f"sqlite:///{tmp_path}/f.db", name="f", device="cpu", artifacts=tmp_path)
     trials = run.study.get_trials()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sparsearch.cli import main
+from sparsearch.cost.budget import Budget
 
 SOURCE = Path(__file__).resolve().parents[2] / "sparsearch"
 
@@ -161,7 +162,7 @@ def test_a_study_never_runs_its_recorded_plug_in(plugin, capsys) -> None:
     marker, forget = plugin
     url = "sqlite:///s.db"
     settings = StudySettings(
-        space="tiny", space_text=TINY, space_source="tiny.yaml", budget_flops=10**9, data="marker_plugin:make"
+        space="tiny", space_text=TINY, space_source="tiny.yaml", budget=Budget.flops(10**9), data="marker_plugin:make"
     )
     open_study(url, "plug", settings)
     forget()

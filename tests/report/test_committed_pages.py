@@ -12,6 +12,7 @@ from pathlib import Path
 import plotly.offline
 import pytest
 
+from sparsearch.cost.budget import Budget
 from sparsearch.report import FORMAT
 from sparsearch.report.figures import figures_of
 from sparsearch.report.interactive import PLOTLY_JS, interactive_html
@@ -47,13 +48,19 @@ def test_the_reproduce_command_names_a_space_file_as_given_and_the_budget_exactl
     from sparsearch.study import StudySettings
 
     settings = StudySettings(
-        space="mine", space_text="", space_source="my spaces/mine.yaml", budget_flops=12_340_000_000, data="pkg.m:make"
+        space="mine",
+        space_text="",
+        space_source="my spaces/mine.yaml",
+        budget=Budget.flops(12_340_000_000),
+        data="pkg.m:make",
     )
     data = {"study": "mine-12.34GFLOPs", "about": {"target": {"factory": "pkg.models:make"}}}
     study, report = reproduce_commands(data, settings, "out")
     assert study == "sparsearch study --budget 12.34GFLOPs --space 'my spaces/mine.yaml' --data pkg.m:make"
     assert report == "sparsearch --factory pkg.models:make report mine-12.34GFLOPs --out out"
-    shipped = StudySettings(space="tiny", space_text="", space_source="search_spaces/tiny.yaml", budget_flops=10**9)
+    shipped = StudySettings(
+        space="tiny", space_text="", space_source="search_spaces/tiny.yaml", budget=Budget.flops(10**9)
+    )
     assert (
         reproduce_commands({"study": "tiny-1GFLOPs"}, shipped, "o")[0]
         == "sparsearch study --budget 1GFLOPs --space tiny"

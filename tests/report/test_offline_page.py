@@ -59,5 +59,7 @@ def test_the_report_page_draws_every_plot_offline(tmp_path) -> None:
     cdn = tmp_path / "cdn"
     cdn.mkdir()
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    (cdn / "report.html").write_text(html.replace(f'src="{PLOTLY_JS}"', 'src="https://cdn.plot.ly/plotly-3.0.1.min.js"'))
+    (cdn / "report.html").write_text(
+        html.replace(f'src="{PLOTLY_JS}"', 'src="https://cdn.plot.ly/plotly-3.0.1.min.js"')
+    )
     assert "js-plotly-plot" not in open_offline(cdn / "report.html", tmp_path / "profile2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sparsearch.cost.budget import Budget
 from sparsearch.spaces import parse_space
 from sparsearch.study import StudySettings
 
@@ -34,7 +35,7 @@ def tiny_settings(budget: int, **overrides) -> StudySettings:
         space=space.name,
         space_text=TINY,
         space_source="tiny.yaml",
-        budget_flops=budget,
+        budget=Budget.flops(budget),
         trials=6,
         supernets=1,
         finetune_steps=2,

@@ -47,7 +47,7 @@ def test_exactly_the_requested_trials_with_the_references_first(finished) -> Non
 
 def test_over_budget_configurations_are_infeasible_and_never_trained(finished) -> None:
     run, _, _ = finished
-    budget = run.settings.budget_flops
+    budget = run.settings.budget.amount
     for t in run.study.get_trials():
         flops = t.user_attrs["target"]["executed_flops"]
         assert t.values[1] == flops
@@ -101,7 +101,7 @@ def test_a_rerun_resumes_and_tops_up_to_the_new_count(finished) -> None:
 
 def test_a_study_name_taken_by_other_settings_is_refused(finished) -> None:
     _, url, _ = finished
-    with pytest.raises(ConfigError, match="study 'tiny' exists with budget_flops="):
+    with pytest.raises(ConfigError, match="study 'tiny' exists with budget="):
         open_study(url, "tiny", tiny_settings(_budget() * 2))
     other = tiny_settings(_budget(), space_text=TINY.replace("max: cardinality", "max: 8"))
     with pytest.raises(ConfigError, match="exists with \\(another YAML\\)"):
@@ -192,7 +192,7 @@ def test_optuna_dashboard_shows_the_metric_names_and_each_trials_budget_constrai
     (listed,) = [s for s in _dashboard_get(app, "/api/studies")["study_summaries"] if s["study_name"] == "tiny"]
     detail = _dashboard_get(app, f"/api/studies/{listed['study_id']}")
     assert detail["objective_names"] == ["proxy accuracy", "target FLOPs"]
-    budget = run.settings.budget_flops
+    budget = run.settings.budget.amount
     shown = {t["number"]: t["constraints"] for t in detail["trials"]}
     for t in run.study.get_trials():
         (violation,) = shown[t.number]

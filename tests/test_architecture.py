@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import sparsearch
+from sparsearch.choices import EVAL_MODES
 
 ROOT = Path(sparsearch.__file__).parent
 
@@ -133,3 +134,79 @@ def test_the_root_package_lists_its_entry_points_and_loads_them_on_first_use():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['sparsearch.errors'] False []"  # nothing above errors until a name is used
+
+
+# A network family's own modules (its configuration, its modules, its formulas): the only places that may
+# ask which family a configuration or a module is. Everything else uses the contract (docs/architecture.md).
+FAMILY_MODULES = {
+    "resnext": ("config/resnext.py", "models/resnext.py", "cost/resnext.py"),
+    "condconv": ("config/condnet.py", "models/condconv_nets.py", "cost/condnet.py"),
+    "user": ("config/user.py", "models/user.py", "cost/user.py"),
+}
+
+
+def _family_classes() -> dict[str, str]:
+    """Every class a family module defines -> its file."""
+    owned = {}
+    for files in FAMILY_MODULES.values():
+        for file in files:
+            tree = ast.parse((ROOT / file).read_text())
+            owned.update({node.name: file for node in tree.body if isinstance(node, ast.ClassDef)})
+    return owned
+
+
+def _type_questions(tree: ast.AST) -> list[tuple[int, set[str]]]:
+    """(line, names) of every isinstance/issubclass call and ``type(x) is/== T`` comparison."""
+    found = []
+    for node in ast.walk(tree):
+        target = None
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass"):
+            target = node.args[1] if len(node.args) == 2 else None
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Call):
+            if getattr(node.left.func, "id", None) == "type":
+                target = ast.Tuple(elts=list(node.comparators))
+        if target is not None:
+            names = {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+            names |= {n.attr for n in ast.walk(target) if isinstance(n, ast.Attribute)}
+            found.append((node.lineno, names))
+    return found
+
+
+def test_no_code_outside_a_family_asks_which_family_it_holds():
+    owned = _family_classes()
+    assert {"NetConfig", "CondNetConfig", "UserNetConfig", "SparseResNeXt", "CondNet", "UserNetwork"} <= set(owned)
+    family_files = {f for files in FAMILY_MODULES.values() for f in files}
+    questions = []
+    for path in ROOT.rglob("*.py"):
+        where = path.relative_to(ROOT).as_posix()
+        for line, names in _type_questions(ast.parse(path.read_text())):
+            asked = sorted(n for n in names if n in owned and owned[n] != where)
+            if asked and where not in family_files:
+                questions.append(f"{where}:{line} asks isinstance of {', '.join(asked)}")
+            elif asked:  # inside a family module: only about its own family
+                mine = next(k for k, files in FAMILY_MODULES.items() if where in files)
+                foreign = [n for n in asked if owned[n] not in FAMILY_MODULES[mine]]
+                questions += [f"{where}:{line} asks isinstance of {n}, another family's" for n in foreign]
+    assert not questions, "family branches outside the family's modules:\n" + "\n".join(sorted(questions))
+
+
+def test_the_evaluation_mode_is_compared_only_by_the_evaluators():
+    """``settings.eval`` selects an evaluator (study/evaluators.py) and is never compared elsewhere."""
+    compared = []
+    for path in ROOT.rglob("*.py"):
+        where = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            equality = (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)  # membership in the table is validation
+            if isinstance(node, ast.Compare) and all(isinstance(op, equality) for op in node.ops):
+                sides = [node.left, *node.comparators]
+                if any(isinstance(s, ast.Attribute) and s.attr == "eval" for s in sides):
+                    compared.append(f"{where}:{node.lineno}")
+                if any(isinstance(s, ast.Constant) and s.value in EVAL_MODES for s in sides):
+                    compared.append(f"{where}:{node.lineno}")
+    assert not compared, "evaluation-mode comparisons outside the evaluators: " + ", ".join(sorted(compared))
+
+
+def test_each_evaluation_mode_of_the_command_line_has_its_evaluator():
+    from sparsearch.study.evaluators import EVALUATORS
+
+    assert tuple(EVALUATORS) == EVAL_MODES

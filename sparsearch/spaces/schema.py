@@ -235,7 +235,7 @@ def parse_space(text: str, source: str = "<space>", *, trust: bool = False) -> S
     if not knobs_data:
         v.fail("knobs", f"a space searches at least one knob; knobs: {', '.join(KNOBS)}")
     knobs = tuple(v.knob(key, value, target) for key, value in knobs_data.items())
-    v.compatible(knobs)
+    v.compatible(knobs, target)
     space = Space(name, description, source, target, dict(target_args), proxy, knobs)
     try:  # the off configuration of target and proxy must build (shapes, widths)
         space.proxy_config()
@@ -322,7 +322,7 @@ class _Validator:
         if not knobs_data:
             self.fail("knobs", "a space searches at least one knob: k and routing")
         knobs = tuple(self.knob(key, value, target) for key, value in knobs_data.items())
-        self.compatible(knobs)
+        self.compatible(knobs, target)
         return Space(name, description, self.source, target, dict(target_args), proxy, knobs, network)
 
     def proxy(self, value: Any, target: NetworkFamily) -> Proxy:
@@ -435,8 +435,9 @@ class _Validator:
             self.fail(key, f"{name}={value} exceeds cardinality {cardinality} in stage {stage}")
         return value
 
-    def compatible(self, knobs: tuple[Knob, ...]) -> None:
+    def compatible(self, knobs: tuple[Knob, ...], target: NetworkFamily) -> None:
         by_name = {k.name: k for k in knobs}
+        gated = {u.name for u in target.knob_units() if "routing" in u.knobs}  # units whose top-k needs a gate
         if "fan_in" in by_name:
             for other in ("k", "experts"):
                 shared = set(by_name["fan_in"].stages) & set(by_name[other].stages) if other in by_name else set()
@@ -446,9 +447,10 @@ class _Validator:
                         f"stage {sorted(shared)[0]} also searches fan_in: a "
                         "GateConnect stage takes neither top-k nor experts",
                     )
-        if "k" in by_name and "routing" not in by_name:
+        k_gated = set(by_name["k"].stages) & gated if "k" in by_name else set()
+        if k_gated and "routing" not in by_name:
             self.fail("knobs.routing", "searching k needs a routing knob (a gate that ranks paths)")
-        if "routing" in by_name and "k" in by_name and set(by_name["k"].stages) - set(by_name["routing"].stages):
+        if "routing" in by_name and k_gated - set(by_name["routing"].stages):
             self.fail("knobs.routing.stages", "must cover every stage that searches k")
 
 

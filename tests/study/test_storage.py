@@ -65,6 +65,7 @@ def test_claims_take_queued_trials_in_order_and_each_once(tmp_path) -> None:
     assert claim_waiting_trial(storage, study_id) is None
 
 
+@pytest.mark.integration  # waits out missed heartbeats (make test, not make check)
 def test_a_trial_with_heartbeats_is_not_stale_and_one_without_is(tmp_path) -> None:
     storage = open_storage(f"sqlite:///{tmp_path}/h.db", heartbeat_s=1)  # stale after 3 missed beats
     optuna.logging.set_verbosity(optuna.logging.WARNING)

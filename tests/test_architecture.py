@@ -162,9 +162,12 @@ def _type_questions(tree: ast.AST) -> list[tuple[int, set[str]]]:
         target = None
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass"):
             target = node.args[1] if len(node.args) == 2 else None
-        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Call):
-            if getattr(node.left.func, "id", None) == "type":
-                target = ast.Tuple(elts=list(node.comparators))
+        elif (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Call)
+            and getattr(node.left.func, "id", None) == "type"
+        ):
+            target = ast.Tuple(elts=list(node.comparators))
         if target is not None:
             names = {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
             names |= {n.attr for n in ast.walk(target) if isinstance(n, ast.Attribute)}

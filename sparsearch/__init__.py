@@ -12,15 +12,10 @@ in use); they load on first use, so ``import sparsearch`` stays light:
 - errors: :class:`SparsearchError` (every refusal of bad input is one, with a one-line message).
 """
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from sparsearch.errors import SparsearchError
-
-try:
-    __version__ = version("sparsearch")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+from sparsearch.version import __version__
 
 __all__ = [
     "PruneSettings",

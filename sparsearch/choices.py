@@ -18,7 +18,8 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "adamax", "adamw")
 NETWORKS = ("proxy", "target")  # what `train` builds: the space's CPU proxy or its target
-CONNECTIVITIES = ("learned", "fixed_random")  # GateConnect stages: learned, or the fixed random baseline
+# GateConnect stages: learned gates, every gate on (the ResNeXt sum), or the fixed random baseline
+CONNECTIVITIES = ("learned", "fixed_full", "fixed_random")
 EVAL_SPLITS = ("test", "val")  # the splits `eval` reports on
 IMPORTANCES = ("l1", "l2", "random")  # channel importance of `prune --channels` (torch-pruning)
 EXPORT_FORMATS = ("pt2", "onnx")

@@ -19,7 +19,6 @@ from typing import Annotated, Literal
 import typer
 from typer.exceptions import TyperException
 
-from sparsearch import __version__
 from sparsearch.choices import (
     CONNECTIVITIES,
     EVAL_MODES,
@@ -34,6 +33,7 @@ from sparsearch.choices import (
 from sparsearch.console import TrainProgress, print_convert, print_eval, print_flops, print_prune, print_study
 from sparsearch.errors import SparsearchError
 from sparsearch.study.samplers import SAMPLERS
+from sparsearch.version import __version__
 
 # Choices as Literal types: typer lists them in --help ("<tpe|nsga2|gp|random>") and refuses any other value.
 Optimizer = Literal[OPTIMIZERS]
@@ -223,7 +223,8 @@ def train(
     connectivity: Annotated[
         Connectivity | None,
         typer.Option(
-            help="GateConnect stages: learned (default) or fixed_random (the baseline).", case_sensitive=False
+            help="GateConnect stages: learned (default), fixed_full (every gate on) or fixed_random (the baseline).",
+            case_sensitive=False,
         ),
     ] = None,
     init: Annotated[
@@ -504,7 +505,7 @@ def study(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Search a space under a FLOPs or latency budget: proxy accuracy up, target FLOPs down (Optuna)."""
-    from sparsearch.study import Progress, default_storage_url, default_study_name, make_settings, run_study
+    from sparsearch.study import Progress, make_settings, run_study
 
     settings = make_settings(
         space,
@@ -525,13 +526,11 @@ def study(
         target_latency_batches=tuple(target_latency_batch or (1,)),
         objective=objective,
     )
-    name = study_name or default_study_name(settings.space, settings.budget)
-    url = storage or default_storage_url(name)
     progress = Progress(settings.n_trials, settings.cost_budget)  # the second objective's unit (FLOPs or ms)
     run = run_study(
         settings,
-        storage_url=url,
-        name=name,
+        storage_url=storage,  # None: the defaults, as run_study names them
+        name=study_name,
         device=device,
         jobs=jobs,
         timeout=timeout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ FLOORS = [
         "errors",
         "choices",
         "limits",
-        "sparsearch",
         "user_code",
-    },  # "sparsearch": the root package (its version; it imports only errors; its public names load lazily)
+        "version",
+    },
     {"config", "safe_io"},
     {"layers", "data"},
     {"models"},
@@ -31,6 +32,7 @@ FLOORS = [
     {"compact", "study"},
     {"report", "console"},
     {"cli", "__main__", "reference"},
+    {"sparsearch"},  # the root package: a façade above every floor (it imports errors and version; the rest lazily)
 ]
 FLOOR = {package: i for i, floor in enumerate(FLOORS) for package in floor}
 
@@ -133,7 +135,7 @@ def test_the_root_package_lists_its_entry_points_and_loads_them_on_first_use():
         "print(*loaded, missing)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['sparsearch.errors'] False []"  # nothing above errors until a name is used
+    assert out.strip() == "['sparsearch.errors', 'sparsearch.version'] False []"  # nothing more until a name is used
 
 
 # A network family's own modules (its configuration, its modules, its formulas): the only places that may
@@ -213,3 +215,11 @@ def test_each_evaluation_mode_of_the_command_line_has_its_evaluator():
     from sparsearch.study.evaluators import EVALUATORS
 
     assert tuple(EVALUATORS) == EVAL_MODES
+
+
+def test_the_architecture_page_shows_these_floors_and_names_real_files():
+    page = (ROOT.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| (.+) \|$", page, re.MULTILINE)
+    assert [set(re.findall(r"`(\w+)`", packages)) for _, packages in rows] == FLOORS
+    named = set(re.findall(r"`((?:sparsearch|tests)/[\w/]+\.py)`", page))
+    assert named and all((ROOT.parent / path).is_file() for path in named), sorted(named)

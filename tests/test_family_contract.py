@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 
 import optuna
 import pytest
@@ -14,7 +16,25 @@ from sparsearch.config import config_from_dict, config_to_dict, layout
 from sparsearch.cost import count
 from sparsearch.cost.walk import network_cost
 from sparsearch.models import build_model
-from tests import toy_family  # noqa: F401  (registers the toy family: the one file it takes)
+
+
+@pytest.fixture(autouse=True)
+def toy_family():
+    """The toy family registered for each test here (importing tests/toy_family.py is all it takes), and
+    forgotten afterwards so that the other tests see the shipped families only."""
+    import sparsearch.config.family as families
+    import sparsearch.config.layouts as layouts
+    counts = importlib.import_module("sparsearch.cost.count")  # the module (the package's `count` is a function)
+    import sparsearch.models.registry as builders
+
+    sys.modules.pop("tests.toy_family", None)
+    module = importlib.import_module("tests.toy_family")  # registers the family
+    yield module
+    families._FAMILIES.pop("toy")
+    layouts._LAYOUTS.pop("toy")
+    builders._BUILDERS.pop(module.ToyConfig)
+    counts._COUNTERS.pop(module.ToyConfig)
+
 
 SPACE = """\
 name: toy

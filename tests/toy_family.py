@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsearch.config import KnobUnit, NetworkFamily, TaskFit, model_names, register_family, register_layout
+from sparsearch.config import KnobUnit, NetworkFamily, TaskFit, register_family, register_layout
 from sparsearch.config.family import build_fields
 from sparsearch.cost import CostReport, LayerCost, register_count
 from sparsearch.cost.formulas import conv_macs, conv_params, linear_macs, linear_params
@@ -110,5 +110,4 @@ def toy(input_size: int = 16, channels: int = 8, paths: int = 4, num_classes: in
 
 register_builder(ToyConfig, ToyNet)
 register_count(ToyConfig, count_toy)
-if "toy" not in model_names():
-    register_layout("toy", toy)
+register_layout("toy", toy)

@@ -6,6 +6,9 @@ spaces never imports torch; ``layers/`` and ``models/`` build modules from what 
 
 from sparsearch.config.condnet import ARCHS, CondNetConfig, ConvSpec, LayerSpec, condnet_plan
 from sparsearch.config.family import (
+    ELASTIC,
+    KNOB_TABLE,
+    KNOB_TYPES,
     KNOBS,
     KnobUnit,
     NetworkFamily,
@@ -22,9 +25,12 @@ from sparsearch.config.user import UserBlock, UserNetConfig, UserStage, is_trust
 
 __all__ = [
     "ARCHS",
+    "ELASTIC",
     "HEADS",
     "HIDDEN_SIZES",
     "KNOBS",
+    "KNOB_TABLE",
+    "KNOB_TYPES",
     "BlockPlan",
     "CondNetConfig",
     "ConvSpec",

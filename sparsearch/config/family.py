@@ -25,7 +25,11 @@ from typing import Any, ClassVar, NamedTuple
 from sparsearch.errors import ConfigError
 
 __all__ = [
+    "ELASTIC",
     "KNOBS",
+    "KNOB_TABLE",
+    "KNOB_TYPES",
+    "Knob",
     "KnobUnit",
     "NetworkFamily",
     "TaskFit",
@@ -35,7 +39,25 @@ __all__ = [
     "register_family",
 ]
 
-KNOBS = ("k", "experts", "routing", "fan_in")  # every knob a family may take: the one knob table
+
+class Knob(NamedTuple):
+    """A knob of the model family (DESIGN.md): its name, the type of its values, and how it shares weights."""
+
+    name: str
+    type: type  # int or str (a routing name)
+    elastic: bool  # True: changes which parts run, not the weights (one supernet holds every value)
+
+
+# The one knob table: every knob a family may take, in the order the tool shows them.
+KNOB_TABLE = (
+    Knob("k", int, True),  # top-k paths run per example
+    Knob("experts", int, False),  # CondConv experts per convolution
+    Knob("routing", str, False),  # the gate's routing function
+    Knob("fan_in", int, True),  # GateConnect fan-in K
+)
+KNOBS = tuple(k.name for k in KNOB_TABLE)
+ELASTIC = tuple(k.name for k in KNOB_TABLE if k.elastic)
+KNOB_TYPES = {k.name: k.type for k in KNOB_TABLE}
 
 
 class KnobUnit(NamedTuple):

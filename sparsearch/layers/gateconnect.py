@@ -40,13 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsearch.choices import CONNECTIVITIES
 from sparsearch.layers._checks import check_positive
 from sparsearch.layers.branches import BranchTrunk
 from sparsearch.layers.controllers import select_top_k
 
 __all__ = ["CONNECTIVITIES", "GateConnectModule", "clip_gates_", "split_gate_parameters"]
-
-CONNECTIVITIES = ("learned", "fixed_full", "fixed_random")
 
 
 class GateConnectModule(BranchTrunk):

@@ -17,7 +17,9 @@ import optuna
 from optuna.trial import TrialState
 
 from sparsearch.errors import ConfigError
-from sparsearch.spaces import Space, parse_space
+from sparsearch.spaces import Space
+from sparsearch.spaces.registry import stored_space
+from sparsearch.spaces.space import knob_of
 from sparsearch.study.evaluators import evaluator_class
 from sparsearch.study.pareto import Point, hypervolume
 from sparsearch.study.progress import objective_cost
@@ -69,7 +71,7 @@ def report_data(
     study: optuna.Study, settings: StudySettings, storage_url: str | None = None, *, space: Space | None = None
 ) -> dict[str, Any]:
     """The report of ``study``; ``space``: its space when the caller has parsed it already."""
-    space = space or parse_space(settings.space_text, settings.space_source)
+    space = space or stored_space(settings.space_text, settings.space_source)
     summary = summarize(study, settings)
     trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.COMPLETE for t in trials):
@@ -223,7 +225,7 @@ def _configurations(space, pareto: list[dict[str, Any]]) -> dict[str, Any]:
     """The numeric knobs of the Pareto configurations, one column per layer parameter (``conv3.k``),
     with each value as a share of the largest allowed (k / C)."""
     allowed = space.parameters()
-    columns = [key for key, values in allowed.items() if key.rsplit(".", 1)[-1] in NUMERIC_KNOBS and len(values) > 1]
+    columns = [key for key, values in allowed.items() if knob_of(key) in NUMERIC_KNOBS and len(values) > 1]
     rows = []
     for row in pareto:
         values = row.get("values") or {}
@@ -237,6 +239,6 @@ def _configurations(space, pareto: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "columns": columns,
         "maximum": [max(allowed[c]) for c in columns],
-        "elastic": [c.rsplit(".", 1)[-1] in ELASTIC for c in columns],
+        "elastic": [knob_of(c) in ELASTIC for c in columns],
         "rows": rows,
     }

@@ -7,6 +7,7 @@ from typing import Any
 
 from sparsearch.study.evaluators import evaluator_class
 from sparsearch.study.settings import StudySettings, default_study_name, option_flags
+from sparsearch.study.storage import default_storage_url
 from sparsearch.study.tables import pareto_table, reference_lines
 
 __all__ = ["markdown_page", "reproduce_commands"]
@@ -46,7 +47,7 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
         cmd.append(f"--study-name {name}")
     factory = _factory(data)
     report = f"sparsearch{f' --factory {factory}' if factory else ''} report {name} --out {out}"
-    if data.get("storage") and data["storage"] != f"sqlite:///studies/{name}.db":
+    if data.get("storage") and data["storage"] != default_storage_url(name):
         report += f" --storage {data['storage']}"
     commands = [" ".join(cmd), report]
     fidelity = data.get("fidelity")
@@ -55,7 +56,7 @@ def reproduce_commands(data: dict[str, Any], settings: StudySettings, out: str) 
         validate = f"sparsearch validate {name} --configs {s['configs']} --seeds {s['seeds']} --epochs {s['epochs']}"
         if s["tolerance"] != 0.10:
             validate += f" --tolerance {s['tolerance']}"
-        if data.get("storage") and data["storage"] != f"sqlite:///studies/{name}.db":
+        if data.get("storage") and data["storage"] != default_storage_url(name):
             validate += f" --storage {data['storage']}"
         commands.insert(1, validate)
     return commands

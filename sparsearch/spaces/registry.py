@@ -9,9 +9,26 @@ from sparsearch.errors import ConfigError
 from sparsearch.spaces.schema import parse_space, read_space_text
 from sparsearch.spaces.space import Space
 
-__all__ = ["DEFAULT_SPACE", "get_space", "get_space_and_text", "space_names"]
+__all__ = ["DEFAULT_SPACE", "get_space", "get_space_and_text", "space_names", "stored_space"]
 
 DEFAULT_SPACE = "default"
+_PARSED: dict[tuple[str, str], Space] = {}  # (YAML text, source) -> the space this process parsed from it
+_REMEMBERED = 8  # spaces kept (a command uses one; a test process many)
+
+
+def _remember(space: Space, text: str) -> Space:
+    _PARSED[(text, space.source)] = space
+    while len(_PARSED) > _REMEMBERED:
+        _PARSED.pop(next(iter(_PARSED)))
+    return space
+
+
+def stored_space(text: str, source: str) -> Space:
+    """The space a study stores (its YAML and source): the one this process already parsed from the same
+    text, else parsed now. A command parses its space once: a factory's model is imported and measured
+    once (spaces are immutable, so sharing one is safe)."""
+    space = _PARSED.get((text, source))
+    return space if space is not None else _remember(parse_space(text, source), text)
 
 
 def _shipped() -> dict[str, resources.abc.Traversable]:
@@ -33,7 +50,7 @@ def get_space_and_text(name_or_path: str) -> tuple[Space, str]:
     """:func:`get_space` and the YAML text it was parsed from (a study stores it for its workers)."""
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
         text = read_space_text(name_or_path)  # read once, within the size cap
-        return parse_space(text, name_or_path, trust=True), text  # the user named this file
+        return _remember(parse_space(text, name_or_path, trust=True), text), text  # the user named this file
     shipped = _shipped()
     if name_or_path not in shipped:
         raise ConfigError(
@@ -41,4 +58,4 @@ def get_space_and_text(name_or_path: str) -> tuple[Space, str]:
         )
     entry = shipped[name_or_path]
     text = entry.read_text(encoding="utf-8")
-    return parse_space(text, f"search_spaces/{entry.name}"), text
+    return _remember(parse_space(text, f"search_spaces/{entry.name}"), text), text

@@ -5,6 +5,7 @@ Spaces come from YAML files validated by :mod:`sparsearch.spaces.schema`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -12,10 +13,41 @@ from typing import Any, NamedTuple
 from sparsearch.config import KNOBS, NetworkFamily, UserNetConfig, layout
 from sparsearch.errors import ConfigError
 
-__all__ = ["DATASETS", "EXPERT_COUNTS", "KNOBS", "Knob", "Proxy", "ProxyRecipe", "Space", "knob_units"]
+__all__ = [
+    "DATASETS",
+    "EXPERT_COUNTS",
+    "KNOBS",
+    "Knob",
+    "ParamKey",
+    "Proxy",
+    "ProxyRecipe",
+    "Space",
+    "knob_of",
+    "knob_units",
+]
 
 DATASETS = ("easy-vqa", "digits", "cifar10", "cifar100")
 EXPERT_COUNTS = (1, 2, 4, 8, 16, 32)  # seed 001's expert counts
+
+
+class ParamKey(NamedTuple):
+    """A searched parameter: a knob of a unit (``conv3.k``) or of one block of it (``conv3.0.k``).
+
+    Its text is the Optuna parameter name. A unit's name may hold dots (a user's ``model.layer1``), so a
+    name is read back through the space that made it (:meth:`Space.param_key`), never split apart; only
+    the knob, the last part, is read off a name alone (:func:`knob_of`)."""
+
+    unit: str
+    knob: str
+    block: int | None = None  # None: one value for the whole unit
+
+    def __str__(self) -> str:
+        return f"{self.unit}.{self.knob}" if self.block is None else f"{self.unit}.{self.block}.{self.knob}"
+
+
+def knob_of(name: str) -> str:
+    """The knob of a parameter name (knob names hold no dot): ``k`` of ``model.layer1.0.k``."""
+    return name.rsplit(".", 1)[-1]
 
 
 def knob_units(target: NetworkFamily):
@@ -72,41 +104,45 @@ class Space:
         """The model factory of a user's network (None for a layout)."""
         return self.target.model_factory()
 
+    @functools.cached_property
+    def keys(self) -> dict[str, ParamKey]:
+        """Every searched parameter's name with its typed key, in the space's order."""
+        keys: dict[str, ParamKey] = {}
+        for knob in self.knobs:
+            for unit in knob_units(self.target):
+                if unit.name not in knob.stages:
+                    continue
+                blocks = [None] if knob.per == "stage" else range(unit.depth)
+                for block in blocks:
+                    key = ParamKey(unit.name, knob.name, block)
+                    keys[str(key)] = key
+        return keys
+
+    def param_key(self, name: str) -> ParamKey:
+        """The typed key of parameter ``name``."""
+        try:
+            return self.keys[name]
+        except KeyError:
+            raise ConfigError(
+                f"space {self.name}: unknown parameter {name!r}; parameters: {', '.join(self.keys)}"
+            ) from None
+
     def parameters(self) -> dict[str, tuple]:
         """Every searched parameter with its allowed values, e.g. ``{"conv3.k": (1, ..., 32)}``."""
-        params: dict[str, tuple] = {}
-        for knob in self.knobs:
-            for stage in knob_units(self.target):
-                if stage.name not in knob.stages:
-                    continue
-                keys = (
-                    [f"{stage.name}.{knob.name}"]
-                    if knob.per == "stage"
-                    else [f"{stage.name}.{i}.{knob.name}" for i in range(stage.depth)]
-                )
-                for key in keys:
-                    params[key] = knob.values[stage.name]
-        return params
+        knobs = {k.name: k for k in self.knobs}
+        return {name: knobs[key.knob].values[key.unit] for name, key in self.keys.items()}
 
     def expand(self, values: dict[str, Any]) -> dict[str, Any]:
         """Shorthand keys spelled out: ``k`` sets every ``*.k`` parameter, ``conv3.k`` every block of
         conv3 when k is searched per block; exact parameter names pass through. Later keys win."""
-        allowed = self.parameters()
         out: dict[str, Any] = {}
-        for key, value in values.items():
-            if key in allowed:
-                out[key] = value
-                continue
-            parts = key.split(".")
-            if len(parts) == 1:
-                matches = [p for p in allowed if p.split(".")[-1] == key]
-            elif len(parts) == 2:
-                matches = [p for p in allowed if p.startswith(parts[0] + ".") and p.split(".")[-1] == parts[1]]
-            else:
-                matches = []
+        for text, value in values.items():
+            matches = [name for name, key in self.keys.items() if text in (name, key.knob, f"{key.unit}.{key.knob}")]
+            if text in self.keys:
+                matches = [text]
             if not matches:
                 raise ConfigError(
-                    f"space {self.name}: unknown parameter {key!r}; parameters: {', '.join(allowed)}"
+                    f"space {self.name}: unknown parameter {text!r}; parameters: {', '.join(self.keys)}"
                     " (or a knob name alone for every stage)"
                 )
             out.update(dict.fromkeys(matches, value))
@@ -126,20 +162,22 @@ class Space:
                 raise ConfigError(
                     f"space {self.name}: {key}={value!r} is not allowed; allowed: {_describe(allowed[key])}"
                 )
+        units = {u.name: u for u in self.target.knob_units()}
         knobs: dict[str, dict[str, Any]] = {}
-        for knob in self.knobs:
-            for unit in self.target.knob_units():
-                if unit.name not in knob.stages:
-                    continue
-                if knob.per == "stage":
-                    key = f"{unit.name}.{knob.name}"
-                    if key in values:
-                        knobs.setdefault(knob.name, {})[unit.name] = values[key]
-                else:
-                    current = unit.current[knob.name]
-                    per_block = tuple(values.get(f"{unit.name}.{i}.{knob.name}", current[i]) for i in range(unit.depth))
-                    knobs.setdefault(knob.name, {})[unit.name] = per_block
-        return knobs
+        for knob in self.knobs:  # a knob searched per block: every block set, unset ones as they are
+            if knob.per == "block":
+                for unit in knob.stages:
+                    knobs.setdefault(knob.name, {})[unit] = list(units[unit].current[knob.name])
+        for name, value in values.items():
+            key = self.keys[name]
+            if key.block is None:
+                knobs.setdefault(key.knob, {})[key.unit] = value
+            else:
+                knobs[key.knob][key.unit][key.block] = value
+        return {
+            knob: {unit: tuple(v) if isinstance(v, list) else v for unit, v in per_unit.items()}
+            for knob, per_unit in knobs.items()
+        }
 
     def target_config(self, values: dict[str, Any] | None = None) -> NetworkFamily:
         """The target network with ``values`` applied (none: every knob off)."""

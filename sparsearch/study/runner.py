@@ -19,7 +19,8 @@ import optuna
 from sparsearch.errors import ConfigError
 from sparsearch.limits import check_int
 from sparsearch.safe_io import check_writable
-from sparsearch.spaces import Space, parse_space
+from sparsearch.spaces import Space
+from sparsearch.spaces.registry import stored_space
 from sparsearch.study.artifacts import store_dir
 from sparsearch.study.evaluators import make_evaluator
 from sparsearch.study.progress import Progress
@@ -90,7 +91,7 @@ def run_study(
     artifacts = Path(artifacts or Path("studies") / name)
     log = progress.message if progress is not None else None
     check_writable(artifacts / "pareto.json", "study summary")  # refused now, not after the search
-    space = space or parse_space(settings.space_text, settings.space_source)
+    space = space or stored_space(settings.space_text, settings.space_source)
     # Refuse a space without k or fan-in (supernet mode) and data that does not load before anything is written.
     evaluator = make_evaluator(settings, space, target, artifacts, log)
     evaluator.data  # noqa: B018 (loads and checks the data; kept for the run)

@@ -14,7 +14,8 @@ import optuna
 from optuna.storages import RDBStorage
 
 from sparsearch.errors import ConfigError
-from sparsearch.spaces import Space, parse_space
+from sparsearch.spaces import Space
+from sparsearch.spaces.registry import stored_space
 from sparsearch.study.evaluators import evaluator_class
 from sparsearch.study.samplers import make_sampler
 from sparsearch.study.settings import StudySettings
@@ -81,7 +82,7 @@ def open_study(
     if existing is None:
         if settings is None:
             raise ConfigError(f"no study named {name!r} in {redact(storage_url)}")
-        space = space or parse_space(settings.space_text, settings.space_source)
+        space = space or stored_space(settings.space_text, settings.space_source)
         try:
             study = optuna.create_study(
                 storage=storage,
@@ -113,7 +114,7 @@ def open_study(
             _name_metrics(existing, stored)
     else:
         space = None  # the stored space, not one the caller parsed for other settings
-    space = space or parse_space(stored.space_text, stored.space_source)
+    space = space or stored_space(stored.space_text, stored.space_source)
     study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(stored.sampler, stored.seed))
     return OpenStudy(study, stored, space, storage)
 

@@ -18,8 +18,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from sparsearch.config import ELASTIC, KNOB_TYPES
 from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space
+from sparsearch.spaces.space import knob_of
 
 __all__ = [
     "ELASTIC",
@@ -31,23 +33,17 @@ __all__ = [
     "references",
 ]
 
-ELASTIC = ("k", "fan_in")
-
-
-def _knob(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
 
 def elastic_parameters(space: Space) -> dict[str, tuple]:
     """The parameters a supernet samples per step, with their allowed values."""
-    return {key: allowed for key, allowed in space.parameters().items() if _knob(key) in ELASTIC}
+    return {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in ELASTIC}
 
 
 @dataclass(frozen=True)
 class Structure:
     """One value per structural knob, applied to every stage that searches it."""
 
-    settings: tuple[tuple[str, Any], ...]  # sorted (knob, value) pairs
+    settings: tuple[tuple[str, Any], ...]  # sorted (knob, value) pairs, each value of its knob's type
 
     @property
     def label(self) -> str:
@@ -60,20 +56,25 @@ class Structure:
         pairs = []
         for part in label.split(","):
             key, _, value = part.partition("=")
-            pairs.append((key, int(value) if value.isdigit() else value))
+            if key not in KNOB_TYPES or key in ELASTIC:
+                raise ConfigError(f"structure {label!r}: {key!r} is not a structural knob")
+            try:
+                pairs.append((key, KNOB_TYPES[key](value)))  # the knob table says its type
+            except ValueError:
+                raise ConfigError(f"structure {label!r}: {key}={value!r} is not a {KNOB_TYPES[key].__name__}") from None
         return cls(tuple(sorted(pairs)))
 
     def values(self, space: Space) -> dict[str, Any]:
         """The structural parameters of ``space`` set to this structure."""
         chosen = dict(self.settings)
-        return {key: chosen[_knob(key)] for key in space.parameters() if _knob(key) in chosen}
+        return {key: chosen[knob_of(key)] for key in space.parameters() if knob_of(key) in chosen}
 
 
 def candidate_structures(space: Space) -> list[Structure]:
     """Every structure, the reference first: values every stage allows, in the space's order."""
     options: dict[str, list] = {}
     for key, allowed in space.parameters().items():
-        knob = _knob(key)
+        knob = knob_of(key)
         if knob in ELASTIC:
             continue
         options[knob] = [v for v in options.get(knob, allowed) if v in allowed]
@@ -112,7 +113,7 @@ def references(space: Space) -> list[Reference]:
     if not elastic:
         return []
     base = candidate_structures(space)[0].values(space)
-    knobs = sorted({_knob(key) for key in elastic})
+    knobs = sorted({knob_of(key) for key in elastic})
     out = []
     for divisor, label in ((1, "C"), (2, "C/2"), (4, "C/4")):
         values = dict(base)
@@ -131,7 +132,7 @@ def describe(values: dict[str, Any] | None) -> str:
         return ""
     by_knob: dict[str, list] = {}
     for key, value in values.items():
-        by_knob.setdefault(_knob(key), []).append(value)
+        by_knob.setdefault(knob_of(key), []).append(value)
     parts = []
     for knob in sorted(by_knob, key=lambda k: (k not in ELASTIC, k)):
         seen = by_knob[knob]

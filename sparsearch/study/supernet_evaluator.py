@@ -15,13 +15,15 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from sparsearch.config import ELASTIC
 from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space
+from sparsearch.spaces.space import knob_of
 from sparsearch.study.evaluator import Evaluator
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
 from sparsearch.study.settings import StudySettings
-from sparsearch.study.structure import ELASTIC, Structure, candidate_structures, choose_structures, elastic_parameters
+from sparsearch.study.structure import Structure, candidate_structures, choose_structures, elastic_parameters
 from sparsearch.study.supernet import Sampling, Supernet, score_split
 
 __all__ = ["SupernetEvaluator"]
@@ -42,7 +44,7 @@ class SupernetEvaluator(Evaluator):
     @classmethod
     def queued_params(cls, space: Space, values: dict[str, Any]) -> dict[str, Any]:
         """The structure is one categorical parameter (the reference structure); the elastic knobs the others."""
-        params = {k: v for k, v in values.items() if k.rsplit(".", 1)[-1] in ELASTIC}
+        params = {k: v for k, v in values.items() if knob_of(k) in ELASTIC}
         params["structure"] = candidate_structures(space)[0].label
         return params
 

@@ -23,12 +23,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from sparsearch import __version__
 from sparsearch.errors import SparsearchError
 from sparsearch.limits import MAX, read_capped
 from sparsearch.models.edits import Edit, EditError, apply_edits
 from sparsearch.safe_io import atomic_dir, file_sha256, refuse_foreign
 from sparsearch.train.model import ModelSpec, build_task_model
+from sparsearch.version import __version__
 
 __all__ = [
     "CONFIG_FILE",

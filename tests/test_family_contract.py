@@ -24,6 +24,7 @@ def toy_family():
     forgotten afterwards so that the other tests see the shipped families only."""
     import sparsearch.config.family as families
     import sparsearch.config.layouts as layouts
+
     counts = importlib.import_module("sparsearch.cost.count")  # the module (the package's `count` is a function)
     import sparsearch.models.registry as builders
 

@@ -43,7 +43,7 @@ CHOICES = {
     ("study", "--sampling"): "<sandwich|uniform>",
     ("train", "--optimizer"): "<sgd|adamax|adamw>",
     ("train", "--network"): "<proxy|target>",
-    ("train", "--connectivity"): "<learned|fixed_random>",
+    ("train", "--connectivity"): "<learned|fixed_full|fixed_random>",
     ("eval", "--split"): "<test|val>",
     ("prune", "--importance"): "<l1|l2|random>",
     ("export", "--format"): "<pt2|onnx>",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+from sparsearch.config import is_trusted
 from sparsearch.errors import ConfigError
 from sparsearch.spaces.schema import parse_space, read_space_text
 from sparsearch.spaces.space import Space
@@ -28,7 +29,9 @@ def stored_space(text: str, source: str) -> Space:
     text, else parsed now. A command parses its space once: a factory's model is imported and measured
     once (spaces are immutable, so sharing one is safe)."""
     space = _PARSED.get((text, source))
-    return space if space is not None else _remember(parse_space(text, source), text)
+    if space is not None and (space.factory is None or is_trusted(space.factory)):
+        return space  # a factory's trust is asked again: what this process parsed, it may no longer trust
+    return _remember(parse_space(text, source), text)
 
 
 def _shipped() -> dict[str, resources.abc.Traversable]:

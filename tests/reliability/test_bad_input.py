@@ -350,7 +350,7 @@ def test_a_study_name_that_exists_with_another_space_is_refused(workdir, capsys)
 
     (workdir / "space.yaml").write_text(SPACE)
     settings = StudySettings(
-        space="tiny", space_text=SPACE, space_source="space.yaml", budget=Budget.flops(50) * 10**9, trials=5
+        space="tiny", space_text=SPACE, space_source="space.yaml", budget=Budget.flops(50 * 10**9), trials=5
     )
     url = f"sqlite:///{workdir}/s.db"
     study = open_study(url, "mine", settings).study

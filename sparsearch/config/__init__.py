@@ -18,6 +18,7 @@ from sparsearch.config.family import (
     register_family,
 )
 from sparsearch.config.layouts import layout, layout_arguments, layout_doc, model_names, register_layout
+from sparsearch.config.relation import RELATION_HEADS, RelationNetConfig
 from sparsearch.config.resnext import HEADS, BlockPlan, NetConfig, Plan, StageConfig, plan, with_knobs
 from sparsearch.config.routing import HIDDEN_SIZES, declare_routing, routing_names
 from sparsearch.config.serialize import config_from_dict, config_to_dict
@@ -31,6 +32,7 @@ __all__ = [
     "KNOBS",
     "KNOB_TABLE",
     "KNOB_TYPES",
+    "RELATION_HEADS",
     "BlockPlan",
     "CondNetConfig",
     "ConvSpec",
@@ -39,6 +41,7 @@ __all__ = [
     "NetConfig",
     "NetworkFamily",
     "Plan",
+    "RelationNetConfig",
     "StageConfig",
     "TaskFit",
     "UserBlock",

@@ -79,6 +79,7 @@ class TaskFit(NamedTuple):
     classes: int
     in_channels: int
     cond_dim: int | None = None  # VQA: the question vector width the gates are conditioned on
+    vocab: int = 0  # VQA: question tokens (id 0 pads); 0 where the task has none
 
 
 class NetworkFamily(ABC):
@@ -92,6 +93,7 @@ class NetworkFamily(ABC):
     description: ClassVar[str]  # the family in words ("a CondConv network")
     scales_depth: ClassVar[bool] = True  # a proxy may take fewer blocks per unit
     per_block_latency: ClassVar[bool] = False  # sparsearch latency-table models its blocks
+    hosts_question: ClassVar[bool] = False  # a whole VQA model: it reads (image, tokens, lengths) itself
 
     input_size: int
 

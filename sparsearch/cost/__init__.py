@@ -10,7 +10,7 @@ from sparsearch.cost.budget import (
 from sparsearch.cost.count import CostReport, LayerCost, cost_summary, count, register_count
 
 # Each family's formulas register themselves beside the count (a new family registers its own).
-from sparsearch.cost import condnet, resnext, user  # noqa: F401  isort: skip
+from sparsearch.cost import condnet, relation, resnext, user  # noqa: F401  isort: skip
 
 __all__ = [
     "CostReport",

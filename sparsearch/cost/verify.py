@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sparsearch.config import CondNetConfig, NetConfig
+from sparsearch.config import NetworkFamily
 from sparsearch.cost.count import check_model_size, count
 from sparsearch.cost.modules import condconv_macs, condlinear_macs, gateconnect_cost, topk_cost
 from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
-from sparsearch.models import build_model
+from sparsearch.models import build_model, find_network
 
 __all__ = ["flop_counter_flops", "is_static", "thop_macs", "verify_config"]
 
@@ -100,13 +100,11 @@ def thop_macs(model: nn.Module, *inputs: Tensor) -> int:
     return round(macs)
 
 
-def verify_config(config: NetConfig | CondNetConfig) -> dict[str, int]:
+def verify_config(config: NetworkFamily) -> dict[str, int]:
     """Build ``config`` and count one example three ways: analytic, FlopCounterMode and thop (FLOPs)."""
     check_model_size(config)
     model = build_model(config).eval()
-    x = torch.randn(1, getattr(config, "in_channels", 3), config.input_size, config.input_size)
-    cond_dim = getattr(config, "cond_dim", None)
-    inputs = (x,) if cond_dim is None else (x, torch.randn(1, cond_dim))
+    inputs = find_network(model).example_inputs()
     return {
         "analytic_flops": count(config).executed_flops,
         "flop_counter_flops": flop_counter_flops(model, *inputs),

@@ -4,6 +4,7 @@
 from the training data, stratified and seeded) and test splits. Specs:
 
 - ``easy-vqa``: the VQA dataset of the easy-vqa package;
+- ``sort-of-clevr`` or ``sort-of-clevr:train=N,test=M,seed=S``: the generated relational VQA set;
 - ``digits``: scikit-learn's handwritten digits;
 - ``cifar10:/path`` or ``cifar100:/path``: a CIFAR python-format directory;
 - ``mypkg.mymod:make_datasets``: a user plug-in (see :mod:`sparsearch.data.plugins`).
@@ -18,13 +19,15 @@ from sparsearch.errors import ConfigError
 
 __all__ = ["BUILTIN", "TASKS", "Batch", "Datasets", "Split", "data_task", "is_plugin", "load_data", "normalise"]
 
-BUILTIN = ("easy-vqa", "digits", "cifar10:PATH", "cifar100:PATH")
+BUILTIN = ("easy-vqa", "sort-of-clevr[:train=N,test=M,seed=S]", "digits", "cifar10:PATH", "cifar100:PATH")
 VAL_FRACTION = 0.1
+VQA_DATA = ("easy-vqa", "sort-of-clevr")
 
 
 def data_task(spec: str) -> str:
-    """The task of the data named by ``spec``, known before loading it: easy-VQA is VQA, the rest classify."""
-    return "vqa" if spec.strip() == "easy-vqa" else "classification"
+    """The task of the data named by ``spec``, known before loading it: easy-VQA and Sort-of-CLEVR are VQA,
+    the rest classify."""
+    return "vqa" if spec.strip().partition(":")[0] in VQA_DATA else "classification"
 
 
 def is_plugin(spec: str) -> bool:
@@ -34,7 +37,7 @@ def is_plugin(spec: str) -> bool:
     file (a checkpoint's config.json, a study's settings) is never enough.
     """
     name, sep, rest = spec.strip().partition(":")
-    return bool(sep and rest) and name not in ("cifar10", "cifar100")
+    return bool(sep and rest) and name not in ("cifar10", "cifar100", "sort-of-clevr")
 
 
 def load_data(
@@ -54,6 +57,10 @@ def load_data(
         from sparsearch.data.easy_vqa import load_easy_vqa
 
         return load_easy_vqa(input_size, val_fraction, seed, None if vocab is None else tuple(vocab))
+    if name == "sort-of-clevr":
+        from sparsearch.data.sort_of_clevr import load_sort_of_clevr
+
+        return load_sort_of_clevr(rest, input_size, val_fraction, seed, None if vocab is None else tuple(vocab))
     if spec == "digits":
         from sparsearch.data.digits import load_digits_data
 

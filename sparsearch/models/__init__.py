@@ -17,6 +17,7 @@ from sparsearch.config import (
 from sparsearch.models.condconv_nets import CondNet
 from sparsearch.models.network import Network, find_network
 from sparsearch.models.registry import build_model, create_model, fit_config, register_builder
+from sparsearch.models.relation import RelationNetwork
 from sparsearch.models.resnext import SparseResNeXt
 from sparsearch.models.user import UserNetwork
 from sparsearch.models.vqa import VQAModel, create_vqa_model, soft_scores, vqa_accuracy, vqa_loss
@@ -25,6 +26,7 @@ __all__ = [
     "CondNet",
     "NetConfig",
     "Network",
+    "RelationNetwork",
     "SparseResNeXt",
     "StageConfig",
     "UserNetwork",

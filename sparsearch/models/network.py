@@ -8,7 +8,8 @@ network (the VQA model) holds it as ``backbone``; :func:`find_network` finds it 
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from sparsearch.config import NetworkFamily
 from sparsearch.errors import ConfigError
@@ -20,6 +21,14 @@ class Network(nn.Module):
     """A family's network module, built from ``config``."""
 
     config: NetworkFamily
+
+    def example_inputs(self, batch: int = 1) -> tuple[Tensor, ...]:
+        """Random inputs of ``batch`` examples, as ``forward`` takes them (what counters and exports run):
+        the image, and the gates' condition where the network has one."""
+        c = self.config
+        image = torch.randn(batch, getattr(c, "in_channels", 3), c.input_size, c.input_size)
+        cond_dim = getattr(c, "cond_dim", None)
+        return (image,) if cond_dim is None else (image, torch.randn(batch, cond_dim))
 
     def set_knobs(self, config: NetworkFamily) -> None:
         """Run as ``config`` (same shapes, other k or fan-in) with the same weights.

@@ -21,12 +21,31 @@ from sparsearch.config import TaskFit, layout
 from sparsearch.errors import ConfigError
 from sparsearch.models.registry import build_model, fit_config
 
-__all__ = ["VQAModel", "create_vqa_model", "soft_scores", "vqa_accuracy", "vqa_loss"]
+__all__ = ["VQAModel", "create_vqa_model", "encode_question", "soft_scores", "vqa_accuracy", "vqa_loss"]
 
 
 def _fc(fin: int, fout: int) -> nn.Module:
     """Weight-normed linear layer + ReLU (seed 002's FCNet)."""
     return nn.Sequential(weight_norm(nn.Linear(fin, fout), dim=None), nn.ReLU(inplace=True))
+
+
+def encode_question(embed: nn.Embedding, gru: nn.GRU, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """(B, T) token ids -> (B, hidden): the GRU state after the last real token.
+
+    With ``lengths``, padding (id 0, on the right) is skipped exactly. Without, the last position is
+    taken as the end of every question: pad on the left, as seed 002 does (its GRU then also reads
+    the zero vectors of the padding first).
+    """
+    words = embed(tokens)  # (B, T, embed)
+    if lengths is None:
+        return gru(words)[1][0]  # final state (1, B, hidden) -> (B, hidden)
+    if torch.compiler.is_compiling():  # a traced program (export): no packed sequences there
+        # The state after the last real token is the output at that step (one layer, one direction).
+        outputs = gru(words)[0]  # (B, T, hidden)
+        last = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+        return outputs.gather(1, last).squeeze(1)
+    packed = nn.utils.rnn.pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    return gru(packed)[1][0]
 
 
 class VQAModel(nn.Module):
@@ -75,22 +94,8 @@ class VQAModel(nn.Module):
         self.dropout = nn.Dropout(dropout * 0.4)
 
     def encode_question(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """(B, T) token ids -> (B, hidden): the GRU state after the last real token.
-
-        With ``lengths``, padding (id 0, on the right) is skipped exactly. Without, the last position is
-        taken as the end of every question: pad on the left, as seed 002 does (its GRU then also reads
-        the zero vectors of the padding first).
-        """
-        words = self.embed(tokens)  # (B, T, embed)
-        if lengths is None:
-            return self.gru(words)[1][0]  # final state (1, B, hidden) -> (B, hidden)
-        if torch.compiler.is_compiling():  # a traced program (export): no packed sequences there
-            # The state after the last real token is the output at that step (one layer, one direction).
-            outputs = self.gru(words)[0]  # (B, T, hidden)
-            last = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
-            return outputs.gather(1, last).squeeze(1)
-        packed = nn.utils.rnn.pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        return self.gru(packed)[1][0]
+        """(B, T) token ids -> (B, hidden): see :func:`encode_question`."""
+        return encode_question(self.embed, self.gru, tokens, lengths)
 
     def forward(self, image: Tensor, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         q = self.encode_question(tokens, lengths)  # (B, hidden)

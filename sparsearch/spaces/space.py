@@ -26,7 +26,7 @@ __all__ = [
     "knob_units",
 ]
 
-DATASETS = ("easy-vqa", "digits", "cifar10", "cifar100")
+DATASETS = ("easy-vqa", "sort-of-clevr", "digits", "cifar10", "cifar100")
 EXPERT_COUNTS = (1, 2, 4, 8, 16, 32)  # seed 001's expert counts
 
 

@@ -46,7 +46,7 @@ class ModelSpec:
         if task == "vqa" and (vqa is None or vocab is None):
             raise ConfigError("a VQA model needs the vocabulary and the head sizes")
         cond_dim = vqa["hidden"] if task == "vqa" and vqa is not None else None
-        fitted = fit_config(config, TaskFit(task, len(classes), in_channels, cond_dim))
+        fitted = fit_config(config, TaskFit(task, len(classes), in_channels, cond_dim, len(vocab or ())))
         if task == "classification":
             return cls(task, fitted, classes)
         return cls(task, fitted, classes, vocab, dict(vqa or {}))
@@ -92,7 +92,7 @@ def _names(value: Any, key: str) -> tuple[str, ...]:
 def model_params(spec: ModelSpec) -> int:
     """Parameters of the model ``spec`` builds, counted before building (an upper estimate for VQA heads)."""
     params = count(spec.config).params
-    if spec.task == "vqa" and spec.vqa:
+    if spec.task == "vqa" and spec.vqa and not spec.config.hosts_question:
         h, e, v, a = spec.vqa["hidden"], spec.vqa["embed_dim"], len(spec.vocab or ()), len(spec.classes)
         c = spec.config.feature_channels()
         params += v * e + 3 * h * (e + h + 2) + 4 * h * (h + c + 2) + 2 * h * (a + 1)
@@ -102,8 +102,8 @@ def model_params(spec: ModelSpec) -> int:
 def build_task_model(spec: ModelSpec) -> nn.Module:
     """The model of ``spec``; refused before any allocation when it would pass ``MAX["params"]``."""
     check_params(model_params(spec))
-    if spec.task == "classification":
-        return build_model(spec.config)
+    if spec.task == "classification" or spec.config.hosts_question:
+        return build_model(spec.config)  # a family that reads the question is the whole VQA model
     vqa = spec.vqa or {}
     try:
         return VQAModel(

@@ -18,7 +18,14 @@ knobs:
 
 
 def test_shipped_spaces_load_and_the_default_budget_binds() -> None:
-    assert space_names() == ["clevr", "condconv_mobilenet_v1", "default", "gateconnect_cifar", "gateconnect_digits"]
+    assert space_names() == [
+        "clevr",
+        "condconv_mobilenet_v1",
+        "default",
+        "gateconnect_cifar",
+        "gateconnect_digits",
+        "sort_of_clevr",
+    ]
     space = get_space("default")
     assert space.parameters()["conv4.k"] == tuple(range(1, 33))
     assert space.parameters()["conv2.experts"] == (1, 2, 4, 8)

@@ -4,7 +4,9 @@
   easy-VQA);
 - GateConnect (seed 003): learned fan-in K vs fixed random K vs the fixed full sum, and the parameters
   `sparsearch prune` removes at K = 1 (the GateConnect space's proxy on digits);
-- CondConv (seed 001): 1 vs 4 vs 8 experts, accuracy vs FLOPs (CC-MobileNetV1's proxy on digits).
+- CondConv (seed 001): 1 vs 4 vs 8 experts, accuracy vs FLOPs (CC-MobileNetV1's proxy on digits);
+- relational (the RN paper, seed 000's CLEVR model): CNN + RN vs CNN + MLP on Sort-of-CLEVR's unary and
+  relational questions, and the RN's CNN at k = C/2 vs k = C (seed 000, Table 2).
 
 Each arm is trained with `sparsearch train` for every seed and evaluated on the test split with
 `sparsearch eval`; results are the mean and standard deviation over seeds.
@@ -32,6 +34,10 @@ from sparsearch.train import describe_machine
 # over 30 epochs, while the plain ResNeXt sum reaches 0.99 in 20); 20 epochs fit three seeds per arm.
 DIGITS = ["--epochs", "20"]
 SIGMOID = ["--set", "routing=sigmoid"]
+# Sort-of-CLEVR at CPU scale: 2,000 training images (40,000 questions, 36,000 after the validation
+# images), the test split's 200 images (4,000 questions).
+SORT_OF_CLEVR = ["--data", "sort-of-clevr:train=2000", "--epochs", "4"]
+MLP_SPACE = "experiments/sort_of_clevr_mlp.yaml"  # run from the repository root (make experiments)
 # (experiment, arm, the `sparsearch train` arguments after --space; the seed and --out are added)
 ARMS = {
     # One epoch, as measured (the default space's proxy now trains 2 epochs).
@@ -50,6 +56,14 @@ ARMS = {
         ("learned, K = 1", ["gateconnect_cifar", "--set", "fan_in=1", *DIGITS]),
         ("fixed random, K = 4", ["gateconnect_cifar", "--set", "fan_in=4", "--connectivity", "fixed_random", *DIGITS]),
         ("learned, K = 4", ["gateconnect_cifar", "--set", "fan_in=4", *DIGITS]),
+    ],
+    "relational": [
+        ("CNN + RN, k = C = 12", ["sort_of_clevr", *SORT_OF_CLEVR]),
+        (
+            "CNN + RN, k = C/2 = 6 (softmax gate)",
+            ["sort_of_clevr", "--set", "k=6", "--set", "routing=softmax", *SORT_OF_CLEVR],
+        ),
+        ("CNN + MLP, k = C = 12", [MLP_SPACE, *SORT_OF_CLEVR]),
     ],
     "condconv": [
         ("1 expert (MobileNetV1)", ["condconv_mobilenet_v1", "--set", "experts=1", *SIGMOID, *DIGITS]),
@@ -83,6 +97,7 @@ def run_arm(experiment: str, label: str, args: list[str], seed: int, work: Path)
         "val_accuracy": trained["val_accuracy"],
         "test_accuracy": tested["accuracy"],
         "test_examples": tested["examples"],
+        "test_groups": {name: group["accuracy"] for name, group in tested.get("per_group", {}).items()},
         "executed_flops": trained["executed_flops"],
         "dense_flops": trained["dense_flops"],
         "params": trained["params"],
@@ -125,6 +140,8 @@ def summarize(rows: list[dict]) -> list[dict]:
             "params": chosen[0]["params"],
             "train_seconds": _stats([r["train_seconds"] for r in chosen]),
         }
+        groups = [name for name in chosen[0].get("test_groups", {}) if "/" not in name]
+        entry["test_groups"] = {g: _stats([r["test_groups"][g] for r in chosen]) for g in groups}
         if "pruned" in chosen[0]:
             entry["pruned_params"] = _stats([r["pruned"]["params"][1] for r in chosen])
             entry["pruned_flops"] = _stats([r["pruned"]["executed_flops"][1] for r in chosen])
@@ -150,9 +167,14 @@ def markdown(result: dict) -> str:
             "| arm | test accuracy | val accuracy | executed FLOPs | params | train s |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
+        groups = list(rows[0].get("test_groups", {}))
+        if groups:
+            out[-2] = out[-2].replace(" | val accuracy", "".join(f" | {g}" for g in groups) + " | val accuracy")
+            out[-1] = out[-1].replace(" | ---: |", " | ---: |" + " ---: |" * len(groups), 1)
         for s in rows:
+            shown = "".join(f" | {_pm(s['test_groups'][g])}" for g in groups)
             out.append(
-                f"| {s['arm']} | {_pm(s['test_accuracy'])} | {_pm(s['val_accuracy'])} "
+                f"| {s['arm']} | {_pm(s['test_accuracy'])}{shown} | {_pm(s['val_accuracy'])} "
                 f"| {s['executed_flops'] / 1e6:.2f} M | {s['params']:,} | {s['train_seconds']['mean']:.0f} |"
             )
             if "pruned_params" in s:

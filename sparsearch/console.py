@@ -96,6 +96,13 @@ def print_eval(result: dict) -> None:
             name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1-score']:.3f}", str(row["support"])
         )
     console.print(table)
+    if result.get("per_group"):
+        groups = Table(title="accuracy per group of questions")
+        for column in ("group", "accuracy", "examples"):
+            groups.add_column(column, justify="left" if column == "group" else "right")
+        for name, row in result["per_group"].items():
+            groups.add_row(name, f"{row['accuracy']:.4f}", str(row["examples"]))
+        console.print(groups)
     line = f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}"
     if result["vqa_accuracy"] is not None:
         line += f"  VQA accuracy {result['vqa_accuracy']:.4f}"

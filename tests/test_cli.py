@@ -86,6 +86,7 @@ def test_spaces_lists_the_shipped_spaces(capsys: pytest.CaptureFixture[str]) -> 
         "default",
         "gateconnect_cifar",
         "gateconnect_digits",
+        "sort_of_clevr",
     ]
     assert all(s["description"] for s in listed)
 

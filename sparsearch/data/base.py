@@ -57,6 +57,7 @@ class Split:
     image_index: Tensor | None = None  # (N,) long; None: example i is image i
     tokens: Tensor | None = None  # (N, T) long
     lengths: Tensor | None = None  # (N,) long
+    groups: Tensor | None = None  # (N,) long: each example's group (a kind of question), see Datasets.groups
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -64,7 +65,7 @@ class Split:
         n = self.labels.shape[0]
         if self.image_index is None and self.images.shape[0] != n:
             raise ConfigError(f"{self.images.shape[0]} images but {n} labels")
-        for name in ("image_index", "tokens", "lengths"):
+        for name in ("image_index", "tokens", "lengths", "groups"):
             value = getattr(self, name)
             if value is not None and value.shape[0] != n:
                 raise ConfigError(f"{name} has {value.shape[0]} rows but there are {n} labels")
@@ -74,14 +75,19 @@ class Split:
 
     def subset(self, index: Tensor) -> Split:
         """The examples at ``index`` (images are shared, not copied, for VQA)."""
+
+        def rows(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[index]
+
         if self.image_index is None:
-            return Split(self.images[index], self.labels[index])
+            return Split(self.images[index], self.labels[index], groups=rows(self.groups))
         return Split(
             self.images,
             self.labels[index],
             self.image_index[index],
-            None if self.tokens is None else self.tokens[index],
-            None if self.lengths is None else self.lengths[index],
+            rows(self.tokens),
+            rows(self.lengths),
+            rows(self.groups),
         )
 
     def batch(self, index: Tensor) -> Batch:
@@ -111,6 +117,7 @@ class Datasets:
     test: Split | None  # None where the source has no test split (plug-ins may omit it)
     classes: tuple[str, ...]  # class names or answers
     vocab: tuple[str, ...] | None = None  # VQA: token strings; id 0 is padding, 1 unknown
+    groups: tuple[str, ...] | None = None  # names of the splits' example groups ("unary/shape", ...)
 
     @property
     def num_classes(self) -> int:

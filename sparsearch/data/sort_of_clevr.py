@@ -36,6 +36,7 @@ __all__ = [
     "ANSWERS",
     "COLOURS",
     "DEFAULTS",
+    "GROUPS",
     "IMAGE_SIZE",
     "KINDS",
     "SortOfClevr",
@@ -66,6 +67,7 @@ QUESTIONS = {  # kind -> (relational?, template)
     "count": (True, "how many objects have the shape of the {} object?"),
 }
 KINDS = tuple(QUESTIONS)
+GROUPS = tuple(f"{'relational' if QUESTIONS[k][0] else 'unary'}/{k}" for k in KINDS)  # the data's example groups
 PER_IMAGE = 10  # questions of each group (unary, binary) per image
 DEFAULTS = {"train": 9_800, "test": 200, "seed": 0}
 MAX_IMAGES = 1_000_000  # one option's ceiling (1M images are 17 GB as uint8)
@@ -189,9 +191,8 @@ def parse_options(text: str) -> dict[str, int]:
 def _split(data: SortOfClevr, vocab: tuple[str, ...], input_size: int, width: int | None = None) -> Split:
     tokens, lengths = encode_questions(data.questions, vocab, max_len=width)
     images = resize_uint8(torch.from_numpy(data.images), input_size)
-    return Split(
-        images, torch.from_numpy(data.answers).long(), torch.from_numpy(data.image_index).long(), tokens, lengths
-    )
+    labels, image_index = torch.from_numpy(data.answers).long(), torch.from_numpy(data.image_index).long()
+    return Split(images, labels, image_index, tokens, lengths, torch.from_numpy(data.kinds).long())
 
 
 def load_sort_of_clevr(
@@ -208,4 +209,6 @@ def load_sort_of_clevr(
     test_split = _split(test, vocab, input_size, every.tokens.shape[1])
     train_idx, val_idx = stratified_split(every.labels, val_fraction, seed, groups=every.image_index)
     spec = "sort-of-clevr" + (f":{options}" if options else "")
-    return Datasets(spec, "vqa", every.subset(train_idx), every.subset(val_idx), test_split, ANSWERS, tuple(vocab))
+    return Datasets(
+        spec, "vqa", every.subset(train_idx), every.subset(val_idx), test_split, ANSWERS, tuple(vocab), GROUPS
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from sparsearch.choices import NETWORKS
 from sparsearch.cost import count
@@ -245,6 +245,25 @@ def checkpoint_data(ckpt, data: str | None = None) -> Datasets:
     return datasets
 
 
+def group_accuracy(
+    predictions: Tensor, labels: Tensor, groups: Tensor | None, names: tuple[str, ...] | None
+) -> dict[str, dict[str, float | int]]:
+    """Accuracy and examples of each prefix of the groups' names ("relational"), then of each group
+    ("relational/count"); empty where the data has no groups."""
+    if groups is None or not names:
+        return {}
+    right = predictions == labels
+    members = {}
+    for prefix in dict.fromkeys(name.split("/")[0] for name in names if "/" in name):
+        members[prefix] = torch.stack([groups == i for i, n in enumerate(names) if n.startswith(f"{prefix}/")]).any(0)
+    members.update({name: groups == i for i, name in enumerate(names)})
+    return {
+        name: {"accuracy": float(right[rows].double().mean()), "examples": int(rows.sum())}
+        for name, rows in members.items()
+        if rows.any()
+    }
+
+
 def evaluate_checkpoint(
     path: str | Path,
     device: torch.device | str,
@@ -288,6 +307,7 @@ def evaluate_checkpoint(
         "accuracy": result.accuracy,
         "vqa_accuracy": result.vqa_accuracy,
         "per_class": {name: report[name] for name in names},
+        "per_group": group_accuracy(result.predictions, result.labels, chosen.groups, datasets.groups),
         "network_executed_flops": cost.executed_flops,
         "network_dense_flops": cost.dense_flops,
         "model_flops": model_flops(ckpt.model, batch),

@@ -36,7 +36,7 @@ DIGITS = ["--epochs", "20"]
 SIGMOID = ["--set", "routing=sigmoid"]
 # Sort-of-CLEVR at CPU scale: 2,000 training images (40,000 questions, 36,000 after the validation
 # images), the test split's 200 images (4,000 questions).
-SORT_OF_CLEVR = ["--data", "sort-of-clevr:train=2000", "--epochs", "4"]
+SORT_OF_CLEVR = ["--data", "sort-of-clevr:train=2000", "--epochs", "5"]
 MLP_SPACE = "experiments/sort_of_clevr_mlp.yaml"  # run from the repository root (make experiments)
 # (experiment, arm, the `sparsearch train` arguments after --space; the seed and --out are added)
 ARMS = {

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from sparsearch.data import data_task, is_plugin, load_data
 from sparsearch.data.sort_of_clevr import ANSWERS, COLOURS, generate, parse_options
@@ -88,9 +89,38 @@ def test_the_data_spec_loads_vqa_splits_with_disjoint_images() -> None:
         ("size=3", "expected train=N, test=M or seed=S"),
         ("train=20,train=30", "given twice"),
         ("train=1e3", "must be a non-negative integer"),
-        ("train=99999999", "must be in 1.."),
+        ("train=100001", "must be in 1.."),
     ],
 )
 def test_bad_options_are_one_line_errors(options: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_options(options)
+
+
+def test_group_accuracy_by_group_and_by_prefix() -> None:
+    from sparsearch.train.run import group_accuracy
+
+    predictions, labels = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([1, 0, 3, 0, 0])
+    groups = torch.tensor([0, 0, 1, 2, 2])
+    result = group_accuracy(predictions, labels, groups, ("a/x", "a/y", "b/z", "b/never"))
+    assert list(result) == ["a", "b", "a/x", "a/y", "b/z"]  # prefixes first; a group with no example left out
+    assert result["a"] == {"accuracy": 2 / 3, "examples": 3} and result["b/z"] == {"accuracy": 0.0, "examples": 2}
+    assert group_accuracy(predictions, labels, None, None) == {}
+
+
+@pytest.mark.integration
+def test_train_and_eval_the_relation_network_on_sort_of_clevr(tmp_path, capsys) -> None:
+    import json
+
+    from sparsearch.cli import main
+
+    data = "sort-of-clevr:train=20,test=5"
+    out = str(tmp_path / "rn")
+    args = ["train", "--space", "sort_of_clevr", "--data", data, "--set", "k=6", "--set", "routing=softmax"]
+    assert main([*args, "--epochs", "1", "--steps-per-epoch", "2", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["eval", out, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["data"] == data and result["examples"] == 100
+    assert {"unary", "relational", "relational/count"} <= set(result["per_group"])
+    assert sum(result["per_group"][g]["examples"] for g in ("unary", "relational")) == 100

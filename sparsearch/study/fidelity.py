@@ -17,6 +17,10 @@ Every figure carries a 95% percentile bootstrap interval: configurations are res
 replacement, and within each, its seeds (so the ground truth's own noise widens the interval). The
 difference between the supernet's and FLOPs' equal-cost τ is bootstrapped paired, and a difference
 whose interval holds 0 is a tie.
+
+The ground truth's power: :func:`minimum_detectable_difference` is the smallest difference between two
+configurations' mean accuracies that the validation's seeds resolve (two-sided 5% test, 80% power,
+the median seed standard deviation); every verdict states it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["Measured", "equal_cost_tau", "fidelity", "partial_tau", "resolution"]
+__all__ = ["Measured", "equal_cost_tau", "fidelity", "minimum_detectable_difference", "partial_tau", "resolution"]
 
 BOOTSTRAP = 2000  # resamples; the intervals' last digit moves by about 0.01 between seeds of the draw
+ALPHA, POWER = 0.05, 0.80  # of the minimum detectable difference
 
 
 @dataclass(frozen=True)
@@ -112,18 +117,31 @@ def _figures(rows: Sequence[Measured], accuracies: Sequence[float], picked: str 
     return out
 
 
+def minimum_detectable_difference(seed_std: float, seeds: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference between two configurations' means over ``seeds`` seeds each that a
+    two-sided test at level ``alpha`` detects with probability ``power``, for a seed standard deviation
+    ``seed_std``: (z_{1-alpha/2} + z_{power}) · seed_std · √(2 / seeds) (normal approximation)."""
+    if seeds < 1 or seed_std < 0:
+        raise ValueError(f"seeds={seeds} must be positive and seed_std={seed_std} non-negative")
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(z * seed_std * math.sqrt(2 / seeds))
+
+
 def resolution(rows: Sequence[Measured]) -> dict[str, float | None]:
     """How finely the stand-alone ground truth resolves: the median standard error of a configuration's
     mean over its seeds, against the median absolute difference between two configurations."""
     errors = [float(np.std(r.accuracies, ddof=1) / math.sqrt(len(r.accuracies))) for r in rows if len(r.accuracies) > 1]
     means = [r.accuracy for r in rows]
     gaps = [abs(a - b) for i, a in enumerate(means) for b in means[i + 1 :]]
+    seed_std = (
+        float(np.median([np.std(r.accuracies, ddof=1) for r in rows if len(r.accuracies) > 1])) if errors else None
+    )
+    seeds = min(len(r.accuracies) for r in rows)
     return {
         "median_standard_error": float(np.median(errors)) if errors else None,
-        "median_seed_std": float(np.median([np.std(r.accuracies, ddof=1) for r in rows if len(r.accuracies) > 1]))
-        if errors
-        else None,
+        "median_seed_std": seed_std,
         "median_pair_difference": float(np.median(gaps)) if gaps else None,
+        "minimum_detectable_difference": None if seed_std is None else minimum_detectable_difference(seed_std, seeds),
     }
 
 
@@ -166,6 +184,7 @@ def fidelity(
         figures[key] = {"value": value, "low": float(low), "high": float(high)}
     pairs = equal_cost_pairs([float(r.flops) for r in rows], tolerance)
     advantage = figures["equal_cost_advantage"]
+    power = resolution(rows)
     return {
         "configurations": n,
         "seeds": sorted({len(r.accuracies) for r in rows}),
@@ -173,9 +192,22 @@ def fidelity(
         "tolerance": tolerance,
         "resamples": resamples,
         **figures,
-        "resolution": resolution(rows),
-        "verdict": verdict(figures["kendall"], figures["flops_kendall"], advantage),
+        "resolution": power,
+        "verdict": verdict(figures["kendall"], figures["flops_kendall"], advantage)
+        + power_sentence(power["minimum_detectable_difference"], min(len(r.accuracies) for r in rows)),
     }
+
+
+def power_sentence(mdd: float | None, seeds: int) -> str:
+    """What the ground truth can resolve, said beside a verdict."""
+    if mdd is None:
+        return (
+            " One seed per configuration: the ground truth's own noise is unmeasured, so no difference is resolvable."
+        )
+    return (
+        f" With {seeds} seed(s) per configuration the validation resolves differences of {100 * mdd:.1f} points "
+        f"or more (5% test, 80% power); smaller ones go unseen."
+    )
 
 
 def verdict(kendall: dict, flops_kendall: dict, advantage: dict | None) -> str:

@@ -112,3 +112,23 @@ def test_choose_takes_the_recommended_the_front_a_spread_and_equal_cost_partners
     assert {0, 2} <= set(why)  # the Pareto set
     assert any(reason.startswith("equal cost") for reason in why.values())
     assert choose(pool, 6, 0.10) == chosen  # deterministic
+
+
+def test_the_minimum_detectable_difference_of_a_hand_made_table() -> None:
+    from sparsearch.study.fidelity import minimum_detectable_difference, resolution
+
+    # Three configurations, three seeds each: seed standard deviations 0.01, 0.02 and 0.03 (median 0.02).
+    rows = [
+        Measured("a", 0.5, 10, (0.79, 0.80, 0.81)),
+        Measured("b", 0.6, 20, (0.80, 0.82, 0.84)),
+        Measured("c", 0.7, 30, (0.82, 0.85, 0.88)),
+    ]
+    # (z_0.975 + z_0.80) · σ · √(2/n) = (1.959964 + 0.841621) · 0.02 · √(2/3)
+    expected = (1.959964 + 0.841621) * 0.02 * (2 / 3) ** 0.5
+    assert abs(resolution(rows)["minimum_detectable_difference"] - expected) < 1e-6
+    assert abs(minimum_detectable_difference(0.02, 3) - expected) < 1e-6
+    assert minimum_detectable_difference(0.02, 12) == pytest.approx(expected / 2)  # 4× the seeds, half the MDD
+    text = fidelity(rows, resamples=50)["verdict"]
+    assert f"resolves differences of {100 * expected:.1f} points or more" in text
+    one_seed = [Measured(r.key, r.score, r.flops, r.accuracies[:1]) for r in rows]
+    assert "no difference is resolvable" in fidelity(one_seed, resamples=50)["verdict"]

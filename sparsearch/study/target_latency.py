@@ -16,7 +16,7 @@ import torch
 from optuna.trial import TrialState
 
 from sparsearch.layers import TopKBottleneck
-from sparsearch.models import build_model
+from sparsearch.models import build_model, find_network
 from sparsearch.spaces import Space
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
@@ -39,12 +39,6 @@ def build_for_timing(config, dense: bool = False) -> torch.nn.Module:
             if isinstance(block, TopKBottleneck):
                 block.execution = "masked"
     return model
-
-
-def _inputs(config, batch: int) -> tuple[torch.Tensor, ...]:
-    images = torch.randn(batch, getattr(config, "in_channels", 3), config.input_size, config.input_size)
-    cond = getattr(config, "cond_dim", None)
-    return (images,) if cond is None else (images, torch.randn(batch, cond))
 
 
 def _call(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):
@@ -80,7 +74,7 @@ def measure_target_latency(
             model = build_for_timing(config)
             figures = {}
             for batch in batches:
-                inputs = _inputs(config, batch)
+                inputs = find_network(model).example_inputs(batch)  # what the family's network takes
                 c = compare(_call(dense, inputs), _call(model, inputs), rounds=rounds)
                 figures[str(batch)] = {
                     "ms": c.candidate.ms,

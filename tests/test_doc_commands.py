@@ -40,7 +40,7 @@ LONG = (
     "sparsearch latency-table",
     "python ",
 )
-VQA_SPACES = ("default", "clevr")  # easy-VQA proxies: a training run takes minutes
+VQA_SPACES = ("default", "clevr", "sort_of_clevr", "experiments/sort_of_clevr_mlp.yaml")  # minutes per training
 MAX_EPOCHS = 2  # digits trainings of more epochs (or the space's default) are parsed, not run
 
 

@@ -72,7 +72,8 @@ PER_IMAGE = 10  # questions of each group (unary, binary) per image
 DEFAULTS = {"train": 9_800, "test": 200, "seed": 0}
 MAX_IMAGES = 100_000  # one option's ceiling: 10× the paper's set, 1.7 GB as uint8
 _SIDE = IMAGE_SIZE - OBJECT_SIZE  # top-left corners range over 0.._SIDE
-_DISK = np.add.outer((np.arange(OBJECT_SIZE) - 4.5) ** 2, (np.arange(OBJECT_SIZE) - 4.5) ** 2) <= 25.0
+_OFFSETS = (np.arange(OBJECT_SIZE) - (OBJECT_SIZE - 1) / 2) ** 2  # squared distances of pixel centres
+_DISK = np.add.outer(_OFFSETS, _OFFSETS) <= (OBJECT_SIZE / 2) ** 2  # a disk of diameter OBJECT_SIZE
 
 
 @dataclass(frozen=True)

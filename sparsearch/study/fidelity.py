@@ -206,7 +206,7 @@ def power_sentence(mdd: float | None, seeds: int) -> str:
         )
     return (
         f" With {seeds} seed(s) per configuration the validation resolves differences of {100 * mdd:.1f} points "
-        f"or more (5% test, 80% power); smaller ones go unseen."
+        f"or more ({100 * ALPHA:.0f}% test, {100 * POWER:.0f}% power); smaller ones go unseen."
     )
 
 

@@ -311,7 +311,8 @@ def evaluate_checkpoint(
         "network_executed_flops": cost.executed_flops,
         "network_dense_flops": cost.dense_flops,
         "model_flops": model_flops(ckpt.model, batch),
-        "units": "per example; FLOPs = 2 x MACs; network = the CNN (analytic), model = everything (FlopCounterMode)",
+        "units": "per example; FLOPs = 2 x MACs; network = the family's network (analytic: the CNN, or the whole"
+        " model for a family that reads the question), model = everything (FlopCounterMode)",
         "latency": {"batch": latency_batch, "ms_per_batch": latency.ms, **latency.to_dict(), "device": str(device)},
         "usage": result.usage,
     }

@@ -118,6 +118,11 @@ class NetworkFamily(ABC):
         """The user's model factory behind the network (None: a layout of sparsearch)."""
         return None
 
+    def shareable_knobs(self) -> tuple[str, ...]:
+        """The knobs one weight-sharing supernet can hold every value of: the elastic ones always; a
+        family whose network switches structural knobs in place (``set_knobs``) adds them."""
+        return ELASTIC
+
     @property
     def multi_stream(self) -> bool:
         """True when a stage passes GateConnect branch outputs (``--connectivity`` applies)."""

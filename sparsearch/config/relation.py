@@ -105,6 +105,9 @@ class RelationNetConfig(NetworkFamily):
     def multi_stream(self) -> bool:
         return self.cnn.multi_stream
 
+    def shareable_knobs(self) -> tuple[str, ...]:
+        return self.cnn.shareable_knobs()
+
     def with_connectivity(self, connectivity: str) -> RelationNetConfig:
         return replace(self, cnn=self.cnn.with_connectivity(connectivity))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from sparsearch.choices import CONNECTIVITIES
-from sparsearch.config.family import KNOBS, KnobUnit, NetworkFamily, TaskFit, build_fields, register_family
+from sparsearch.config.family import ELASTIC, KNOBS, KnobUnit, NetworkFamily, TaskFit, build_fields, register_family
 from sparsearch.config.routing import routing_names
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
@@ -152,6 +152,11 @@ class NetConfig(NetworkFamily):
     @property
     def multi_stream(self) -> bool:
         return any(s.multi_stream for s in self.stages)
+
+    def shareable_knobs(self) -> tuple[str, ...]:
+        """Top-k blocks switch in place: experts (the first n of the largest count; n = 1 the first
+        expert's kernel alone) and routing (each routing function on the gate's one trunk)."""
+        return (*ELASTIC, "experts", "routing")
 
     def knob_units(self) -> tuple[KnobUnit, ...]:
         return tuple(

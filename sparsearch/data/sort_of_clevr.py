@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sparsearch.config.sort_of_clevr import DEFAULTS, MAX_IMAGES, parse_options
 from sparsearch.data.base import Datasets, Split
 from sparsearch.data.easy_vqa import build_vocab, encode_questions
 from sparsearch.data.images import resize_uint8
@@ -69,8 +70,6 @@ QUESTIONS = {  # kind -> (relational?, template)
 KINDS = tuple(QUESTIONS)
 GROUPS = tuple(f"{'relational' if QUESTIONS[k][0] else 'unary'}/{k}" for k in KINDS)  # the data's example groups
 PER_IMAGE = 10  # questions of each group (unary, binary) per image
-DEFAULTS = {"train": 9_800, "test": 200, "seed": 0}
-MAX_IMAGES = 100_000  # one option's ceiling: 10× the paper's set, 1.7 GB as uint8
 _SIDE = IMAGE_SIZE - OBJECT_SIZE  # top-left corners range over 0.._SIDE
 _OFFSETS = (np.arange(OBJECT_SIZE) - (OBJECT_SIZE - 1) / 2) ** 2  # squared distances of pixel centres
 _DISK = np.add.outer(_OFFSETS, _OFFSETS) <= (OBJECT_SIZE / 2) ** 2  # a disk of diameter OBJECT_SIZE
@@ -163,30 +162,6 @@ def generate(images: int, seed: int = 0, stream: int = 0) -> SortOfClevr:
         answers,
         image_index,
     )
-
-
-def parse_options(text: str) -> dict[str, int]:
-    """``train=N,test=M,seed=S`` (any subset, any order) over :data:`DEFAULTS`; a one-line error otherwise."""
-    options = dict(DEFAULTS)
-    seen: set[str] = set()
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in DEFAULTS:
-            raise ConfigError(f"sort-of-clevr: option {item!r}; expected train=N, test=M or seed=S")
-        if key in seen:
-            raise ConfigError(f"sort-of-clevr: option {key} given twice")
-        seen.add(key)
-        value = value.strip()
-        if not value.isascii() or not value.isdigit() or len(value) > 12:
-            raise ConfigError(f"sort-of-clevr: {key}={value!r} must be a non-negative integer")
-        options[key] = int(value)
-    for key in ("train", "test"):
-        if not 1 <= options[key] <= MAX_IMAGES:
-            raise ConfigError(f"sort-of-clevr: {key}={options[key]:,} must be in 1..{MAX_IMAGES:,}")
-    if options["train"] < 10:
-        raise ConfigError(f"sort-of-clevr: train={options['train']} leaves no validation images; give at least 10")
-    return options
 
 
 def _split(data: SortOfClevr, vocab: tuple[str, ...], input_size: int, width: int | None = None) -> Split:

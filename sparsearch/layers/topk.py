@@ -151,6 +151,7 @@ class TopKBottleneck(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.cardinality, self.width, self.k, self.stride = cardinality, width, k, stride
         self.experts = experts
+        self.active_experts = experts  # a supernet runs the first n (set_experts)
         self.execution = execution
         inner = cardinality * width
         if experts == 1:
@@ -194,6 +195,42 @@ class TopKBottleneck(nn.Module):
             raise ValueError(f"constant routing cannot rank paths; use k == {self.cardinality}, got {k=}")
         self.k = self.gate.k = self.gate.routing.k = k
 
+    def set_experts(self, n: int) -> None:
+        """Mix the first ``n`` experts of each path convolution from now on (a supernet's elastic expert
+        count): their routing is the router's first n logits normalised, and ``n = 1`` runs the first
+        expert's kernel alone, as a block built with one expert would. The unused experts get weight 0,
+        so every form (masked, sparse, exported) computes Σ_{i<n} α_i W_i exactly."""
+        if not 1 <= n <= self.experts:
+            raise ValueError(f"experts={n} must be in 1..{self.experts} (the experts this block was built with)")
+        self.active_experts = n
+
+    def set_routing(self, name: str) -> None:
+        """Rank paths with routing function ``name`` from now on, on the gate's one trunk (a supernet's
+        routing heads share it); a routing function whose parameters differ from the trunk's is refused."""
+        current = self.gate.routing
+        if name == current.name:
+            return
+        new = create_routing(
+            name, current.in_features, current.num_experts, channels=current.channels, hidden=current.hidden, k=self.k
+        )
+        if {n: p.shape for n, p in new.named_parameters()} != {n: p.shape for n, p in current.named_parameters()}:
+            raise ValueError(f"routing {name!r} cannot share the gate trunk of routing {current.name!r}")
+        if new.has_parameters:
+            new.trunk = current.trunk
+        self.gate.routing = new
+
+    def expert_weights(self, x: Tensor) -> Tensor | None:
+        """(B, experts) CondConv routing weights of the block input, 0 past the active count; None for
+        plain path convolutions."""
+        if self.expert_router is None:
+            return None
+        n, router = self.active_experts, self.expert_router
+        if n == self.experts:
+            return router(x.mean(dim=(2, 3))).weights
+        features = x.mean(dim=(2, 3))
+        alpha = features.new_ones(x.shape[0], 1) if n == 1 else router.normalise(router.logits(features)[:, :n])
+        return F.pad(alpha, (0, self.experts - n))
+
     @property
     def execution(self) -> str:
         return self._execution
@@ -209,7 +246,7 @@ class TopKBottleneck(nn.Module):
         self.last_gates = gates
         # Importance = summed gate values per path over the batch (seed 000, App. C).
         self.balance_loss = cv_squared(gates.weights.sum(dim=0))
-        alpha = None if self.expert_router is None else self.expert_router(x.mean(dim=(2, 3))).weights
+        alpha = self.expert_weights(x)
         if self._execution == "masked" or (self.training and self.k == self.cardinality):
             return F.relu(self.bn_expand(self._masked_paths(x, gates, alpha)) + self.shortcut(x))
         return self._sparse_tail(x, *self._sparse_paths(x, gates, alpha))

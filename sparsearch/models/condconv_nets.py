@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from sparsearch.config.condnet import CondNetConfig, LayerSpec, condnet_plan
 from sparsearch.layers import CondConv2d, CondLinear, create_routing
+from sparsearch.layers.pool import ChannelsLastMaxPool2d
 from sparsearch.models.network import Network
 from sparsearch.models.registry import register_builder
 
@@ -75,7 +76,7 @@ class CondNet(Network):
         self.config = config
         layers, head_in = condnet_plan(config)
         self.layers = nn.ModuleList(CondNetBlock(spec, config.experts, config.routing) for spec in layers)
-        self.pool = nn.MaxPool2d(3, 2, 1) if config.arch == "resnet50" else nn.Identity()
+        self.pool = ChannelsLastMaxPool2d(3, 2, 1) if config.arch == "resnet50" else nn.Identity()
         if config.experts > 1:
             self.classifier: nn.Module = CondLinear(
                 head_in, config.num_classes, num_experts=config.experts, routing=config.routing

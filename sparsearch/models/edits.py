@@ -165,7 +165,7 @@ def _keep_experts(host: nn.Module, keep: list[int]) -> None:
         host.router = SelectedRouting(host.router, keep)
     elif isinstance(host, TopKBottleneck):
         host.expert_router = SelectedRouting(host.expert_router, keep)
-        host.experts = len(keep)
+        host.experts = host.active_experts = len(keep)
     else:
         host.router = SelectedRouting(host.router, keep)
 
@@ -210,7 +210,7 @@ def _fold(model: nn.Module, name: str, host: nn.Module, alpha: Tensor) -> None:
     for layer_name in layers:
         _set_submodule(host, layer_name, _folded(_layer(host, layer_name), alpha))
     if isinstance(host, TopKBottleneck):
-        host.expert_router, host.experts = None, 1
+        host.expert_router, host.experts, host.active_experts = None, 1, 1
     else:
         host.router = None
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from sparsearch.config import NetConfig, Plan, plan
 from sparsearch.layers import GateConnectModule, TopKBottleneck
+from sparsearch.layers.pool import ChannelsLastMaxPool2d
 from sparsearch.models.network import Network
 from sparsearch.models.registry import register_builder
 
@@ -43,7 +44,7 @@ class SparseResNeXt(Network):
             nn.ReLU(inplace=True),
         )
         if c.stem_pool:
-            self.stem.append(nn.MaxPool2d(3, 2, 1))
+            self.stem.append(ChannelsLastMaxPool2d(3, 2, 1))
         self.blocks = nn.ModuleDict()
         for b in self.plan.blocks:
             s = b.stage
@@ -108,10 +109,14 @@ class SparseResNeXt(Network):
         return sum(terms) if terms else 0.0
 
     def set_knobs(self, config: NetConfig) -> None:
-        """The k and fan-in of ``config`` on every block (a configuration of the same shapes)."""
+        """The knobs of ``config`` on every block (a configuration of the same shapes): k and fan-in, and
+        the experts (at most those built) and routing of top-k blocks (see ``TopKBottleneck.set_experts``
+        and ``set_routing``)."""
         for b in plan(config).blocks:
             block = self.blocks[b.name.replace(".", "_")]
             if isinstance(block, TopKBottleneck):
+                block.set_experts(b.experts)
+                block.set_routing(b.routing)
                 block.set_k(b.k)
             elif isinstance(block, GateConnectModule):
                 block.set_fan_in(b.fan_in)

@@ -134,12 +134,23 @@ def _fidelity_section(fidelity: dict[str, Any] | None, study: str) -> list[str]:
         f"| regret: best stand-alone of the sample minus the recommended trial {fidelity['recommended']}'s | "
         f"{_figure(fidelity['regret'])} |",
     ]
+    versus = fidelity.get("pick_vs_uniform")  # validations before it was measured lack it
+    if versus and versus["difference"] is not None:
+        lines.append(
+            f"| the pick (trial {versus['pick']}) minus {versus['uniform_label']} at equal cost, stand-alone | "
+            f"{_figure(versus['difference'])} |"
+        )
     if r["median_standard_error"] is not None:
         lines += [
             "",
             f"The ground truth's own noise: median standard error of a configuration's mean "
             f"{r['median_standard_error']:.4f} (seed standard deviation {r['median_seed_std']:.4f}), against a "
-            f"median difference of {r['median_pair_difference']:.4f} between two configurations.",
+            f"median difference of {r['median_pair_difference']:.4f} between two configurations."
+            + (
+                ""
+                if r.get("minimum_detectable_difference") is None
+                else f" Minimum detectable difference: {r['minimum_detectable_difference']:.4f}."
+            ),
         ]
     return [*lines, "", f"**{fidelity['verdict']}**"]
 

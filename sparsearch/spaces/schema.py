@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from sparsearch.config import NetworkFamily, layout, model_names, routing_names
+from sparsearch.config import ELASTIC, NetworkFamily, layout, model_names, routing_names
+from sparsearch.config.sort_of_clevr import parse_options
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, read_capped, shown
 from sparsearch.spaces.space import DATASETS, EXPERT_COUNTS, KNOBS, Knob, Proxy, Space, knob_units
@@ -64,7 +65,12 @@ FIELDS = (
         "See docs/own-network.md.",
     ),
     Field("proxy", "mapping", "{}", "The network and data that estimate accuracy on a small machine."),
-    Field("proxy.dataset", "string", "digits", f"Proxy data: {', '.join(DATASETS)} (`--data` overrides it)."),
+    Field(
+        "proxy.dataset",
+        "string",
+        "digits",
+        f"Proxy data: {', '.join(DATASETS)}, or `sort-of-clevr:train=N,test=M,seed=S` (`--data` overrides it).",
+    ),
     Field("proxy.input_size", "integer >= 8", "the target's", "Proxy input resolution."),
     Field(
         "proxy.width",
@@ -103,6 +109,15 @@ FIELDS = (
         "routing: routing function names.",
     ),
     Field("knobs.<knob>.stages", "list of stage names", "every stage", "The stages that search this knob."),
+    Field(
+        "knobs.<knob>.shared",
+        "boolean",
+        "false",
+        "experts, routing: one supernet holds every value (`--eval supernet`): the first n of the largest "
+        "expert count, each routing function on the gate's one trunk. Else each structure trains a supernet "
+        "of its own. k and fan_in always share. Families that switch them in place: the ResNeXt family and "
+        "the CNN + Relation Network.",
+    ),
 )
 
 KNOB_DOCS = {
@@ -330,8 +345,14 @@ class _Validator:
         if "pretrained" in data:
             self.fail("proxy.pretrained", "applies to a user's network (target.factory); a layout trains from scratch")
         dataset = data.get("dataset", "digits")
-        if dataset not in DATASETS:
+        name, sep, options = dataset.partition(":") if isinstance(dataset, str) else (dataset, "", "")
+        if name not in DATASETS or (sep and name != "sort-of-clevr"):
             self.fail("proxy.dataset", f"{shown(dataset)} is not a dataset; allowed: {', '.join(DATASETS)}")
+        if sep:
+            try:
+                parse_options(options)
+            except ConfigError as err:
+                self.fail("proxy.dataset", str(err))
         width = data.get("width", 1.0)
         if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width <= 1:
             self.fail("proxy.width", f"expected a number in (0, 1], got {shown(width)}")
@@ -387,7 +408,17 @@ class _Validator:
                         f"{key}.choices",
                         "noisy_topk routes paths, not CondConv experts; allowed: relu_l1, sigmoid, softmax",
                     )
-        return Knob(name, per, tuple(stages), values)
+        shared = data.get("shared", name in ELASTIC)
+        if not isinstance(shared, bool):
+            self.fail(f"{key}.shared", f"expected true or false, got {shown(shared)}")
+        if name in ELASTIC and not shared:
+            self.fail(f"{key}.shared", f"{name} changes which parts run, not the weights: it always shares")
+        if shared and name not in target.shareable_knobs():
+            self.fail(
+                f"{key}.shared",
+                f"{target.description} cannot switch {name} in place; allowed: {', '.join(target.shareable_knobs())}",
+            )
+        return Knob(name, per, tuple(stages), values, shared)
 
     def _values(self, name: str, key: str, data: dict, cardinality: int, stage: str) -> tuple:
         if name == "routing":

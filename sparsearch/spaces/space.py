@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sparsearch.config import KNOBS, NetworkFamily, UserNetConfig, layout
+from sparsearch.config import ELASTIC, KNOBS, NetworkFamily, UserNetConfig, layout
 from sparsearch.errors import ConfigError
 
 __all__ = [
@@ -63,6 +63,7 @@ class Knob:
     per: str  # "stage" or "block"
     stages: tuple[str, ...]  # stages it applies to; the others keep the knob off
     values: dict[str, tuple]  # stage name -> allowed values
+    shared: bool = False  # one supernet holds every value (k and fan-in always do)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,12 @@ class Space:
                     key = ParamKey(unit.name, knob.name, block)
                     keys[str(key)] = key
         return keys
+
+    @property
+    def shared_knobs(self) -> frozenset[str]:
+        """The knobs one weight-sharing supernet holds every value of: k and fan-in, and the structural
+        knobs the space marks ``shared``; each other structural choice needs a supernet of its own."""
+        return frozenset(ELASTIC) | {k.name for k in self.knobs if k.shared}
 
     def param_key(self, name: str) -> ParamKey:
         """The typed key of parameter ``name``."""

@@ -4,7 +4,10 @@
 weights: one network trained while they are sampled per step (a supernet) holds every setting of them.
 **Structural** knobs (CondConv ``experts``, gate ``routing``) change the weights themselves: each
 structural choice gets a supernet of its own. A structure sets every structural knob of every stage to
-one value (``routing=softmax,experts=1``), so a handful of supernets covers the study.
+one value (``routing=softmax,experts=1``), so a handful of supernets covers the study. A space may mark a
+structural knob ``shared`` where its family switches it in place (the ResNeXt family: the first n of the
+largest expert count, each routing function on the gate's one trunk): then one supernet holds every
+value of it, and it is sampled per step and searched per stage like k (``Space.shared_knobs``).
 
 **References** are the hand-designed configurations every study runs first so that the search can be
 compared with them at equal FLOPs: uniform k = C, C/2, C/4 (and fan-in K = C, C/2, C/4), with the
@@ -30,13 +33,30 @@ __all__ = [
     "candidate_structures",
     "choose_structures",
     "elastic_parameters",
+    "reference_structure",
     "references",
+    "supernet_values",
 ]
 
 
 def elastic_parameters(space: Space) -> dict[str, tuple]:
-    """The parameters a supernet samples per step, with their allowed values."""
-    return {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in ELASTIC}
+    """The parameters a supernet samples per step (k, fan-in and the shared structural knobs), with
+    their allowed values."""
+    shared = space.shared_knobs
+    return {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in shared}
+
+
+def supernet_values(space: Space) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The largest and the smallest setting of the sampled parameters (the sandwich's two ends): k,
+    fan-in and experts at their maximum and minimum; a shared routing at its first choice in both (the
+    supernet is built at the largest, so its gates have the first routing's trunk)."""
+    largest, smallest = {}, {}
+    for key, allowed in elastic_parameters(space).items():
+        if knob_of(key) == "routing":
+            largest[key] = smallest[key] = allowed[0]
+        else:
+            largest[key], smallest[key] = max(allowed), min(allowed)
+    return largest, smallest
 
 
 @dataclass(frozen=True)
@@ -75,7 +95,7 @@ def candidate_structures(space: Space) -> list[Structure]:
     options: dict[str, list] = {}
     for key, allowed in space.parameters().items():
         knob = knob_of(key)
-        if knob in ELASTIC:
+        if knob in space.shared_knobs:
             continue
         options[knob] = [v for v in options.get(knob, allowed) if v in allowed]
     for knob, values in options.items():
@@ -101,6 +121,17 @@ def choose_structures(space: Space, count: int, seed: int) -> list[Structure]:
     return [first, *rest[: count - 1]]
 
 
+def reference_structure(space: Space) -> dict[str, Any]:
+    """Every structural parameter at its reference value, shared or not: the first routing choice and
+    the fewest experts each stage allows."""
+    values = candidate_structures(space)[0].values(space)
+    for key, allowed in space.parameters().items():
+        knob = knob_of(key)
+        if knob in space.shared_knobs and knob not in ELASTIC:
+            values[key] = min(allowed) if knob == "experts" else allowed[0]
+    return values
+
+
 @dataclass(frozen=True)
 class Reference:
     name: str  # "uniform k = C/2"
@@ -109,15 +140,15 @@ class Reference:
 
 def references(space: Space) -> list[Reference]:
     """Uniform k (and fan-in) at C, C/2 and C/4 with the reference structure; none without k or fan-in."""
-    elastic = elastic_parameters(space)
-    if not elastic:
+    amounts = {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in ELASTIC}
+    if not amounts:
         return []
-    base = candidate_structures(space)[0].values(space)
-    knobs = sorted({knob_of(key) for key in elastic})
+    base = reference_structure(space)
+    knobs = sorted({knob_of(key) for key in amounts})
     out = []
     for divisor, label in ((1, "C"), (2, "C/2"), (4, "C/4")):
         values = dict(base)
-        for key, allowed in elastic.items():
+        for key, allowed in amounts.items():
             goal = max(allowed) / divisor  # the cardinality C over the divisor
             values[key] = min(allowed, key=lambda v, goal=goal: (abs(v - goal), v))
         names = " and ".join(f"{'k' if k == 'k' else 'fan-in K'} = {label}" for k in knobs)

@@ -1,7 +1,9 @@
 """Weight-sharing supernets: one network per structure, trained once while k and K are sampled per step.
 
 A supernet is the space's proxy network at the structure's routing and experts, built with k = C (and
-K = C). Each training step runs configurations drawn by the sampling rule (:class:`Sampling`):
+K = C). Structural knobs the space shares (``shared: true``) are sampled per step like k: the network is
+built with the most experts and the first routing choice, and ``set_knobs`` switches both in place.
+Each training step runs configurations drawn by the sampling rule (:class:`Sampling`):
 
 - ``sandwich`` (the default; Yu et al. 2020, BigNAS): the largest configuration (every elastic knob at
   its maximum), the smallest (every one at its minimum) and ``random`` configurations drawn uniformly,
@@ -42,7 +44,7 @@ from sparsearch.errors import ConfigError
 from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_
 from sparsearch.models import find_network
 from sparsearch.spaces import Space
-from sparsearch.study.structure import Structure, elastic_parameters
+from sparsearch.study.structure import Structure, elastic_parameters, supernet_values
 from sparsearch.train.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
 from sparsearch.train.loop import (
     EvalResult,
@@ -155,8 +157,9 @@ class Supernet:
         """Build the supernet of ``structure`` and train it, running the configurations of ``sampling``."""
         settings = replace(settings, gate_phases=LEARN_GATES_THROUGHOUT)
         elastic = elastic_parameters(space)
-        values = {**structure.values(space), **{key: max(allowed) for key, allowed in elastic.items()}}
-        smallest = {**values, **{key: min(allowed) for key, allowed in elastic.items()}}
+        largest, smallest = supernet_values(space)
+        values = {**structure.values(space), **largest}
+        smallest = {**values, **smallest}
         spec, datasets, model = build_run(space, values, settings, data=data)
         generator = torch.Generator().manual_seed(settings.seed + 1)
 

@@ -15,7 +15,6 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from sparsearch.config import ELASTIC
 from sparsearch.errors import ConfigError
 from sparsearch.spaces import Space
 from sparsearch.spaces.space import knob_of
@@ -44,7 +43,7 @@ class SupernetEvaluator(Evaluator):
     @classmethod
     def queued_params(cls, space: Space, values: dict[str, Any]) -> dict[str, Any]:
         """The structure is one categorical parameter (the reference structure); the elastic knobs the others."""
-        params = {k: v for k, v in values.items() if knob_of(k) in ELASTIC}
+        params = {k: v for k, v in values.items() if knob_of(k) in space.shared_knobs}
         params["structure"] = candidate_structures(space)[0].label
         return params
 

@@ -12,8 +12,10 @@ the figures of :mod:`sparsearch.study.fidelity` are stored as ``fidelity``.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -22,10 +24,15 @@ import numpy as np
 import optuna
 import torch
 from optuna.trial import TrialState
+from scipy import stats
 
+from sparsearch.config import ELASTIC
+from sparsearch.cost import count
 from sparsearch.data import data_task
 from sparsearch.errors import ConfigError
 from sparsearch.limits import check_int
+from sparsearch.spaces import Space
+from sparsearch.spaces.space import knob_of
 from sparsearch.study.fidelity import Measured, fidelity
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
@@ -33,12 +40,13 @@ from sparsearch.study.queue import require_named_plugin
 from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import sqlite_file
+from sparsearch.study.structure import reference_structure
 from sparsearch.train.loop import evaluate, fit, resolve_device
 from sparsearch.train.machine import describe_machine
 from sparsearch.train.run import build_run
 from sparsearch.train.settings import default_settings
 
-__all__ = ["Candidate", "ValidationSettings", "choose", "run_validation"]
+__all__ = ["Candidate", "ValidationSettings", "choose", "run_validation", "uniform_partner", "welch_interval"]
 
 ATTR_RUN = "validation:"  # study user attributes: one per finished stand-alone training, by key
 ATTR_FIDELITY = "fidelity"  # study user attribute: the figures and how they were made
@@ -157,6 +165,68 @@ def _key(number: int, seed: int, epochs: int) -> str:
     return f"trial{number}-seed{seed}-epochs{epochs}"
 
 
+def _uniform_key(values: dict[str, Any], seed: int, epochs: int) -> str:
+    amounts = "-".join(f"{v}" for key, v in sorted(values.items()) if knob_of(key) in ELASTIC)
+    return f"uniform{zlib.crc32(amounts.encode()):08x}-seed{seed}-epochs{epochs}"
+
+
+def uniform_partner(space: Space, flops: int) -> tuple[dict[str, Any], int, str]:
+    """The uniform configuration whose target costs nearest ``flops``: every k (fan-in) at one fraction
+    of its C, the reference structure; with its FLOPs and a label (``uniform k = 6/12``). The fractions
+    tried are those the space allows anywhere (the cheaper on a tie)."""
+    amounts = {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in ELASTIC}
+    if not amounts:
+        raise ConfigError(f"space {space.name} searches no k or fan-in: no uniform configuration to compare with")
+    base = reference_structure(space)
+    fractions = sorted({v / max(allowed) for allowed in amounts.values() for v in allowed})
+    best = None
+    for fraction in fractions:
+        values = dict(base)
+        for key, allowed in amounts.items():
+            goal = fraction * max(allowed)
+            values[key] = min(allowed, key=lambda v, goal=goal: (abs(v - goal), v))
+        cost = count(space.target_config(values)).executed_flops
+        if best is None or (abs(cost - flops), cost) < (abs(best[1] - flops), best[1]):
+            widest = max(max(allowed) for allowed in amounts.values())
+            knobs = " and ".join(sorted({"k" if knob_of(k) == "k" else "fan-in K" for k in amounts}))
+            best = (values, cost, f"uniform {knobs} = {fraction * widest:g}/{widest}")
+    assert best is not None
+    return best
+
+
+def welch_interval(a: tuple[float, ...], b: tuple[float, ...], level: float = 0.95) -> dict[str, float] | None:
+    """mean(a) - mean(b) with its Welch t interval (None with fewer than 2 seeds on a side)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    difference = float(np.mean(a) - np.mean(b))
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"value": difference, "low": difference, "high": difference}
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return {"value": difference, "low": difference - half, "high": difference + half}
+
+
+def pick_sentence(comparison: dict[str, Any]) -> str:
+    """The study's pick against the uniform configuration of equal cost, in one sentence."""
+    d = comparison["difference"]
+    seeds = len(comparison["pick_accuracies"])
+    head = (
+        f" The study's pick (trial {comparison['pick']}, {comparison['pick_flops'] / 1e6:,.1f} MFLOPs) against "
+        f"{comparison['uniform_label']} ({comparison['uniform_flops'] / 1e6:,.1f} MFLOPs), {seeds} seed(s) each: "
+    )
+    if comparison["same"]:
+        return head + "the pick is that uniform configuration."
+    if d is None:
+        return (
+            head
+            + f"{100 * (comparison['pick_mean'] - comparison['uniform_mean']):+.1f} points (one seed: no interval)."
+        )
+    verdict = "ahead" if d["low"] > 0 else "behind" if d["high"] < 0 else "a tie within the seeds' noise"
+    return head + f"{100 * d['value']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}], {verdict}."
+
+
 def _accuracies(done: dict[str, Any], number: int, seeds: list[int], epochs: int) -> tuple[float, ...]:
     return tuple(done[_key(number, seed, epochs)]["test_accuracy"] for seed in seeds)
 
@@ -228,8 +298,14 @@ def run_validation(
     seeds = [study_settings.seed + i for i in range(settings.seeds)]
     say = log or (lambda message: None)
     stored = _stored(study)
-    wanted = [(_key(c.number, seed, epochs), c, seed) for c, _ in chosen for seed in seeds]
-    todo = [(key, c, seed) for key, c, seed in wanted if key not in stored]
+    picked = recommended(pool)
+    uniform, uniform_flops, uniform_label = uniform_partner(space, picked.flops)
+    wanted = [(_key(c.number, seed, epochs), c.values, seed) for c, _ in chosen for seed in seeds]
+    uniform_keys = [_uniform_key(uniform, seed, epochs) for seed in seeds]
+    same = uniform == picked.values
+    if not same:
+        wanted += [(key, uniform, seed) for key, seed in zip(uniform_keys, seeds, strict=True)]
+    todo = [(key, values, seed) for key, values, seed in wanted if key not in stored]
     total = len(wanted)
     if todo:
         say(
@@ -237,17 +313,17 @@ def run_validation(
             f"({jobs} at a time, {epochs} epoch(s) each)"
         )
     if jobs == 1:
-        for i, (key, c, seed) in enumerate(todo, 1):
-            say(f"[{i}/{len(todo)}] training trial {c.number} stand-alone, seed {seed}")
-            result = _train_one(study_settings, space, c.values, seed, epochs, target)
+        for i, (key, values, seed) in enumerate(todo, 1):
+            say(f"[{i}/{len(todo)}] training {key.partition('-seed')[0]} stand-alone, seed {seed}")
+            result = _train_one(study_settings, space, values, seed, epochs, target)
             study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})  # kept at once
     elif todo:
         threads = max(1, torch.get_num_threads() // jobs)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool_:
             futures = [
-                pool_.submit(_train_and_store, storage_url, name, key, c.values, seed, epochs, str(target), threads)
-                for key, c, seed in todo
+                pool_.submit(_train_and_store, storage_url, name, key, values, seed, epochs, str(target), threads)
+                for key, values, seed in todo
             ]
             for i, future in enumerate(as_completed(futures), 1):
                 say(f"[{i}/{len(todo)}] stored {future.result()}")
@@ -258,10 +334,26 @@ def run_validation(
         )
         for c, _ in chosen
     ]
-    picked = recommended(pool)
     figures = fidelity(rows, picked=str(picked.number), tolerance=settings.tolerance)
+    pick_row = next(row for row in rows if row.key == str(picked.number))
+    uniform_accuracies = pick_row.accuracies if same else tuple(done[key]["test_accuracy"] for key in uniform_keys)
+    comparison = {
+        "pick": picked.number,
+        "pick_flops": picked.flops,
+        "pick_accuracies": list(pick_row.accuracies),
+        "pick_mean": pick_row.accuracy,
+        "uniform": uniform,
+        "uniform_label": uniform_label,
+        "uniform_flops": uniform_flops,
+        "uniform_accuracies": list(uniform_accuracies),
+        "uniform_mean": float(np.mean(uniform_accuracies)),
+        "same": same,
+        "difference": None if same else welch_interval(pick_row.accuracies, uniform_accuracies),
+    }
+    figures["verdict"] += pick_sentence(comparison)
     result = {
         **figures,
+        "pick_vs_uniform": comparison,
         "settings": asdict(settings),
         "split": "test",
         "recommended": picked.number,

@@ -37,8 +37,17 @@ def test_validation_trains_each_chosen_configuration_per_seed_and_stores_the_fig
     assert result["recommended"] in validated
     stored = optuna.load_study(study_name="tiny", storage=study).user_attrs
     assert stored["fidelity"] == json.loads(json.dumps(result))
+    versus = result["pick_vs_uniform"]
+    uniform_trainings = 0 if versus["same"] else 2
+    assert len([line for line in lines if "training uniform" in line]) == uniform_trainings
+    assert versus["pick"] == result["recommended"] and versus["uniform_label"].startswith("uniform k = ")
+    assert len(versus["uniform_accuracies"]) == 2 and "The study's pick (trial" in result["verdict"]
+    if not versus["same"]:
+        d = versus["difference"]
+        assert d["low"] <= d["value"] <= d["high"]
+        assert d["value"] == pytest.approx(versus["pick_mean"] - versus["uniform_mean"])
     runs = {k: v for k, v in stored.items() if k.startswith("validation:")}
-    assert len(runs) == 6
+    assert len(runs) == 6 + uniform_trainings
     for run in runs.values():
         assert 0.0 <= run["test_accuracy"] <= 1.0 and run["test_examples"] == 360  # digits' test split
 
@@ -75,3 +84,22 @@ def test_parallel_jobs_store_every_training(study) -> None:
     assert len([line for line in lines if line.startswith("[") and "stored" in line]) == len(after) - len(before)
     again = run_validation(study, "tiny", ValidationSettings(configs=5, seeds=2), device="cpu")
     assert again["configurations"] == 5
+
+
+def test_the_uniform_partner_is_the_uniform_k_of_nearest_cost_and_the_interval_is_welchs() -> None:
+    from scipy import stats
+
+    from sparsearch.cost import count
+    from sparsearch.study.validate import uniform_partner, welch_interval
+    from tests.study.helpers import tiny_space
+
+    space = tiny_space()
+    half = space.expand({"k": 6, "routing": "softmax"})
+    flops = count(space.target_config(half)).executed_flops
+    values, cost, label = uniform_partner(space, flops + 1)
+    assert values == half and cost == flops and label == "uniform k = 6/12"
+    a, b = (0.80, 0.82, 0.81), (0.70, 0.74, 0.72)
+    d = welch_interval(a, b)
+    welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d["value"] == pytest.approx(0.09) and (d["low"], d["high"]) == pytest.approx((welch.low, welch.high))
+    assert welch_interval((0.5,), b) is None

@@ -18,19 +18,20 @@ $(BIN)/sparsearch: pyproject.toml
 study: $(BIN)/sparsearch
 	$(BIN)/sparsearch study --budget 50GFLOPs
 
+# Every test but the slow tier (about 12 minutes on 2 idle cores); CI runs it, then `make test-slow`.
 test: $(BIN)/sparsearch
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow" --durations=15
 
 # The fast tier for the edit-test loop (about 35 s on 2 idle cores; it prints its 10 slowest tests):
-# unit tests without processes, servers, studies, trainings or site builds. `make test` runs
-# everything; CI runs `make test`.
+# unit tests without processes, servers, studies, trainings or site builds.
 check: $(BIN)/sparsearch
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m "not slow and not integration" --durations=10
 
+# The slow tier: the wheel build, the benchmark scripts, the longest doc pages' commands.
 test-slow: $(BIN)/sparsearch
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow --durations=10
 
 lint: $(BIN)/sparsearch
 	$(BIN)/ruff check .

@@ -129,7 +129,17 @@ def _parse(command: str) -> None:
     sub.make_context(args[1], args[2:], parent=ctx)  # raises on an unknown option or a bad value
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_COMMANDS, ids=[str(p.relative_to(ROOT)) for p in PAGES_WITH_COMMANDS])
+# Pages whose runnable commands take most of a minute on 2 cores (each trains or compacts networks):
+# they run in `make test-slow` (CI runs both tiers), which keeps `make test` well under 15 minutes.
+SLOW_PAGES = ("README.md", "docs/quickstart.md", "docs/own-network.md", "docs/compaction.md")
+
+
+def _page_param(page: Path):
+    name = str(page.relative_to(ROOT))
+    return pytest.param(page, id=name, marks=[pytest.mark.slow] if name in SLOW_PAGES else [])
+
+
+@pytest.mark.parametrize("page", [_page_param(p) for p in PAGES_WITH_COMMANDS])
 def test_page_commands_run(page: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     skipped: set[str] = set()  # outputs of the commands that were only parsed

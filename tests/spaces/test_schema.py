@@ -102,12 +102,31 @@ def _error(text: str) -> str:
         (("{per: stage, min: 2", "{stages: [], min: 2"), "bad.yaml: knobs.k.stages: expected a non-empty list"),
         (("{choices: [softmax, relu_l1]}", "{choices: [constant]}"), "is not a routing function that ranks"),
         (("width: 0.5", "width: 2"), "bad.yaml: proxy.width: expected a number in (0, 1], got 2"),
+        (
+            ("dataset: easy-vqa", "dataset: 'sort-of-clevr:train=5'"),
+            "bad.yaml: proxy.dataset: sort-of-clevr: train=5 leaves no validation images",
+        ),
+        (
+            ("dataset: easy-vqa", "dataset: 'sort-of-clevr:size=5'"),
+            "bad.yaml: proxy.dataset: sort-of-clevr: option 'size=5'; expected train=N, test=M or seed=S",
+        ),
+        (("dataset: easy-vqa", "dataset: 'digits:x=1'"), "bad.yaml: proxy.dataset: 'digits:x=1' is not a dataset"),
+        (("dataset: easy-vqa", "dataset: [1]"), "bad.yaml: proxy.dataset: [1] is not a dataset"),
+        (
+            ("  routing: {choices: [softmax, relu_l1]}", "  routing: {choices: [softmax, relu_l1], shared: 1}"),
+            "bad.yaml: knobs.routing.shared: expected true or false, got 1",
+        ),
     ],
 )
 def test_bad_spaces_name_file_key_and_allowed_values(change: tuple[str, str], message: str) -> None:
     old, new = change
     assert old in GOOD
     assert message in _error(GOOD.replace(old, new))
+
+
+def test_a_proxy_dataset_may_carry_sort_of_clevr_sizes() -> None:
+    text = GOOD.replace("dataset: easy-vqa", "dataset: 'sort-of-clevr:train=300,test=50'")
+    assert parse_space(text, "x.yaml").proxy.dataset == "sort-of-clevr:train=300,test=50"
 
 
 def test_structural_errors() -> None:

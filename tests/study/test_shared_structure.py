@@ -45,6 +45,7 @@ def test_one_structure_holds_every_value_and_the_references_keep_the_reference_s
         assert {v for key, v in ref.values.items() if key.endswith(".routing")} == {"softmax"}
 
 
+@pytest.mark.integration
 def test_training_switches_experts_and_routing_per_step(monkeypatch) -> None:
     import sparsearch.study.supernet as module
 
@@ -64,6 +65,7 @@ def test_training_switches_experts_and_routing_per_step(monkeypatch) -> None:
     assert all(b.experts == 4 for b in net.model.modules() if isinstance(b, TopKBottleneck))
 
 
+@pytest.mark.integration
 def test_a_whole_study_searches_experts_and_routing_on_one_supernet(tmp_path) -> None:
     space = _space()
     settings = tiny_settings(10**12, space=space.name, space_text=SHARED, space_source="tiny_shared.yaml", trials=8)

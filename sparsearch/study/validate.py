@@ -300,12 +300,12 @@ def run_validation(
     stored = _stored(study)
     picked = recommended(pool)
     uniform, uniform_flops, uniform_label = uniform_partner(space, picked.flops)
-    wanted = [(_key(c.number, seed, epochs), c.values, seed) for c, _ in chosen for seed in seeds]
+    wanted = [(_key(c.number, seed, epochs), f"trial {c.number}", c.values, seed) for c, _ in chosen for seed in seeds]
     uniform_keys = [_uniform_key(uniform, seed, epochs) for seed in seeds]
     same = uniform == picked.values
     if not same:
-        wanted += [(key, uniform, seed) for key, seed in zip(uniform_keys, seeds, strict=True)]
-    todo = [(key, values, seed) for key, values, seed in wanted if key not in stored]
+        wanted += [(key, uniform_label, uniform, seed) for key, seed in zip(uniform_keys, seeds, strict=True)]
+    todo = [(key, label, values, seed) for key, label, values, seed in wanted if key not in stored]
     total = len(wanted)
     if todo:
         say(
@@ -313,8 +313,8 @@ def run_validation(
             f"({jobs} at a time, {epochs} epoch(s) each)"
         )
     if jobs == 1:
-        for i, (key, values, seed) in enumerate(todo, 1):
-            say(f"[{i}/{len(todo)}] training {key.partition('-seed')[0]} stand-alone, seed {seed}")
+        for i, (key, label, values, seed) in enumerate(todo, 1):
+            say(f"[{i}/{len(todo)}] training {label} stand-alone, seed {seed}")
             result = _train_one(study_settings, space, values, seed, epochs, target)
             study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})  # kept at once
     elif todo:
@@ -323,7 +323,7 @@ def run_validation(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool_:
             futures = [
                 pool_.submit(_train_and_store, storage_url, name, key, values, seed, epochs, str(target), threads)
-                for key, values, seed in todo
+                for key, _, values, seed in todo
             ]
             for i, future in enumerate(as_completed(futures), 1):
                 say(f"[{i}/{len(todo)}] stored {future.result()}")
@@ -370,7 +370,7 @@ def run_validation(
             for (c, why), row in zip(chosen, rows, strict=True)
         ],
         "machine": describe_machine(target),
-        "training_seconds": float(np.median([done[k]["seconds"] for k, _, _ in wanted])),
+        "training_seconds": float(np.median([done[k]["seconds"] for k, *_ in wanted])),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     study.set_user_attr(ATTR_FIDELITY, result)

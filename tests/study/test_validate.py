@@ -39,7 +39,7 @@ def test_validation_trains_each_chosen_configuration_per_seed_and_stores_the_fig
     assert stored["fidelity"] == json.loads(json.dumps(result))
     versus = result["pick_vs_uniform"]
     uniform_trainings = 0 if versus["same"] else 2
-    assert len([line for line in lines if "training uniform" in line]) == uniform_trainings
+    assert len([line for line in lines if "training uniform k = " in line]) == uniform_trainings
     assert versus["pick"] == result["recommended"] and versus["uniform_label"].startswith("uniform k = ")
     assert len(versus["uniform_accuracies"]) == 2 and "The study's pick (trial" in result["verdict"]
     if not versus["same"]:

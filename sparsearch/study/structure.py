@@ -30,12 +30,15 @@ __all__ = [
     "ELASTIC",
     "Reference",
     "Structure",
+    "amount_parameters",
     "candidate_structures",
     "choose_structures",
     "elastic_parameters",
     "reference_structure",
     "references",
     "supernet_values",
+    "uniform_label",
+    "uniform_values",
 ]
 
 
@@ -138,22 +141,35 @@ class Reference:
     values: dict[str, Any]  # every parameter of the space
 
 
+def amount_parameters(space: Space) -> dict[str, tuple]:
+    """The k and fan-in parameters of ``space`` with their allowed values (what a uniform setting scales)."""
+    return {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in ELASTIC}
+
+
+def uniform_values(space: Space, fraction: float) -> dict[str, Any]:
+    """Every k (and fan-in) at the allowed value nearest ``fraction`` of its C (the smaller on a tie),
+    with the reference structure."""
+    values = reference_structure(space)
+    for key, allowed in amount_parameters(space).items():
+        goal = fraction * max(allowed)  # max(allowed): the cardinality C
+        values[key] = min(allowed, key=lambda v, goal=goal: (abs(v - goal), v))
+    return values
+
+
+def uniform_label(space: Space, share: str) -> str:
+    """``uniform k = C/2`` (``uniform fan-in K = 3/8``): the searched amount knobs set to ``share``."""
+    knobs = sorted({knob_of(key) for key in amount_parameters(space)})
+    return "uniform " + " and ".join(f"{'k' if k == 'k' else 'fan-in K'} = {share}" for k in knobs)
+
+
 def references(space: Space) -> list[Reference]:
     """Uniform k (and fan-in) at C, C/2 and C/4 with the reference structure; none without k or fan-in."""
-    amounts = {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in ELASTIC}
-    if not amounts:
+    if not amount_parameters(space):
         return []
-    base = reference_structure(space)
-    knobs = sorted({knob_of(key) for key in amounts})
-    out = []
-    for divisor, label in ((1, "C"), (2, "C/2"), (4, "C/4")):
-        values = dict(base)
-        for key, allowed in amounts.items():
-            goal = max(allowed) / divisor  # the cardinality C over the divisor
-            values[key] = min(allowed, key=lambda v, goal=goal: (abs(v - goal), v))
-        names = " and ".join(f"{'k' if k == 'k' else 'fan-in K'} = {label}" for k in knobs)
-        out.append(Reference(f"uniform {names}", values))
-    return out
+    return [
+        Reference(uniform_label(space, share), uniform_values(space, 1 / divisor))
+        for divisor, share in ((1, "C"), (2, "C/2"), (4, "C/4"))
+    ]
 
 
 def describe(values: dict[str, Any] | None) -> str:

@@ -12,10 +12,8 @@ the figures of :mod:`sparsearch.study.fidelity` are stored as ``fidelity``.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import time
-import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -26,13 +24,11 @@ import torch
 from optuna.trial import TrialState
 from scipy import stats
 
-from sparsearch.config import ELASTIC
 from sparsearch.cost import count
 from sparsearch.data import data_task
 from sparsearch.errors import ConfigError
 from sparsearch.limits import check_int
 from sparsearch.spaces import Space
-from sparsearch.spaces.space import knob_of
 from sparsearch.study.fidelity import Measured, fidelity
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
@@ -40,7 +36,7 @@ from sparsearch.study.queue import require_named_plugin
 from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import sqlite_file
-from sparsearch.study.structure import reference_structure
+from sparsearch.study.structure import amount_parameters, uniform_label, uniform_values
 from sparsearch.train.loop import evaluate, fit, resolve_device
 from sparsearch.train.machine import describe_machine
 from sparsearch.train.run import build_run
@@ -165,47 +161,37 @@ def _key(number: int, seed: int, epochs: int) -> str:
     return f"trial{number}-seed{seed}-epochs{epochs}"
 
 
-def _uniform_key(values: dict[str, Any], seed: int, epochs: int) -> str:
-    amounts = "-".join(f"{v}" for key, v in sorted(values.items()) if knob_of(key) in ELASTIC)
-    return f"uniform{zlib.crc32(amounts.encode()):08x}-seed{seed}-epochs{epochs}"
+def _uniform_key(label: str, seed: int, epochs: int) -> str:
+    return f"{label.replace(' ', '')}-seed{seed}-epochs{epochs}"
 
 
 def uniform_partner(space: Space, flops: int) -> tuple[dict[str, Any], int, str]:
-    """The uniform configuration whose target costs nearest ``flops``: every k (fan-in) at one fraction
-    of its C, the reference structure; with its FLOPs and a label (``uniform k = 6/12``). The fractions
-    tried are those the space allows anywhere (the cheaper on a tie)."""
-    amounts = {key: allowed for key, allowed in space.parameters().items() if knob_of(key) in ELASTIC}
+    """The uniform configuration whose target costs nearest ``flops`` (the cheaper on a tie): every k
+    (fan-in) at one fraction of its C, the reference structure, for each fraction the space allows
+    anywhere; with its FLOPs and its label (``uniform k = 6/12``)."""
+    amounts = amount_parameters(space)
     if not amounts:
         raise ConfigError(f"space {space.name} searches no k or fan-in: no uniform configuration to compare with")
-    base = reference_structure(space)
-    fractions = sorted({v / max(allowed) for allowed in amounts.values() for v in allowed})
+    widest = max(max(allowed) for allowed in amounts.values())
     best = None
-    for fraction in fractions:
-        values = dict(base)
-        for key, allowed in amounts.items():
-            goal = fraction * max(allowed)
-            values[key] = min(allowed, key=lambda v, goal=goal: (abs(v - goal), v))
+    for fraction in sorted({v / max(allowed) for allowed in amounts.values() for v in allowed}):
+        values = uniform_values(space, fraction)
         cost = count(space.target_config(values)).executed_flops
         if best is None or (abs(cost - flops), cost) < (abs(best[1] - flops), best[1]):
-            widest = max(max(allowed) for allowed in amounts.values())
-            knobs = " and ".join(sorted({"k" if knob_of(k) == "k" else "fan-in K" for k in amounts}))
-            best = (values, cost, f"uniform {knobs} = {fraction * widest:g}/{widest}")
+            best = (values, cost, uniform_label(space, f"{fraction * widest:g}/{widest}"))
     assert best is not None
     return best
 
 
 def welch_interval(a: tuple[float, ...], b: tuple[float, ...], level: float = 0.95) -> dict[str, float] | None:
-    """mean(a) - mean(b) with its Welch t interval (None with fewer than 2 seeds on a side)."""
+    """mean(a) - mean(b) with its Welch t interval (scipy's); None with fewer than 2 seeds on a side."""
     if len(a) < 2 or len(b) < 2:
         return None
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
     difference = float(np.mean(a) - np.mean(b))
-    se = math.sqrt(va + vb)
-    if se == 0:
+    if np.var(a) == 0 and np.var(b) == 0:  # no spread: scipy's interval is undefined
         return {"value": difference, "low": difference, "high": difference}
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return {"value": difference, "low": difference - half, "high": difference + half}
+    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)
+    return {"value": difference, "low": float(interval.low), "high": float(interval.high)}
 
 
 def pick_sentence(comparison: dict[str, Any]) -> str:
@@ -299,12 +285,12 @@ def run_validation(
     say = log or (lambda message: None)
     stored = _stored(study)
     picked = recommended(pool)
-    uniform, uniform_flops, uniform_label = uniform_partner(space, picked.flops)
+    uniform, uniform_flops, uniform_name = uniform_partner(space, picked.flops)
     wanted = [(_key(c.number, seed, epochs), f"trial {c.number}", c.values, seed) for c, _ in chosen for seed in seeds]
-    uniform_keys = [_uniform_key(uniform, seed, epochs) for seed in seeds]
+    uniform_keys = [_uniform_key(uniform_name, seed, epochs) for seed in seeds]
     same = uniform == picked.values
     if not same:
-        wanted += [(key, uniform_label, uniform, seed) for key, seed in zip(uniform_keys, seeds, strict=True)]
+        wanted += [(key, uniform_name, uniform, seed) for key, seed in zip(uniform_keys, seeds, strict=True)]
     todo = [(key, label, values, seed) for key, label, values, seed in wanted if key not in stored]
     total = len(wanted)
     if todo:
@@ -343,7 +329,7 @@ def run_validation(
         "pick_accuracies": list(pick_row.accuracies),
         "pick_mean": pick_row.accuracy,
         "uniform": uniform,
-        "uniform_label": uniform_label,
+        "uniform_label": uniform_name,
         "uniform_flops": uniform_flops,
         "uniform_accuracies": list(uniform_accuracies),
         "uniform_mean": float(np.mean(uniform_accuracies)),

@@ -14,7 +14,7 @@ $(BIN)/sparsearch: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job: the default study (about 12 minutes on 2 CPU cores); SQLite storage in studies/.
+# The main job: the default study (about 32 minutes on 2 CPU cores); SQLite storage in studies/.
 study: $(BIN)/sparsearch
 	$(BIN)/sparsearch study --budget 50GFLOPs
 

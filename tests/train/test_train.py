@@ -119,7 +119,7 @@ def test_usage_statistics_count_every_selection(trained) -> None:
     result, out = trained
     usage = load_checkpoint(out).meta.usage
     examples = result.val.examples
-    assert len(usage["topk"]) == 5  # the proxy's blocks: depth [1, 1, 2, 1]
+    assert len(usage["topk"]) == 11  # the proxy's blocks: depth [1, 1, 8, 1]
     for stats in usage["topk"].values():
         assert stats["examples"] == examples
         assert sum(stats["selected"]) == stats["k"] * examples

@@ -13,6 +13,7 @@ __all__ = [
     "NETWORKS",
     "OBJECTIVES",
     "OPTIMIZERS",
+    "PRECISIONS",
     "SAMPLING_RULES",
 ]
 
@@ -26,3 +27,4 @@ EXPORT_FORMATS = ("pt2", "onnx")
 EVAL_MODES = ("supernet", "train")  # how a study scores a trial
 SAMPLING_RULES = ("sandwich", "uniform")  # how a supernet's training steps pick configurations
 OBJECTIVES = ("flops", "latency")  # a study's second objective, minimised
+PRECISIONS = ("32", "bf16", "fp16")  # arithmetic of training and evaluation: float32, or autocast to bfloat16/float16

@@ -14,10 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sparsearch.data.base import TASKS, Batch, Datasets, Split, normalise
+from sparsearch.data.base import TASKS, Batch, Datasets, Reading, Split, normalise
 from sparsearch.errors import ConfigError
 
-__all__ = ["BUILTIN", "TASKS", "Batch", "Datasets", "Split", "data_task", "is_plugin", "load_data", "normalise"]
+__all__ = [
+    "BUILTIN",
+    "TASKS",
+    "Batch",
+    "Datasets",
+    "Reading",
+    "Split",
+    "data_task",
+    "is_plugin",
+    "load_data",
+    "normalise",
+]
 
 BUILTIN = ("easy-vqa", "sort-of-clevr[:train=N,test=M,seed=S]", "digits", "cifar10:PATH", "cifar100:PATH")
 VAL_FRACTION = 0.1

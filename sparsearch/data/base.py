@@ -1,4 +1,5 @@
 """In-memory datasets: a split holds its tensors; batches are gathered by index, with no worker processes.
+(Data too large for memory streams from disk instead: :mod:`sparsearch.data.stream`.)
 
 Every built-in dataset fits in memory (easy-VQA's 5,000 images are 61 MB as uint8), and on a 2-core
 machine gathering rows from one tensor is faster than a ``DataLoader`` with workers. Images are kept as
@@ -9,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from sparsearch.errors import ConfigError
 
-__all__ = ["NORMALISATION", "TASKS", "Batch", "Datasets", "Split", "normalise"]
+if TYPE_CHECKING:
+    from sparsearch.data.stream import StreamSplit
+
+__all__ = ["NORMALISATION", "TASKS", "Batch", "Datasets", "Reading", "Split", "batch_indices", "normalise"]
 
 TASKS = ("classification", "vqa")
 
@@ -46,6 +51,38 @@ class Batch:
 
     def __len__(self) -> int:
         return self.labels.shape[0]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a split's batches are read: this process's share of each global batch (``rank`` of ``world``
+    processes), the global batch to start from (a resumed run), and for data on disk the DataLoader's
+    worker processes and pinned memory."""
+
+    rank: int = 0
+    world: int = 1
+    start: int = 0
+    workers: int = 0
+    pin_memory: bool = False
+
+
+def batch_indices(
+    n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, reading: Reading
+) -> Iterator[Tensor]:
+    """Example indices of each batch of this process: the global order (shuffled by ``generator``, the
+    same draw in every process), cut into global batches of ``batch_size``, each split in ``world``
+    near-equal shares of which this process takes share ``rank``. A last global batch smaller than the
+    processes is dropped (no process may be left without examples); batches before ``start`` are
+    skipped without being read (the generator is drawn all the same)."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for i, first in enumerate(range(0, n, batch_size)):
+        if i < reading.start:
+            continue
+        chunk = order[first : first + batch_size]
+        if reading.world == 1:
+            yield chunk
+        elif len(chunk) >= reading.world:
+            yield chunk.tensor_split(reading.world)[reading.rank]
 
 
 @dataclass(frozen=True)
@@ -97,13 +134,27 @@ class Split:
             return Batch(images, self.labels[index])
         return Batch(images, self.labels[index], self.tokens[index], self.lengths[index])
 
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def size(self) -> int:
+        """Height and width of its images."""
+        return self.images.shape[-1]
+
     def batches(
-        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        reading: Reading | None = None,
     ) -> Iterator[Batch]:
-        """Mini-batches in order, or in a random order drawn from ``generator``; the last may be short."""
-        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
-        for start in range(0, len(self), batch_size):
-            yield self.batch(order[start : start + batch_size])
+        """Mini-batches in order, or in a random order drawn from ``generator``; the last may be short.
+        ``reading``: this process's share, where to start (worker processes do not apply in memory)."""
+        for index in batch_indices(len(self), batch_size, shuffle, generator, reading or Reading()):
+            yield self.batch(index)
 
 
 @dataclass(frozen=True)
@@ -112,9 +163,9 @@ class Datasets:
 
     spec: str  # the --data argument it came from
     task: str  # "classification" or "vqa"
-    train: Split
-    val: Split
-    test: Split | None  # None where the source has no test split (plug-ins may omit it)
+    train: Split | StreamSplit
+    val: Split | StreamSplit
+    test: Split | StreamSplit | None  # None where the source has no test split (plug-ins may omit it)
     classes: tuple[str, ...]  # class names or answers
     vocab: tuple[str, ...] | None = None  # VQA: token strings; id 0 is padding, 1 unknown
     groups: tuple[str, ...] | None = None  # names of the splits' example groups ("unary/shape", ...)
@@ -125,13 +176,13 @@ class Datasets:
 
     @property
     def in_channels(self) -> int:
-        return self.train.images.shape[1]
+        return self.train.channels
 
     @property
     def input_size(self) -> int:
-        return self.train.images.shape[-1]
+        return self.train.size
 
-    def split(self, name: str) -> Split:
+    def split(self, name: str) -> Split | StreamSplit:
         """``"train"``, ``"val"`` or ``"test"``."""
         if name == "test" and self.test is None:
             raise ConfigError(f"data {self.spec!r} has no test split; evaluate on the validation split: --split val")

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from sparsearch.layers._checks import check_positive
 from sparsearch.layers.balance import cv_squared
+from sparsearch.layers.batch_sync import global_sum
 from sparsearch.layers.condconv import CondConv2d
 from sparsearch.layers.controllers import Gates, ImageGate, QuestionGate
 from sparsearch.layers.routing import create_routing
@@ -57,12 +58,15 @@ def _path_batch_norm(h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNor
     if bn.training:
         n_ch = bn.num_features
         length = h.shape[-1]
+        dtype, h = h.dtype, h.float()  # statistics in float32 under autocast too
+        member = member.float()
         count = h.new_zeros(n_ch).index_add_(0, flat, member.reshape(-1)) * length  # (C·d,)
         total = h.new_zeros(n_ch).index_add_(0, flat, (h.sum(-1) * member).reshape(-1))
+        count, total = global_sum(torch.stack([count, total])).unbind()  # the global batch's, under torchrun
         mean = total / count.clamp_min(1)
         centred = h - mean[channel][..., None]  # (B, S, L)
         sq = (centred.square().sum(-1) * member).reshape(-1)
-        var = h.new_zeros(n_ch).index_add_(0, flat, sq) / count.clamp_min(1)
+        var = global_sum(h.new_zeros(n_ch).index_add_(0, flat, sq)) / count.clamp_min(1)
         with torch.no_grad():
             seen = count > 0
             unbiased = var * count / (count - 1).clamp_min(1)
@@ -72,7 +76,7 @@ def _path_batch_norm(h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNor
             bn.running_mean[seen] = (1 - m) * bn.running_mean[seen] + m * mean[seen]
             bn.running_var[seen] = (1 - m) * bn.running_var[seen] + m * unbiased[seen]
         scale = bn.weight / torch.sqrt(var + bn.eps)  # (C·d,)
-        return centred * scale[channel][..., None] + bn.bias[channel][..., None]
+        return (centred * scale[channel][..., None] + bn.bias[channel][..., None]).to(dtype)
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     shift = bn.bias - bn.running_mean * scale
     return h * scale[channel][..., None] + shift[channel][..., None]
@@ -245,7 +249,7 @@ class TopKBottleneck(nn.Module):
         gates = self.gate(x, cond)
         self.last_gates = gates
         # Importance = summed gate values per path over the batch (seed 000, App. C).
-        self.balance_loss = cv_squared(gates.weights.sum(dim=0))
+        self.balance_loss = cv_squared(global_sum(gates.weights.float().sum(dim=0)))
         alpha = self.expert_weights(x)
         if self._execution == "masked" or (self.training and self.k == self.cardinality):
             return F.relu(self.bn_expand(self._masked_paths(x, gates, alpha)) + self.shortcut(x))

@@ -41,23 +41,26 @@ from torch import nn
 from sparsearch.choices import SAMPLING_RULES
 from sparsearch.data import Datasets, Split
 from sparsearch.errors import ConfigError
-from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_
+from sparsearch.layers import GateConnectModule, TopKBottleneck
 from sparsearch.models import find_network
 from sparsearch.spaces import Space
 from sparsearch.study.structure import Structure, elastic_parameters, supernet_values
 from sparsearch.train.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
 from sparsearch.train.loop import (
     EvalResult,
-    StepInfo,
     TrainingError,
     balance_term,
     distillation_loss,
     evaluate,
+    finish_step,
     fit,
     forward_batch,
     task_loss,
+    train_step,
 )
+from sparsearch.train.resume import Saving, is_resume_state
 from sparsearch.train.run import build_run
+from sparsearch.train.runtime import Runtime, StepScale
 from sparsearch.train.settings import GatePhase, TrainSettings
 
 __all__ = ["Sampling", "Supernet", "configure", "recalibrate_batch_norm", "score_split"]
@@ -153,8 +156,14 @@ class Supernet:
         data: str | None = None,
         sampling: Sampling = Sampling(),
         on_step=None,
+        runtime: Runtime | None = None,
+        save_at: Path | None = None,
+        save_every: int = 0,
     ) -> Supernet:
-        """Build the supernet of ``structure`` and train it, running the configurations of ``sampling``."""
+        """Build the supernet of ``structure`` and train it, running the configurations of ``sampling``.
+
+        ``runtime``: precision, loader workers, the processes of a ``torchrun`` job. ``save_at``: a
+        resumable state saved there every ``save_every`` steps, and resumed from when one is there."""
         settings = replace(settings, gate_phases=LEARN_GATES_THROUGHOUT)
         elastic = elastic_parameters(space)
         largest, smallest = supernet_values(space)
@@ -172,41 +181,49 @@ class Supernet:
                 },
             }
 
-        def sandwich_step(model, batch, task, optimizer, settings, *, clip_gates=False, where=""):
+        def sandwich_step(
+            model, batch, task, optimizer, settings, *, clip_gates=False, where="", scaler=None, runtime=None
+        ):
             """One optimiser step over the largest, the smallest and random configurations."""
+            runtime = runtime or Runtime(batch.images.device)
+            scale = StepScale.of(runtime, len(batch))
             optimizer.zero_grad(set_to_none=True)
             teacher = None
             result = None
-            for values_i in (values, smallest, *(drawn() for _ in range(sampling.random))):
-                configure(model, space, values_i)
-                logits = forward_batch(model, batch)
-                if teacher is None or not sampling.distill:
-                    loss = task_loss(logits, batch, task)
-                else:
-                    loss = distillation_loss(logits, teacher, task)
-                objective = loss + settings.balance_weight * balance_term(model)
-                if not torch.isfinite(objective):
-                    raise TrainingError(f"loss became {objective.item()}" + (f" at {where}" if where else ""))
-                objective.backward()
-                if teacher is None:
-                    teacher = logits.detach()
-                    result = (task_loss(teacher, batch, task).detach(), teacher)
-            if settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            if clip_gates:
-                clip_gates_(model)
+            with runtime.step_scope(model):
+                for values_i in (values, smallest, *(drawn() for _ in range(sampling.random))):
+                    configure(model, space, values_i)
+                    with runtime.autocast():
+                        logits = forward_batch(model, batch).float()
+                    if teacher is None or not sampling.distill:
+                        loss = task_loss(logits, batch, task)
+                    else:
+                        loss = distillation_loss(logits, teacher, task)
+                    objective = scale.task * loss + scale.balance * settings.balance_weight * balance_term(model)
+                    if not runtime.agree(bool(torch.isfinite(objective))):
+                        raise TrainingError(f"loss became {objective.item()}" + (f" at {where}" if where else ""))
+                    (objective if scaler is None else scaler.scale(objective)).backward()
+                    if teacher is None:
+                        teacher = logits.detach()
+                        result = (task_loss(teacher, batch, task).detach(), teacher)
+            finish_step(model, optimizer, settings, runtime, scaler, clip_gates=clip_gates)
             assert result is not None
             return result
 
-        def step(info: StepInfo) -> None:
-            if sampling.rule == "uniform":
-                configure(model, space, drawn())  # the next step's configuration
-            if on_step is not None:
-                on_step(info)
+        def uniform_step(model, batch, *args, **kwargs):
+            configure(model, space, drawn())  # this step's configuration
+            return train_step(model, batch, *args, **kwargs)
 
-        if sampling.rule == "uniform":
-            configure(model, space, drawn())
+        saving = None
+        if save_at is not None:  # resumable: continue from a state saved there by the same training
+            identity = {
+                "supernet": structure.label,
+                "space": space.name,
+                "data": datasets.spec,
+                "settings": settings.to_dict(),
+                "sampling": sampling.to_dict(),
+            }
+            saving = Saving(save_at, save_every, identity, resume=is_resume_state(save_at), generators=(generator,))
         start = time.perf_counter()
         set_execution(model, "masked")  # the same outputs and gradients as sparse; faster for narrow paths
         try:
@@ -215,12 +232,16 @@ class Supernet:
                 datasets,
                 settings,
                 device,
-                on_step=step,
+                on_step=on_step,
                 freeze_gates=False,
-                step_fn=sandwich_step if sampling.rule == "sandwich" else None,
+                step_fn=sandwich_step if sampling.rule == "sandwich" else uniform_step,
+                runtime=runtime,
+                saving=saving,
             )
         finally:
             set_execution(model, "sparse")
+        if saving is not None:
+            saving.finished(runtime or Runtime(device))
         net = cls(space, structure, model, spec, datasets, settings, time.perf_counter() - start, sampling)
         configure(model, space, values)
         return net

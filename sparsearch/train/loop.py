@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsearch.data import Batch, Datasets, Split
+from sparsearch.data import Batch, Datasets, Reading, Split
+from sparsearch.data.stream import StreamSplit
 from sparsearch.errors import SparsearchError
 from sparsearch.layers import GateConnectModule, TopKBottleneck, clip_gates_, split_gate_parameters
 from sparsearch.models import vqa_loss
+from sparsearch.train.resume import Saving
+from sparsearch.train.runtime import Runtime, StepScale
 from sparsearch.train.settings import TrainSettings
 from sparsearch.train.usage import UsageRecorder
 
@@ -34,6 +37,7 @@ __all__ = [
     "distillation_loss",
     "epoch_steps",
     "evaluate",
+    "finish_step",
     "fit",
     "forward_batch",
     "make_optimizer",
@@ -68,7 +72,9 @@ class StepInfo:
     batch_loss: float  # task loss of this step's batch
     loss: float  # mean task loss of the epoch so far
     accuracy: float
-    samples_per_s: float
+    samples_per_s: float  # over all processes of a torchrun job
+    step_global: int = 0  # steps done in the run, from 1
+    steps_total: int = 0  # steps in the run
 
 
 @dataclass(frozen=True)
@@ -167,15 +173,20 @@ def fit(
     *,
     freeze_gates: bool = True,
     step_fn: Callable[..., tuple[Tensor, Tensor]] | None = None,
+    runtime: Runtime | None = None,
+    saving: Saving | None = None,
 ) -> list[EpochStats]:
     """Train ``model`` on ``data.train``, evaluating on ``data.val`` after each epoch.
 
     GateConnect connectivity ends frozen to the top-K gates unless ``freeze_gates`` is False (a supernet
     keeps learning it, so that it can rank inputs for any K). ``step_fn`` replaces :func:`train_step`
-    (same arguments and result), e.g. a supernet's sandwich step.
+    (same arguments and result), e.g. a supernet's sandwich step. ``runtime``: precision, layout, loader
+    workers and the processes of a ``torchrun`` job (default: one process on ``device``). ``saving``:
+    where to save a resumable state every so many steps, and the state to resume from.
     """
-    with deterministic(device):
-        return _fit(model, data, settings, device, on_step, on_epoch, freeze_gates, step_fn or train_step)
+    runtime = runtime or Runtime(device)
+    with deterministic(runtime.device):
+        return _fit(model, data, settings, runtime, on_step, on_epoch, freeze_gates, step_fn or train_step, saving)
 
 
 @contextlib.contextmanager
@@ -200,25 +211,38 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
-def _fit(model, data, settings, device, on_step, on_epoch, freeze_gates, step_fn) -> list[EpochStats]:
-    model.to(device)
+def _fit(model, data, settings, runtime: Runtime, on_step, on_epoch, freeze_gates, step_fn, saving) -> list[EpochStats]:
+    runtime.prepare(model)
     optimizer = make_optimizer(model, settings)
+    scaler = runtime.grad_scaler()
     generator = torch.Generator().manual_seed(settings.seed)
     steps = epoch_steps(data, settings)
     total = steps * settings.epochs
     gated = _learned_gates(model)  # GateConnect modules still learning their connectivity
     ends = _phase_ends(settings, total) if gated else []
     history: list[EpochStats] = []
-    step_global = 0
-    for epoch in range(1, settings.epochs + 1):
+    step_global, first_epoch, skip = 0, 1, 0
+    tally = (0, 0.0, 0, 0.0)  # examples, loss sum, correct, seconds of the epoch so far
+    resumed = saving.resumed if saving is not None else None
+    if resumed is not None:  # the model, optimiser, generators and counters as they were saved
+        resumed.restore(model, optimizer, scaler, generator, saving.generators)
+        history = [EpochStats(**h) for h in resumed.history]
+        step_global, first_epoch, skip, tally = resumed.step_global, resumed.epoch, resumed.step, resumed.tally
+    step_options = {"scaler": scaler, "runtime": runtime}
+    lr = settings.lr
+    for epoch in range(first_epoch, settings.epochs + 1):
         model.train()
-        start = time.perf_counter()
-        seen, loss_sum, correct = 0, 0.0, 0
-        for step, batch in enumerate(data.train.batches(settings.batch_size, shuffle=True, generator=generator), 1):
+        epoch_state = generator.get_state()  # a resumed run redraws this epoch's order from here
+        start = time.perf_counter() - tally[3]
+        seen, loss_sum, correct = tally[:3]
+        reading = Reading(runtime.rank, runtime.world, skip, runtime.workers, runtime.pin_memory)
+        batches = data.train.batches(settings.batch_size, shuffle=True, generator=generator, reading=reading)
+        for step, batch in enumerate(batches, skip + 1):
             if step > steps:
                 break
             lr = _set_lr(optimizer, settings, step_global, total, ends, gated)
-            batch = batch.to(device)
+            batch = batch.to(runtime.device)
+            batch = Batch(runtime.images(batch.images), batch.labels, batch.tokens, batch.lengths)
             loss, logits = step_fn(
                 model,
                 batch,
@@ -227,21 +251,44 @@ def _fit(model, data, settings, device, on_step, on_epoch, freeze_gates, step_fn
                 settings,
                 clip_gates=bool(gated),
                 where=f"epoch {epoch}, step {step}",
+                **step_options,
             )
             step_global += 1
             n = len(batch)
             seen += n
             loss_sum += loss.item() * n
             correct += int((logits.argmax(1) == batch.labels).sum())
+            elapsed = time.perf_counter() - start
             if on_step is not None:
-                elapsed = time.perf_counter() - start
                 on_step(
                     StepInfo(
-                        epoch, step, steps, loss.item(), loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9)
+                        epoch,
+                        step,
+                        steps,
+                        loss.item(),
+                        loss_sum / seen,
+                        correct / seen,
+                        seen * runtime.world / max(elapsed, 1e-9),
+                        step_global,
+                        total,
                     )
                 )
+            if saving is not None and saving.due(step_global) and step < steps:  # not at an epoch's end
+                saving.save(
+                    model,
+                    optimizer,
+                    scaler,
+                    generator_at_epoch=epoch_state,
+                    epoch=epoch,
+                    step=step,
+                    step_global=step_global,
+                    tally=(seen, loss_sum, correct, elapsed),
+                    history=[vars(h) for h in history],
+                    runtime=runtime,
+                )
+        skip, tally = 0, (0, 0.0, 0, 0.0)
         seconds = time.perf_counter() - start
-        val = evaluate(model, data.val, data.task, settings.eval_batch_size, device)
+        val = evaluate(model, data.val, data.task, settings.eval_batch_size, runtime.device, runtime=runtime)
         stats = EpochStats(
             epoch, loss_sum / max(seen, 1), correct / max(seen, 1), val.loss, val.accuracy, seconds, seen / seconds, lr
         )
@@ -262,24 +309,51 @@ def train_step(
     *,
     clip_gates: bool = False,
     where: str = "",
+    scaler: torch.amp.GradScaler | None = None,
+    runtime: Runtime | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One optimiser step on ``batch``; returns the task loss and the logits.
 
-    Raises :class:`TrainingError` (naming ``where``) if the loss is not finite, before any update.
+    Raises :class:`TrainingError` (naming ``where``) if the loss is not finite, before any update. Under
+    ``torchrun`` (``runtime`` with several processes) the step is the one process's step on the global batch.
     """
-    logits = forward_batch(model, batch)
-    loss = task_loss(logits, batch, task)
-    objective = loss + settings.balance_weight * balance_term(model)
-    if not torch.isfinite(objective):
-        raise TrainingError(f"loss became {objective.item()}" + (f" at {where}" if where else ""))
-    optimizer.zero_grad(set_to_none=True)
-    objective.backward()
+    runtime = runtime or Runtime(batch.images.device)
+    scale = StepScale.of(runtime, len(batch))
+    with runtime.step_scope(model):
+        with runtime.autocast():
+            logits = forward_batch(model, batch)
+        loss = task_loss(logits.float(), batch, task)
+        objective = scale.task * loss + scale.balance * settings.balance_weight * balance_term(model)
+        if not runtime.agree(bool(torch.isfinite(objective))):
+            raise TrainingError(f"loss became {objective.item()}" + (f" at {where}" if where else ""))
+        optimizer.zero_grad(set_to_none=True)
+        (objective if scaler is None else scaler.scale(objective)).backward()
+    finish_step(model, optimizer, settings, runtime, scaler, clip_gates=clip_gates)
+    return loss, logits
+
+
+def finish_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    settings: TrainSettings,
+    runtime: Runtime,
+    scaler: torch.amp.GradScaler | None = None,
+    *,
+    clip_gates: bool = False,
+) -> None:
+    """After the backward pass(es): gradients summed across processes, clipped, the optimiser's step."""
+    runtime.reduce_gradients(model)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if settings.grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     if clip_gates:
         clip_gates_(model)
-    return loss, logits
 
 
 def _set_lr(
@@ -309,16 +383,29 @@ def _set_lr(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, split: Split, task: str, batch_size: int, device: torch.device, *, usage: bool = False
+    model: nn.Module,
+    split: Split | StreamSplit,
+    task: str,
+    batch_size: int,
+    device: torch.device,
+    *,
+    usage: bool = False,
+    runtime: Runtime | None = None,
 ) -> EvalResult:
-    """Loss, accuracy (and VQA accuracy) of ``model`` in eval mode; with ``usage``, per-layer usage."""
+    """Loss, accuracy (and VQA accuracy) of ``model`` in eval mode; with ``usage``, per-layer usage.
+
+    Every process of a ``torchrun`` job evaluates the whole split (the same result in each, no exchange)."""
+    runtime = runtime or Runtime(device)
     model.to(device).eval()
     predictions, labels = [], []
     loss_sum = 0.0
+    reading = Reading(workers=runtime.workers, pin_memory=runtime.pin_memory)
     with UsageRecorder(model) if usage else contextlib.nullcontext() as recorder:
-        for batch in split.batches(batch_size):
+        for batch in split.batches(batch_size, reading=reading):
             batch = batch.to(device)
-            logits = forward_batch(model, batch)
+            batch = Batch(runtime.images(batch.images), batch.labels, batch.tokens, batch.lengths)
+            with runtime.autocast():
+                logits = forward_batch(model, batch).float()
             loss_sum += task_loss(logits, batch, task).item() * len(batch)
             predictions.append(logits.argmax(1).cpu())
             labels.append(batch.labels.cpu())

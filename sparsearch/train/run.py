@@ -35,6 +35,8 @@ from sparsearch.train.checkpoint import (
 from sparsearch.train.latency import Latency, forward, measure
 from sparsearch.train.loop import EpochStats, EvalResult, StepInfo, evaluate, fit, resolve_device
 from sparsearch.train.model import ModelSpec, build_task_model
+from sparsearch.train.resume import Saving, resume_path
+from sparsearch.train.runtime import Runtime
 from sparsearch.train.settings import TrainSettings
 
 __all__ = [
@@ -148,19 +150,41 @@ def train_space(
     out: str | Path | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    runtime: Runtime | None = None,
+    save_every: int = 0,
+    resume: bool = False,
 ) -> RunResult:
     """Train the ``network`` of ``space`` at ``values`` on ``data`` (default: the space's proxy data).
-    ``device``: a torch device, or its name (``"cpu"``, ``"cuda:1"``, ``"auto"``)."""
+    ``device``: a torch device, or its name (``"cpu"``, ``"cuda:1"``, ``"auto"``). ``runtime``: precision,
+    layout, loader workers, the processes of a ``torchrun`` job (default: one process on ``device``).
+    ``save_every``: save a resumable state beside ``out`` (``OUT.resume``) every so many steps; ``resume``:
+    continue from it. Only rank 0 writes."""
     device = resolve_device(device) if isinstance(device, str) else device
+    runtime = runtime or Runtime(device)
     if out is not None:  # refused now, not after the training
         refuse_foreign(out, is_checkpoint, "a sparsearch checkpoint", CheckpointError)
+    if (save_every or resume) and out is None:
+        raise ConfigError("a resumable run needs --out (its state is kept beside the checkpoint)")
     spec, datasets, model = build_run(space, values, settings, data=data, network=network, connectivity=connectivity)
     config = spec.config
     initialised = _init_weights(model, init) if init is not None else None
+    saving = None
+    if out is not None and (save_every or resume):
+        identity = {
+            "space": space.name,
+            "values": values,
+            "network": network,
+            "connectivity": connectivity,
+            "data": datasets.spec,
+            "settings": settings.to_dict(),
+            "init": init,
+            "precision": runtime.precision,
+        }
+        saving = Saving(resume_path(out), save_every, identity, resume=resume)
     start = time.perf_counter()
-    history = fit(model, datasets, settings, device, on_step, on_epoch)
+    history = fit(model, datasets, settings, device, on_step, on_epoch, runtime=runtime, saving=saving)
     seconds = time.perf_counter() - start
-    val = evaluate(model, datasets.val, datasets.task, settings.eval_batch_size, device, usage=True)
+    val = evaluate(model, datasets.val, datasets.task, settings.eval_batch_size, device, usage=True, runtime=runtime)
     cost = count(spec.config)
     metrics = {
         "split": "val",
@@ -175,19 +199,29 @@ def train_space(
         "params": sum(p.numel() for p in model.parameters()),
     }
     checkpoint = None
-    if out is not None:
+    if out is not None and runtime.is_main:
         checkpoint = save_checkpoint(
             out,
             model,
             spec,
             space={"name": space.name, "source": space.source, "values": values, "network": network},
             data={"spec": datasets.spec, "input_size": config.input_size, "val_fraction": settings.val_fraction},
-            training={**settings.to_dict(), "device": str(device), "init": init, "initialised": initialised},
+            training={
+                **settings.to_dict(),
+                "device": str(device),
+                "init": init,
+                "initialised": initialised,
+                "processes": runtime.world,
+                "precision": runtime.precision,
+                "channels_last": runtime.channels_last,
+            },
             target_cost=cost_dict(count(space.target_config(values))),
             metrics=metrics,
             usage=val.usage,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
+    if saving is not None:
+        saving.finished(runtime)
     return RunResult(
         spec, model, history, val, seconds, metrics, checkpoint, space.name, values, datasets.spec, str(device)
     )

@@ -9,6 +9,7 @@ import torch
 
 from sparsearch.data import load_data
 from sparsearch.data.easy_vqa import build_vocab, encode_questions, tokenize
+from sparsearch.data.stream import StreamSplit
 from sparsearch.errors import ConfigError
 from tests.cifar_files import RunsCode, make_cifar
 
@@ -148,7 +149,9 @@ def plugin_dir(user_module) -> None:
 def test_a_plugin_returns_train_and_validation(plugin_dir: None) -> None:
     d = load_data("my_data_plugin:make_datasets", input_size=16, seed=0)
     assert d.test is None and d.num_classes == 4 and d.in_channels == 1
-    assert d.train.images.shape == (40, 1, 16, 16) and len(d.val) == 8
+    # the Dataset streams (never read whole); the tensors stay in memory
+    assert isinstance(d.train, StreamSplit) and len(d.train) == 40 and d.train.size == 16
+    assert next(d.train.batches(64)).images.shape == (40, 1, 16, 16) and len(d.val) == 8
     with pytest.raises(ConfigError, match="has no test split; evaluate on the validation split: --split val"):
         d.split("test")
 

@@ -8,6 +8,7 @@ removed on the way out in every case.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from sparsearch.choices import (
     NETWORKS,
     OBJECTIVES,
     OPTIMIZERS,
+    PRECISIONS,
     SAMPLING_RULES,
 )
 from sparsearch.console import TrainProgress, print_convert, print_eval, print_flops, print_prune, print_study
@@ -45,6 +47,7 @@ ExportFormat = Literal[EXPORT_FORMATS]
 EvalMode = Literal[EVAL_MODES]
 SamplingRule = Literal[SAMPLING_RULES]
 Objective = Literal[OBJECTIVES]
+Precision = Literal[PRECISIONS]
 Sampler = Literal[tuple(SAMPLERS)]
 
 app = typer.Typer(
@@ -232,12 +235,26 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights, the split and the batch order.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")] = "auto",
+    precision: Annotated[
+        Precision, typer.Option(help="32 (float32), or autocast to bf16 or fp16 (CUDA; with a gradient scaler).")
+    ] = "32",
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Images and convolution weights in NHWC memory layout.")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes for data read from disk.")] = 2,
+    save_every: Annotated[
+        int, typer.Option(help="Save a resumable state (OUT.resume) every this many steps; 0: never.")
+    ] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the state saved in OUT.resume.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Train one configuration of a space and write a checkpoint (safetensors + config.json)."""
+    """Train one configuration of a space and write a checkpoint (safetensors + config.json).
+
+    Under torchrun (torchrun --nproc_per_node=N -m sparsearch train ...) N processes train data-parallel
+    at the same global --batch-size; rank 0 writes."""
     from sparsearch.data import data_task
     from sparsearch.spaces import get_space
-    from sparsearch.train import default_settings, resolve_device, train_space
+    from sparsearch.train import default_settings, train_space
 
     chosen = get_space(space)
     values = chosen.expand(_parse_sets(sets or []))
@@ -253,8 +270,9 @@ def train(
         steps_per_epoch=steps_per_epoch,
         seed=seed,
     )
-    target = resolve_device(device)
-    with TrainProgress(enabled=not json_out) as (on_step, on_epoch):
+    runtime = _runtime(device, precision, channels_last, workers)
+    target = runtime.device
+    with TrainProgress(enabled=not json_out and runtime.is_main) as (on_step, on_epoch):
         result = train_space(
             chosen,
             values,
@@ -267,7 +285,12 @@ def train(
             out=out,
             on_step=on_step,
             on_epoch=on_epoch,
+            runtime=runtime,
+            save_every=save_every,
+            resume=resume,
         )
+    if not runtime.is_main:
+        return
     if json_out:
         typer.echo(_json(result.summary()))
         return
@@ -283,6 +306,20 @@ def train(
         f"({format_flops(m['dense_flops'])} dense), {m['params']:,} parameters"
     )
     typer.echo(f"checkpoint: {result.checkpoint}")
+
+
+def _runtime(device: str, precision: str = "32", channels_last: bool = False, workers: int = 0):
+    """The run's Runtime; under torchrun, this process's device, having joined the job's process group."""
+    from sparsearch.train import resolve_device
+    from sparsearch.train.runtime import Distributed, Runtime
+
+    dist = Distributed.from_env()
+    target = resolve_device(device) if dist is None else dist.device(device)
+    runtime = Runtime(target, precision, channels_last, workers, dist)
+    if dist is not None:
+        dist.join(target)
+        atexit.register(dist.leave)
+    return runtime
 
 
 @app.command("eval")

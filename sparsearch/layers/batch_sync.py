@@ -6,7 +6,12 @@ norm of the top-k block (:func:`~sparsearch.layers.topk._path_batch_norm`), and 
 balance term. Inside :func:`global_batch`, each sums its per-shard totals across the processes
 (``torch.distributed.nn.functional.all_reduce``, whose backward sums the gradients too), so a step of N
 processes computes what one process computes on the whole global batch. Outside it (evaluation,
-batch-norm recalibration, a single process) nothing is exchanged.
+batch-norm recalibration, a run outside ``torchrun``) nothing is exchanged.
+
+The sums are taken in float64, so a job's statistics are the same, to float32 rounding, whichever number
+of processes shares the global batch: ``torchrun --nproc_per_node=1`` and ``=2`` train the same weights
+(``tests/train/test_distributed.py``). A run outside ``torchrun`` uses PyTorch's batch-norm kernel, which
+rounds otherwise; through the ReLUs' kinks two roundings part after a few steps (by about 1e-2 here).
 
 ``torch.nn.SyncBatchNorm`` does the first of the three, on GPUs only; this module does all three, on
 any device and backend (gloo on CPU, NCCL on CUDA).
@@ -26,7 +31,7 @@ _STATE: dict[str, object] = {"group": None, "active": False}
 
 
 def syncing() -> bool:
-    """True inside :func:`global_batch` with more than one process."""
+    """True inside :func:`global_batch` (in a process group, of any size)."""
     return bool(_STATE["active"])
 
 
@@ -35,9 +40,28 @@ def global_sum(t: Tensor) -> Tensor:
     :func:`global_batch`."""
     if not _STATE["active"]:
         return t
-    from torch.distributed.nn.functional import all_reduce
+    return _GlobalSum.apply(t, _STATE["group"])
 
-    return all_reduce(t, group=_STATE["group"])
+
+class _GlobalSum(torch.autograd.Function):
+    """Sum over the processes; its gradient is the sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, group) -> Tensor:
+        import torch.distributed as dist
+
+        ctx.group = group
+        out = t.detach().clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        import torch.distributed as dist
+
+        total = grad.detach().clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, group=ctx.group)
+        return total, None
 
 
 @contextlib.contextmanager
@@ -50,7 +74,7 @@ def global_batch(model: nn.Module, group=None) -> Iterator[None]:
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+    if not (dist.is_available() and dist.is_initialized()):
         yield
         return
     norms = [m for m in model.modules() if type(m) is nn.BatchNorm2d]
@@ -76,12 +100,14 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         c, dtype = x.shape[1], x.dtype
         x = x.float()  # statistics in float32 under autocast too
         dims = (0, 2, 3)
-        local = torch.cat([x.sum(dims), x.new_full((1,), x.numel() / c)])
+        # Sums in float64: the processes' partial sums add up to what one process sums, to float32 rounding.
+        local = torch.cat([x.sum(dims, dtype=torch.float64), x.new_full((1,), x.numel() / c, dtype=torch.float64)])
         total = global_sum(local)
         count = total[-1]
-        mean = total[:-1] / count
+        mean = (total[:-1] / count).float()
         centred = x - mean.view(1, c, 1, 1)
-        var = global_sum(centred.square().sum(dims)) / count
+        var = (global_sum(centred.square().sum(dims, dtype=torch.float64)) / count).float()
+        count = count.float()
         if self.track_running_stats:
             self._track(mean.detach(), var.detach(), count.detach())
         out = centred / torch.sqrt(var + self.eps).view(1, c, 1, 1)

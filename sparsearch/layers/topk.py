@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from sparsearch.layers._checks import check_positive
 from sparsearch.layers.balance import cv_squared
-from sparsearch.layers.batch_sync import global_sum
+from sparsearch.layers.batch_sync import global_sum, syncing
 from sparsearch.layers.condconv import CondConv2d
 from sparsearch.layers.controllers import Gates, ImageGate, QuestionGate
 from sparsearch.layers.routing import create_routing
@@ -60,13 +60,15 @@ def _path_batch_norm(h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNor
         length = h.shape[-1]
         dtype, h = h.dtype, h.float()  # statistics in float32 under autocast too
         member = member.float()
-        count = h.new_zeros(n_ch).index_add_(0, flat, member.reshape(-1)) * length  # (C·d,)
-        total = h.new_zeros(n_ch).index_add_(0, flat, (h.sum(-1) * member).reshape(-1))
+        wide = torch.float64 if syncing() else h.dtype  # a torchrun job adds partial sums: in float64
+        count = h.new_zeros(n_ch, dtype=wide).index_add_(0, flat, member.reshape(-1).to(wide)) * length  # (C·d,)
+        total = h.new_zeros(n_ch, dtype=wide).index_add_(0, flat, (h.sum(-1, dtype=wide) * member).reshape(-1))
         count, total = global_sum(torch.stack([count, total])).unbind()  # the global batch's, under torchrun
-        mean = total / count.clamp_min(1)
+        mean = (total / count.clamp_min(1)).to(h.dtype)
         centred = h - mean[channel][..., None]  # (B, S, L)
-        sq = (centred.square().sum(-1) * member).reshape(-1)
-        var = global_sum(h.new_zeros(n_ch).index_add_(0, flat, sq)) / count.clamp_min(1)
+        sq = (centred.square().sum(-1, dtype=wide) * member).reshape(-1)
+        var = (global_sum(h.new_zeros(n_ch, dtype=wide).index_add_(0, flat, sq)) / count.clamp_min(1)).to(h.dtype)
+        count = count.to(h.dtype)
         with torch.no_grad():
             seen = count > 0
             unbiased = var * count / (count - 1).clamp_min(1)

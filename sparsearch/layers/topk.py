@@ -348,7 +348,8 @@ class TopKBottleneck(nn.Module):
         w = w_expand * scale[:, None]
         # Accumulating into the residual in place saves a pass; autograd needs the out-of-place form, and
         # so does a traced program (torch.export, ONNX), which is called with or without gradients.
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        # Under autocast the residual may come in another dtype than the paths: out of place then too.
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or acc.dtype != h.dtype:
             out = torch.baddbmm(acc, w, h)
         else:
             out = torch.baddbmm(acc, w, h, out=acc)

@@ -26,6 +26,8 @@ MAX = {
     "batch_size": 65_536,
     "space_file_bytes": 1 << 20,  # a search space YAML file
     "json_file_bytes": 16 << 20,  # a checkpoint's config.json
+    "questions_file_bytes": 2 << 30,  # a VQA directory's questions JSON (VQA v2's are some hundred MB)
+    "files": 50_000_000,  # image files of a directory data set
     "yaml_depth": 64,  # nesting of a space file
     "yaml_aliases": 256,  # aliases (*name) in a space file
     "classes": 1_000_000,  # classes of a classifier, labels of a data set

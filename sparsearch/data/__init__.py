@@ -7,6 +7,8 @@ from the training data, stratified and seeded) and test splits. Specs:
 - ``sort-of-clevr`` or ``sort-of-clevr:train=N,test=M,seed=S``: the generated relational VQA set;
 - ``digits``: scikit-learn's handwritten digits;
 - ``cifar10:/path`` or ``cifar100:/path``: a CIFAR python-format directory;
+- ``folder:/path``: an image-folder directory, streamed from disk (:mod:`sparsearch.data.image_folder`);
+- ``vqa-folder:/path``: images and questions JSON, streamed from disk (:mod:`sparsearch.data.vqa_folder`);
 - ``mypkg.mymod:make_datasets``: a user plug-in (see :mod:`sparsearch.data.plugins`).
 """
 
@@ -30,9 +32,18 @@ __all__ = [
     "normalise",
 ]
 
-BUILTIN = ("easy-vqa", "sort-of-clevr[:train=N,test=M,seed=S]", "digits", "cifar10:PATH", "cifar100:PATH")
+BUILTIN = (
+    "easy-vqa",
+    "sort-of-clevr[:train=N,test=M,seed=S]",
+    "digits",
+    "cifar10:PATH",
+    "cifar100:PATH",
+    "folder:PATH",
+    "vqa-folder:PATH",
+)
+READERS = ("cifar10", "cifar100", "sort-of-clevr", "folder", "vqa-folder")  # name:argument specs that are not plug-ins
 VAL_FRACTION = 0.1
-VQA_DATA = ("easy-vqa", "sort-of-clevr")
+VQA_DATA = ("easy-vqa", "sort-of-clevr", "vqa-folder")
 
 
 def data_task(spec: str) -> str:
@@ -48,7 +59,7 @@ def is_plugin(spec: str) -> bool:
     file (a checkpoint's config.json, a study's settings) is never enough.
     """
     name, sep, rest = spec.strip().partition(":")
-    return bool(sep and rest) and name not in ("cifar10", "cifar100", "sort-of-clevr")
+    return bool(sep and rest) and name not in READERS
 
 
 def load_data(
@@ -82,6 +93,16 @@ def load_data(
         from sparsearch.data.cifar import load_cifar
 
         return load_cifar(name, rest, input_size, val_fraction, seed)
+    if name in ("folder", "vqa-folder"):
+        if not rest:
+            raise ConfigError(f"data {spec!r}: give the directory, e.g. {name}:/data/my-images")
+        if name == "folder":
+            from sparsearch.data.image_folder import load_image_folder
+
+            return load_image_folder(rest, input_size, val_fraction, seed)
+        from sparsearch.data.vqa_folder import load_vqa_folder
+
+        return load_vqa_folder(rest, input_size, val_fraction, seed, None if vocab is None else tuple(vocab))
     if sep and rest and all(part.isidentifier() for part in name.split(".")) and rest.isidentifier():
         from sparsearch.data.plugins import load_plugin
 

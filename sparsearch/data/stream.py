@@ -166,7 +166,7 @@ class StreamSplit:
             options["worker_init_fn"] = _worker_init
         if self.iterable:
             loader = DataLoader(self.dataset, batch_size=batch_size, **options)
-            for i, (images, labels, tokens, lengths) in enumerate(loader):
+            for i, (images, labels, tokens, lengths) in enumerate(self._read(loader)):
                 if i < reading.start:
                     continue
                 if reading.world > 1:
@@ -177,7 +177,17 @@ class StreamSplit:
                 yield images, labels, tokens, lengths
             return
         sampler = _Batches(len(self), batch_size, shuffle, generator, reading, self.takes_seed)
-        yield from DataLoader(self.dataset, batch_sampler=sampler, **options)
+        yield from self._read(DataLoader(self.dataset, batch_sampler=sampler, **options))
+
+    def _read(self, loader) -> Iterator[tuple]:
+        """The loader's batches; a failure in a worker process (which DataLoader re-raises with the
+        worker's traceback in its message) as one line."""
+        try:
+            yield from loader
+        except ConfigError as err:
+            raise ConfigError(_last_line(str(err))) from None
+        except (RuntimeError, OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as err:
+            raise ConfigError(f"{self.where}: reading a batch failed ({_last_line(str(err))})") from None
 
     def batches(
         self,
@@ -239,6 +249,14 @@ class _Rows(Dataset):
         if isinstance(key, tuple):
             return self.dataset[(self.rows[key[0]], key[1])]
         return self.dataset[self.rows[key]]
+
+
+def _last_line(message: str) -> str:
+    """The error itself, without a worker's traceback: the last line, less its exception type."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else message
+    head, sep, rest = last.partition(": ")
+    return rest if sep and head.replace(".", "").isidentifier() and head[:1].isupper() else last
 
 
 def _worker_init(worker_id: int) -> None:

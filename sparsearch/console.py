@@ -153,14 +153,22 @@ def print_prune(report: dict) -> None:
 
 
 class TrainProgress:
-    """Rich progress bars on an interactive terminal; nothing otherwise."""
+    """Rich progress bars on an interactive terminal; elsewhere (a log file, a cluster's job output) one
+    line per step window: steps done, loss, accuracy, images/s over all processes, the time left."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
+    WINDOW_S = 30.0  # a plain line at most this often (and at the first step and each epoch's end)
+
+    def __init__(self, enabled: bool, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.bars = enabled and self.stream.isatty()
+        self.lines = enabled and not self.bars
         self.bar = None
+        self.last = None
 
     def __enter__(self):
-        if not self.enabled:
+        if self.lines:
+            return self.on_step_line, self.on_epoch
+        if not self.bars:
             return None, None
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -169,7 +177,7 @@ class TrainProgress:
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} {task.fields[rate]:.0f} samples/s"),
+            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} {task.fields[rate]:.0f} images/s"),
             TimeRemainingColumn(),
             console=Console(stderr=True),
         )
@@ -184,12 +192,38 @@ class TrainProgress:
             self.task, completed=info.step, epoch=info.epoch, loss=info.loss, acc=info.accuracy, rate=info.samples_per_s
         )
 
+    def on_step_line(self, info) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.WINDOW_S and info.step != info.steps:
+            return
+        self.last = now
+        eta = ""
+        if info.steps_total and info.samples_per_s > 0 and self.started is not None:
+            per_step = (now - self.started[0]) / max(info.step_global - self.started[1], 1)
+            eta = f", {_minutes(per_step * (info.steps_total - info.step_global))} left"
+        if self.started is None:
+            self.started = (now, info.step_global)
+        print(
+            f"epoch {info.epoch} step {info.step}/{info.steps}: loss {info.loss:.4f} acc {info.accuracy:.3f}, "
+            f"{info.samples_per_s:.0f} images/s{eta}",
+            file=self.stream,
+            flush=True,
+        )
+
+    started: tuple[float, int] | None = None
+
     def on_epoch(self, stats) -> None:
-        self.bar.console.print(
+        line = (
             f"epoch {stats.epoch}: train loss {stats.train_loss:.4f} acc {stats.train_accuracy:.4f} | "
             f"val loss {stats.val_loss:.4f} acc {stats.val_accuracy:.4f} | {stats.seconds:.1f} s, "
-            f"{stats.samples_per_s:.0f} samples/s"
+            f"{stats.samples_per_s:.0f} images/s"
         )
+        if self.bar is None:
+            print(line, file=self.stream, flush=True)
+            return
+        self.bar.console.print(line)
         if self.task is not None:
             self.bar.remove_task(self.task)
             self.task = None
@@ -197,6 +231,10 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def print_study(summary: dict, report: str) -> None:

@@ -290,7 +290,14 @@ def _fit(model, data, settings, runtime: Runtime, on_step, on_epoch, freeze_gate
         seconds = time.perf_counter() - start
         val = evaluate(model, data.val, data.task, settings.eval_batch_size, runtime.device, runtime=runtime)
         stats = EpochStats(
-            epoch, loss_sum / max(seen, 1), correct / max(seen, 1), val.loss, val.accuracy, seconds, seen / seconds, lr
+            epoch,
+            loss_sum / max(seen, 1),
+            correct / max(seen, 1),
+            val.loss,
+            val.accuracy,
+            seconds,
+            seen * runtime.world / seconds,
+            lr,
         )
         history.append(stats)
         if on_epoch is not None:

@@ -134,7 +134,8 @@ def main() -> None:
     for size in ("1x", "10x"):
         r = rss[size]
         print(
-            f"peak RSS at {size} ({r['examples']} images): main {r['main_mib']:.0f} MiB, worker {r['worker_mib']:.0f} MiB"
+            f"peak RSS at {size} ({r['examples']} images): main {r['main_mib']:.0f} MiB, "
+            f"worker {r['worker_mib']:.0f} MiB"
         )
     print(f"10x / 1x: main {rss['main_ratio_10x_to_1x']:.2f}, worker {rss['worker_ratio_10x_to_1x']:.2f}")
 

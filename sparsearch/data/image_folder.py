@@ -32,7 +32,7 @@ from sparsearch.data.stream import StreamSplit
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX
 
-__all__ = ["ImageFiles", "decode", "load_image_folder"]
+__all__ = ["ImageFiles", "decode", "load_image_folder", "packed", "unpacked"]
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -70,11 +70,22 @@ def decode(path: str, size: int, seed: int | None) -> Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
+def packed(paths: list[str]) -> np.ndarray:
+    """Paths as one numpy array of UTF-8 bytes: the worker processes, forked with it, read it without
+    writing to it (a Python list's reference counts would copy every page it touches into each worker,
+    so their memory would grow with the data set)."""
+    return np.array([p.encode("utf-8", "surrogateescape") for p in paths], dtype=bytes)
+
+
+def unpacked(path: np.bytes_) -> str:
+    return bytes(path).decode("utf-8", "surrogateescape")
+
+
 class ImageFiles(Dataset):
     """``(image, label)`` items read from files; with ``augment``, indexed by ``(index, seed)``."""
 
     def __init__(self, paths: list[str], labels: list[int], size: int, augment: bool) -> None:
-        self.paths, self.labels, self.size = paths, labels, size
+        self.paths, self.labels, self.size = packed(paths), np.asarray(labels, dtype=np.int64), size
         self.takes_seed = augment
 
     def __len__(self) -> int:
@@ -82,7 +93,8 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, key):
         index, seed = key if isinstance(key, tuple) else (key, None)
-        return decode(self.paths[index], self.size, seed if self.takes_seed else None), self.labels[index]
+        image = decode(unpacked(self.paths[index]), self.size, seed if self.takes_seed else None)
+        return image, int(self.labels[index])
 
 
 def _classes(root: Path) -> list[str]:

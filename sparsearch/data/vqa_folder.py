@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from sparsearch.data.base import Datasets
 from sparsearch.data.easy_vqa import build_vocab, encode_questions
-from sparsearch.data.image_folder import decode
+from sparsearch.data.image_folder import decode, packed, unpacked
 from sparsearch.data.split import stratified_split
 from sparsearch.data.stream import StreamSplit
 from sparsearch.errors import ConfigError
@@ -39,13 +40,17 @@ class Questions(Dataset):
     """``(image, tokens, answer)`` items: images read from files, questions already tokenised."""
 
     def __init__(self, images: list[str], tokens: list[list[int]], labels: list[int], size: int) -> None:
-        self.images, self.tokens, self.labels, self.size = images, tokens, labels, size
+        # numpy arrays, not Python lists: the forked workers read them without copying (see image_folder.packed)
+        self.images, self.labels, self.size = packed(images), np.asarray(labels, dtype=np.int64), size
+        self.offsets = np.cumsum([0, *(len(t) for t in tokens)])
+        self.tokens = np.fromiter((w for t in tokens for w in t), dtype=np.int64, count=int(self.offsets[-1]))
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        return decode(self.images[index], self.size, None), torch.tensor(self.tokens[index]), self.labels[index]
+        words = torch.from_numpy(self.tokens[self.offsets[index] : self.offsets[index + 1]].copy())
+        return decode(unpacked(self.images[index]), self.size, None), words, int(self.labels[index])
 
 
 def _records(root: Path, name: str) -> list[tuple[str, str, str]]:

@@ -72,7 +72,7 @@ def test_a_broken_image_is_named_in_one_line_from_a_worker(tmp_path: Path) -> No
     root = make_folder(tmp_path / "imgs", per_class=2)
     (root / "red" / "bad.png").write_bytes(b"not a png")
     d = load_data(f"folder:{root}", input_size=12, val_fraction=0.5)
-    split = d.train if any("bad.png" in p for p in d.train.dataset.paths) else d.val
+    split = d.train if any(b"bad.png" in bytes(p) for p in d.train.dataset.paths) else d.val
     with pytest.raises(ConfigError) as caught:
         list(split.batches(64, reading=Reading(workers=1)))
     assert "bad.png: cannot decode the image" in str(caught.value) and "\n" not in str(caught.value)
@@ -87,7 +87,7 @@ def make_vqa(root: Path) -> Path:
             {"image": f"images/{i}.png", "question": "Is it red?", "answers": ["yes" if name == "red" else "no"] * 3}
         )
     (root / "train.json").write_text(json.dumps(records))
-    (root / "test.json").write_text(json.dumps(records[:6] + [{**records[0], "answer": "never seen"}]))
+    (root / "test.json").write_text(json.dumps([*records[:6], {**records[0], "answer": "never seen"}]))
     return root
 
 

@@ -58,7 +58,7 @@ from sparsearch.train.loop import (
     task_loss,
     train_step,
 )
-from sparsearch.train.resume import Saving, is_resume_state
+from sparsearch.train.resume import Saving, saved_by
 from sparsearch.train.run import build_run
 from sparsearch.train.runtime import Runtime, StepScale
 from sparsearch.train.settings import GatePhase, TrainSettings
@@ -223,7 +223,7 @@ class Supernet:
                 "settings": settings.to_dict(),
                 "sampling": sampling.to_dict(),
             }
-            saving = Saving(save_at, save_every, identity, resume=is_resume_state(save_at), generators=(generator,))
+            saving = Saving(save_at, save_every, identity, resume=saved_by(save_at, identity), generators=(generator,))
         start = time.perf_counter()
         set_execution(model, "masked")  # the same outputs and gradients as sparse; faster for narrow paths
         try:

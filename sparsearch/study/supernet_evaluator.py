@@ -28,6 +28,9 @@ from sparsearch.study.supernet import Sampling, Supernet, score_split
 __all__ = ["SupernetEvaluator"]
 
 
+SUPERNET_SAVE_EVERY = 200  # steps between a supernet training's resumable states (a few seconds of writing an hour)
+
+
 class SupernetEvaluator(Evaluator):
     """Scores a configuration on its structure's supernet (k and fan-in set on the shared weights)."""
 
@@ -118,7 +121,14 @@ class SupernetEvaluator(Evaluator):
             f"{self.sampling.rule} sampling)"
         )
         net = Supernet.train(
-            self.space, structure, self.train_settings, self.device, data=self.data_spec, sampling=self.sampling
+            self.space,
+            structure,
+            self.train_settings,
+            self.device,
+            data=self.data_spec,
+            sampling=self.sampling,
+            save_at=path.with_name(path.name + ".resume"),  # a killed study resumes the training from here
+            save_every=SUPERNET_SAVE_EVERY,
         )
         net.save(path)
         self.log(f"supernet {structure.label} trained in {net.train_seconds:.0f} s")

@@ -30,7 +30,7 @@ from sparsearch.limits import MAX, read_capped
 from sparsearch.safe_io import atomic_dir, refuse_foreign
 from sparsearch.version import __version__
 
-__all__ = ["FORMAT", "ResumeError", "Resumed", "Saving", "is_resume_state", "resume_path"]
+__all__ = ["FORMAT", "ResumeError", "Resumed", "Saving", "is_resume_state", "resume_path", "saved_by"]
 
 FORMAT = "sparsearch-resume"
 FORMAT_VERSION = 1
@@ -50,6 +50,18 @@ def resume_path(out: str | Path) -> Path:
 
 def is_resume_state(path: Path) -> bool:
     return (path / STATE_JSON).is_file()
+
+
+def saved_by(path: Path, identity: dict[str, Any]) -> bool:
+    """True when ``path`` holds a readable state saved by the run ``identity`` (a study resumes its
+    supernet's training only then; another state there is replaced by the first save)."""
+    if not is_resume_state(path):
+        return False
+    try:
+        record = json.loads(read_capped(path / STATE_JSON, MAX["json_file_bytes"], "resumable state"))
+    except (SparsearchError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(record, dict) and record.get("run") == json.loads(json.dumps(identity))
 
 
 def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:

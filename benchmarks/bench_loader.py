@@ -90,36 +90,45 @@ import sparsearch.data.image_folder as reader
 from sparsearch.data import load_data, Reading
 
 root, size, batch, workers, notes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+EARLY = int(sys.argv[6])
 read = reader.ImageFiles.__getitem__
 
 def private_kib():  # pages of this process alone (a forked worker's RSS also counts the pages it shares)
     with open("/proc/self/smaps_rollup") as f:
         return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean", "Private_Dirty")))
 
-def measured(self, key):  # every 200 items, a worker notes its private memory
+def measured(self, key):  # every 100 items, a worker notes its items so far and its private memory
     self.items = getattr(self, "items", 0) + 1
-    if self.items % 200 == 1:
+    if self.items % 100 == 0:
         with open(os.path.join(notes, str(os.getpid())), "a") as f:
-            f.write(f"{private_kib()}\\n")
+            f.write(f"{self.items} {private_kib()}\\n")
     return read(self, key)
 
 reader.ImageFiles.__getitem__ = measured
 d = load_data("folder:" + root, input_size=size, seed=0)
 g = torch.Generator()
 n = sum(len(b) for b in d.train.batches(batch, shuffle=True, generator=g, reading=Reading(workers=workers)))
-peaks = [max(int(x) for x in open(os.path.join(notes, p))) for p in os.listdir(notes)]
-print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, max(peaks))
+samples = [tuple(map(int, line.split())) for p in os.listdir(notes) for line in open(os.path.join(notes, p))]
+early = max(kib for items, kib in samples if items <= EARLY)  # the same work done at any data-set size
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, early, max(kib for _, kib in samples))
 """
 
 
-def peak_rss(root: Path, workers: int) -> dict[str, float]:
-    """One pass over the folder in a fresh process: the main process's peak RSS and the largest private
-    memory (pages not shared with the main process) of a worker, in MiB."""
+def peak_rss(root: Path, workers: int, early: int) -> dict[str, float]:
+    """One pass over the folder in a fresh process: the main process's peak RSS; a worker's largest private
+    memory (pages not shared with the main process) over its first ``early`` items, the same work at
+    every data-set size, and over the whole pass (which grows with the items a worker has read, as its
+    allocator settles, about 40-70 MiB here whatever the data's size); in MiB."""
     with tempfile.TemporaryDirectory() as notes:
-        args = [str(root), str(SIZE), str(BATCH), str(max(workers, 1)), notes]
+        args = [str(root), str(SIZE), str(BATCH), str(max(workers, 1)), notes, str(early)]
         done = subprocess.run([sys.executable, "-c", PASS, *args], capture_output=True, text=True, check=True)
-    examples, main_kib, worker_kib = (int(x) for x in done.stdout.split())
-    return {"examples": examples, "main_mib": main_kib / 1024, "worker_private_mib": worker_kib / 1024}
+    examples, main_kib, early_kib, worker_kib = (int(x) for x in done.stdout.split())
+    return {
+        "examples": examples,
+        "main_mib": main_kib / 1024,
+        "worker_private_mib": early_kib / 1024,
+        "worker_private_whole_pass_mib": worker_kib / 1024,
+    }
 
 
 def main() -> None:
@@ -142,7 +151,9 @@ def main() -> None:
             ram = throughput(memory, args.steps, 0, train)
             result[key] = {"folder_images_per_s": disk, "in_memory_images_per_s": ram, "ratio": disk / ram}
         large = make_folder(Path(tmp) / "x10", 10 * args.images)
-        rss = {"1x": peak_rss(small, args.workers), "10x": peak_rss(large, args.workers)}
+        early = max(100, (args.images * 9 // 10) // max(args.workers, 1) // 100 * 100)  # a worker's share at 1x
+        rss = {"1x": peak_rss(small, args.workers, early), "10x": peak_rss(large, args.workers, early)}
+        rss["worker_items_compared"] = early
         rss["main_ratio_10x_to_1x"] = rss["10x"]["main_mib"] / rss["1x"]["main_mib"]
         rss["worker_ratio_10x_to_1x"] = rss["10x"]["worker_private_mib"] / rss["1x"]["worker_private_mib"]
         result["peak_rss"] = rss
@@ -161,7 +172,8 @@ def main() -> None:
         r = rss[size]
         print(
             f"peak RSS at {size} ({r['examples']} images): main {r['main_mib']:.0f} MiB, "
-            f"worker {r['worker_private_mib']:.0f} MiB private"
+            f"worker {r['worker_private_mib']:.0f} MiB private over its first {early} items "
+            f"({r['worker_private_whole_pass_mib']:.0f} MiB over the pass)"
         )
     print(f"10x / 1x: main {rss['main_ratio_10x_to_1x']:.2f}, worker {rss['worker_ratio_10x_to_1x']:.2f}")
 

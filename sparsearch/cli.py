@@ -308,6 +308,18 @@ def train(
     typer.echo(f"checkpoint: {result.checkpoint}")
 
 
+def _one_process(command: str) -> None:
+    """Refuse a command that does not run data-parallel when started by torchrun with several processes."""
+    from sparsearch.train.runtime import Distributed
+
+    dist = Distributed.from_env()
+    if dist is not None and dist.world > 1:
+        raise SparsearchError(
+            f"sparsearch {command} does not run under torchrun with several processes: scale a study out with "
+            "workers (docs/distributed.md); torchrun runs train and validate data-parallel"
+        )
+
+
 def _runtime(device: str, precision: str = "32", channels_last: bool = False, workers: int = 0):
     """The run's Runtime; under torchrun, this process's device, having joined the job's process group."""
     from sparsearch.train import resolve_device
@@ -542,6 +554,7 @@ def study(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Search a space under a FLOPs or latency budget: proxy accuracy up, target FLOPs down (Optuna)."""
+    _one_process("study")
     from sparsearch.study import Progress, make_settings, run_study
 
     settings = make_settings(
@@ -622,16 +635,22 @@ def validate(
         str | None, typer.Option(help="The study's data plug-in, module:function (required for a plug-in study).")
     ] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes for data read from disk.")] = 2,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Train configurations of a study stand-alone and measure how well its scores rank them."""
+    """Train configurations of a study stand-alone and measure how well its scores rank them.
+
+    Under torchrun each training runs data-parallel over the job's processes; rank 0 stores the results."""
     from sparsearch.console import print_validation
     from sparsearch.study import ValidationSettings, default_storage_url, run_validation
 
     settings = ValidationSettings(configs=configs, seeds=seeds, epochs=epochs, tolerance=tolerance)
     url = storage or default_storage_url(study_name)
-    say = None if json_out else (lambda line: typer.echo(line, err=True))
-    result = run_validation(url, study_name, settings, device=device, jobs=jobs, data=data, log=say)
+    runtime = _runtime(device, workers=workers)
+    say = None if json_out or not runtime.is_main else (lambda line: typer.echo(line, err=True))
+    result = run_validation(url, study_name, settings, device=device, jobs=jobs, data=data, log=say, runtime=runtime)
+    if not runtime.is_main:
+        return
     if json_out:
         typer.echo(_json(result))
     else:
@@ -657,6 +676,7 @@ def worker(
     ] = None,
 ) -> None:
     """Join a study and run its queued trials until none is left."""
+    _one_process("worker")
     from sparsearch.study import run_worker
 
     done = run_worker(

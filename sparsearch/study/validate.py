@@ -40,6 +40,7 @@ from sparsearch.study.structure import amount_parameters, uniform_label, uniform
 from sparsearch.train.loop import evaluate, fit, resolve_device
 from sparsearch.train.machine import describe_machine
 from sparsearch.train.run import build_run
+from sparsearch.train.runtime import Runtime
 from sparsearch.train.settings import default_settings
 
 __all__ = ["Candidate", "ValidationSettings", "choose", "run_validation", "uniform_partner", "welch_interval"]
@@ -217,14 +218,17 @@ def _accuracies(done: dict[str, Any], number: int, seeds: list[int], epochs: int
     return tuple(done[_key(number, seed, epochs)]["test_accuracy"] for seed in seeds)
 
 
-def _train_one(settings: StudySettings, space, values, seed: int, epochs: int, device) -> dict[str, Any]:
-    """Train ``values`` from scratch with the study's proxy recipe at ``seed``; its test accuracy."""
+def _train_one(
+    settings: StudySettings, space, values, seed: int, epochs: int, device, runtime: Runtime | None = None
+) -> dict[str, Any]:
+    """Train ``values`` from scratch with the study's proxy recipe at ``seed``; its test accuracy.
+    ``runtime``: the processes of a ``torchrun`` job (data parallel), the precision, the loader workers."""
     data_spec = space.proxy.recipe(settings.data).data
     recipe = default_settings(data_task(data_spec), epochs=epochs, seed=seed, lr=settings.lr)
     start = time.perf_counter()
     _, datasets, model = build_run(space, values, recipe, data=data_spec)
-    history = fit(model, datasets, recipe, device)
-    test = evaluate(model, datasets.split("test"), datasets.task, recipe.eval_batch_size, device)
+    history = fit(model, datasets, recipe, device, runtime=runtime)
+    test = evaluate(model, datasets.split("test"), datasets.task, recipe.eval_batch_size, device, runtime=runtime)
     return {
         "test_accuracy": test.accuracy,
         "test_examples": test.examples,
@@ -259,8 +263,12 @@ def run_validation(
     jobs: int = 1,
     data: str | None = None,
     log=None,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """Train the chosen configurations of study ``name`` (those not yet stored), then rank them.
+
+    Under ``torchrun`` (``runtime`` with several processes) every process runs this, each training
+    data-parallel; rank 0 alone stores the results, the others wait for each to be stored.
 
     ``jobs`` trainings run at once, each in its own process with its share of the CPU threads. A study
     on a data plug-in needs ``data`` naming it: the storage never chooses code to run. Returns what is
@@ -274,7 +282,10 @@ def run_validation(
     opened = open_study(storage_url, name, None)
     study, study_settings, space = opened.study, opened.settings, opened.space
     require_named_plugin(name, study_settings, data)
-    target = resolve_device(device)
+    target = runtime.device if runtime is not None else resolve_device(device)
+    if runtime is not None and runtime.world > 1 and jobs > 1:
+        raise ConfigError("--jobs runs trainings side by side in one process each; under torchrun give --jobs 1")
+    main_rank = runtime is None or runtime.is_main
     pool = candidates(study)
     if len(pool) < 3:
         raise ConfigError(f"study {name!r} has {len(pool)} feasible configuration(s); validation needs 3 or more")
@@ -301,8 +312,11 @@ def run_validation(
     if jobs == 1:
         for i, (key, label, values, seed) in enumerate(todo, 1):
             say(f"[{i}/{len(todo)}] training {label} stand-alone, seed {seed}")
-            result = _train_one(study_settings, space, values, seed, epochs, target)
-            study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})  # kept at once
+            result = _train_one(study_settings, space, values, seed, epochs, target, runtime)
+            if main_rank:
+                study.set_user_attr(ATTR_RUN + key, {"seed": seed, "epochs": epochs, **result})  # kept at once
+            if runtime is not None:
+                runtime.barrier()  # the others read it once it is stored
     elif todo:
         threads = max(1, torch.get_num_threads() // jobs)
         context = multiprocessing.get_context("spawn")
@@ -359,5 +373,6 @@ def run_validation(
         "training_seconds": float(np.median([done[k]["seconds"] for k, *_ in wanted])),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    study.set_user_attr(ATTR_FIDELITY, result)
+    if main_rank:
+        study.set_user_attr(ATTR_FIDELITY, result)
     return result

@@ -199,6 +199,15 @@ class Runtime:
         dist.all_reduce(t)
         return int(t.item()) == 0
 
+    def barrier(self) -> None:
+        """Wait for every process of the job (a no-op outside one)."""
+        if self.dist is None:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+
     @contextlib.contextmanager
     def step_scope(self, model: nn.Module) -> Iterator[None]:
         """A training step: batch statistics over the global batch when there are several processes."""

@@ -103,3 +103,19 @@ def test_the_uniform_partner_is_the_uniform_k_of_nearest_cost_and_the_interval_i
     welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert d["value"] == pytest.approx(0.09) and (d["low"], d["high"]) == pytest.approx((welch.low, welch.high))
     assert welch_interval((0.5,), b) is None
+
+
+def test_validate_under_torchrun_trains_data_parallel_and_rank_0_stores(study) -> None:
+    import os
+    import subprocess
+    import sys
+
+    before = _runs(optuna.load_study(study_name="tiny", storage=study))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sparsearch"]
+    args = ["validate", "tiny", "--storage", study, "--configs", "6", "--seeds", "2", "--device", "cpu", "--json"]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)  # printed once, by rank 0
+    after = _runs(optuna.load_study(study_name="tiny", storage=study))
+    assert result["configurations"] == 6 and len(after) > len(before) and {k: after[k] for k in before} == before

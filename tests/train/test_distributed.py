@@ -84,3 +84,18 @@ def test_a_longer_run_parts_no_more_than_a_thread_count_makes_it(tmp_path: Path)
     two = _train(tmp_path / "two", 2, *longer)
     threads = _train(tmp_path / "threads", 1, *longer, threads=2)
     assert _difference(one, two) <= 2 * max(_difference(one, threads), 1e-6)
+
+
+def test_a_study_under_torchrun_with_several_processes_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sparsearch"]
+    done = subprocess.run(
+        [*command, "study", "--budget", "1GFLOPs", "--space", "gateconnect_digits"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0 and "does not run under torchrun with several processes" in done.stderr
+    assert not (tmp_path / "studies").exists()

@@ -8,13 +8,17 @@
   page it shares with the main process, so it reads as large as the main process's heap was at the fork),
   to show neither grows with the data set.
 
-Usage: python benchmarks/bench_loader.py [--json] [--images N] [--steps S] [--workers W]
+Throughputs are medians of ``--rounds`` rounds, each timing the folder and then memory (the ratio is the
+median of the rounds' ratios).
+
+Usage: python benchmarks/bench_loader.py [--json] [--images N] [--steps S] [--rounds R] [--workers W]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,11 +139,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--images", type=int, default=2000, help="images at 1x (10x is ten times as many)")
-    parser.add_argument("--steps", type=int, default=20, help="timed batches per case")
+    parser.add_argument("--steps", type=int, default=30, help="timed batches per case and round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each timing the folder then memory")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the folder reader")
     args = parser.parse_args()
-    if args.images < 10 * CLASSES or args.steps < 1 or args.workers < 0:
-        parser.error("--images must be >= 100, --steps >= 1, --workers >= 0")
+    if args.images < 10 * CLASSES or args.steps < 1 or args.workers < 0 or args.rounds < 1:
+        parser.error("--images must be >= 100, --steps and --rounds >= 1, --workers >= 0")
     result: dict = {"machine": describe_machine(), "workers": args.workers, "batch": BATCH, "input_size": SIZE}
     with tempfile.TemporaryDirectory() as tmp:
         small = make_folder(Path(tmp) / "x1", args.images)
@@ -147,9 +152,13 @@ def main() -> None:
         memory = in_memory(folder)
         for train in (True, False):
             key = "training" if train else "loading"
-            disk = throughput(folder, args.steps, args.workers, train)
-            ram = throughput(memory, args.steps, 0, train)
-            result[key] = {"folder_images_per_s": disk, "in_memory_images_per_s": ram, "ratio": disk / ram}
+            rounds = [  # alternated, so that a slow spell of the machine falls on both
+                (throughput(folder, args.steps, args.workers, train), throughput(memory, args.steps, 0, train))
+                for _ in range(args.rounds)
+            ]
+            disk, ram = (statistics.median(r[i] for r in rounds) for i in (0, 1))
+            ratio = statistics.median(d / m for d, m in rounds)
+            result[key] = {"folder_images_per_s": disk, "in_memory_images_per_s": ram, "ratio": ratio}
         large = make_folder(Path(tmp) / "x10", 10 * args.images)
         early = max(100, (args.images * 9 // 10) // max(args.workers, 1) // 100 * 100)  # a worker's share at 1x
         rss = {"1x": peak_rss(small, args.workers, early), "10x": peak_rss(large, args.workers, early)}

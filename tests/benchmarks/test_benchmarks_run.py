@@ -59,3 +59,11 @@ def test_bench_e2e_json() -> None:
     assert [r["k"] for r in result["rows"]] == ["C/2", "C/4", "C/8"]
     assert all(r["speedup"] > 0 and r["flops_ratio"] > 1 for r in result["rows"])
     assert result["machine"]["cpu"] and result["met"] in (True, False)
+
+
+@pytest.mark.slow
+def test_bench_loader_json() -> None:
+    result = _run("bench_loader.py", "--images", "200", "--steps", "2", "--rounds", "1")
+    assert {"folder_images_per_s", "in_memory_images_per_s", "ratio"} <= set(result["training"])
+    assert result["peak_rss"]["10x"]["examples"] == 10 * result["peak_rss"]["1x"]["examples"]
+    assert {"main_ratio_10x_to_1x", "worker_ratio_10x_to_1x"} <= set(result["peak_rss"])

@@ -342,13 +342,20 @@ def eval_(
     batch_size: Annotated[int, typer.Option(help="Examples per evaluation batch.")] = 256,
     latency_batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.")] = 32,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda ...")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes for data read from disk.")] = 2,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a checkpoint: accuracy, loss, per-class report, FLOPs per example, latency."""
     from sparsearch.train import evaluate_checkpoint, resolve_device
 
     result = evaluate_checkpoint(
-        checkpoint, resolve_device(device), data=data, split=split, batch_size=batch_size, latency_batch=latency_batch
+        checkpoint,
+        resolve_device(device),
+        data=data,
+        split=split,
+        batch_size=batch_size,
+        latency_batch=latency_batch,
+        workers=workers,
     )
     if json_out:
         typer.echo(_json(result))

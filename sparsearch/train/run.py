@@ -306,6 +306,7 @@ def evaluate_checkpoint(
     split: str = "test",
     batch_size: int = 256,
     latency_batch: int = 32,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Accuracy, loss, per-class report, FLOPs per example and measured latency of a checkpoint.
     ``device``: a torch device, or its name."""
@@ -318,7 +319,8 @@ def evaluate_checkpoint(
     datasets = checkpoint_data(ckpt, data)
     spec_data = datasets.spec
     chosen = datasets.split(split)
-    result = evaluate(ckpt.model, chosen, datasets.task, batch_size, device, usage=True)
+    runtime = Runtime(device, workers=workers)  # workers read data streamed from disk
+    result = evaluate(ckpt.model, chosen, datasets.task, batch_size, device, usage=True, runtime=runtime)
     names = list(ckpt.spec.classes)
     report = classification_report(
         result.labels.numpy(),

@@ -146,6 +146,7 @@ def main() -> None:
     if args.images < 10 * CLASSES or args.steps < 1 or args.workers < 0 or args.rounds < 1:
         parser.error("--images must be >= 100, --steps and --rounds >= 1, --workers >= 0")
     result: dict = {"machine": describe_machine(), "workers": args.workers, "batch": BATCH, "input_size": SIZE}
+    result.update(images=args.images, steps=args.steps, rounds=args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         small = make_folder(Path(tmp) / "x1", args.images)
         folder = load_data(f"folder:{small}", input_size=SIZE, seed=0).train

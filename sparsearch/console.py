@@ -153,15 +153,16 @@ def print_prune(report: dict) -> None:
 
 
 class TrainProgress:
-    """Rich progress bars on an interactive terminal; elsewhere (a log file, a cluster's job output) one
-    line per step window: steps done, loss, accuracy, images/s over all processes, the time left."""
+    """Rich progress bars on an interactive terminal (stderr); elsewhere (a log file, a cluster's job
+    output) one line per step window on stdout, with the result: steps done, loss, accuracy, images/s
+    over all processes, the time left. (``--json`` prints neither.)"""
 
     WINDOW_S = 30.0  # a plain line at most this often (and at the first step and each epoch's end)
 
     def __init__(self, enabled: bool, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.bars = enabled and self.stream.isatty()
+        self.bars = enabled and sys.stderr.isatty()
         self.lines = enabled and not self.bars
+        self.stream = stream or sys.stdout  # lines go with the result (stdout); stderr is for the error alone
         self.bar = None
         self.last = None
 

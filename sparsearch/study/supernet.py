@@ -262,9 +262,11 @@ class Supernet:
         finally:
             set_execution(self.model, "sparse")
 
-    def finetune(self, values: dict[str, Any], steps: int, device: torch.device) -> tuple[nn.Module, float]:
+    def finetune(
+        self, values: dict[str, Any], steps: int, device: torch.device, runtime: Runtime | None = None
+    ) -> tuple[nn.Module, float]:
         """A copy fixed at ``values``, trained ``steps`` steps from the shared weights; its accuracy on
-        the whole validation split."""
+        the whole validation split. ``runtime``: as for :meth:`train` (data parallel under ``torchrun``)."""
         model = copy.deepcopy(self.model)
         configure(model, self.space, values)
         for module in model.modules():
@@ -274,7 +276,7 @@ class Supernet:
         try:
             if steps > 0:  # fit ends with an evaluation on the validation split
                 settings = replace(self.settings, epochs=1, steps_per_epoch=steps)
-                accuracy = fit(model, self.data, settings, device)[-1].val_accuracy
+                accuracy = fit(model, self.data, settings, device, runtime=runtime)[-1].val_accuracy
             else:
                 recalibrate_batch_norm(model, self.data.train, 4, self.settings.batch_size, device)
                 accuracy = evaluate(

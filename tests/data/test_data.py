@@ -128,6 +128,20 @@ def make_datasets(input_size, seed):
     images[torch.arange(40), 0, labels, labels] = 1.0  # the class is where the bright pixel is
     return TensorDataset(images, labels), (images[:8], labels[:8])
 
+class Stream(torch.utils.data.IterableDataset):  # an iterable dataset with a length: streams in its own order
+
+    def __len__(self):
+        return 20
+
+    def __iter__(self):
+        for i in range(20):
+            image = torch.zeros(1, 12, 12)
+            image[0, i % 4, i % 4] = 1.0
+            yield image, i % 4
+
+def iterable(input_size, seed):
+    return Stream(), Stream()
+
 def wrong(input_size, seed):
     return "not datasets"
 
@@ -154,6 +168,16 @@ def test_a_plugin_returns_train_and_validation(plugin_dir: None) -> None:
     assert next(d.train.batches(64)).images.shape == (40, 1, 16, 16) and len(d.val) == 8
     with pytest.raises(ConfigError, match="has no test split; evaluate on the validation split: --split val"):
         d.split("test")
+
+
+def test_a_plugin_may_give_an_iterable_dataset_that_streams_in_its_own_order(plugin_dir: None) -> None:
+    d = load_data("my_data_plugin:iterable", input_size=16, seed=0)
+    assert d.num_classes == 4 and len(d.train) == 20 and d.train.size == 16
+    g = torch.Generator().manual_seed(0)
+    labels = torch.cat([b.labels for b in d.train.batches(8, shuffle=True, generator=g)])
+    assert labels.tolist() == [i % 4 for i in range(20)]  # its own order
+    with pytest.raises(ConfigError, match="an IterableDataset cannot be subset; give a map-style Dataset"):
+        d.val.subset(torch.arange(4))
 
 
 def test_a_plugin_may_give_numpy_arrays_and_channels_last_images_are_named(plugin_dir: None) -> None:

@@ -51,7 +51,7 @@ def test_training_draws_the_configurations_of_its_rule(rule: str, monkeypatch) -
     Supernet.train(space, candidate_structures(space)[0], settings, CPU, sampling=Sampling(rule, random=1))
     assert drawn[-1] == (12, 12, 12)  # k = C at the end
     if rule == "uniform":
-        assert len(drawn) == 1 + 6 + 1  # the first configuration, one per step, and k = C at the end
+        assert len(drawn) == 6 + 1  # one per step, drawn as the step begins, and k = C at the end
         assert len(set(drawn[:-1])) > 1  # k changes from step to step
     else:
         assert len(drawn) == 6 * 3 + 1  # per step: the largest, the smallest, one random

@@ -71,7 +71,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args: l
 def test_a_training_logged_to_a_file_prints_one_line_per_step_window(tmp_path: Path) -> None:
     done = _cli("train", *QUICK, "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
-    lines = done.stderr.splitlines()
+    assert done.stderr == ""  # stderr is for an error alone
+    lines = done.stdout.splitlines()
     steps = [line for line in lines if line.startswith("epoch 1 step ")]
     assert steps[0].startswith("epoch 1 step 1/3: loss ") and "images/s" in steps[0]
     assert steps[-1].startswith("epoch 1 step 3/3") and steps[-1].endswith(" left")

@@ -315,8 +315,8 @@ def _one_process(command: str) -> None:
     dist = Distributed.from_env()
     if dist is not None and dist.world > 1:
         raise SparsearchError(
-            f"sparsearch {command} does not run under torchrun with several processes: scale a study out with "
-            "workers (docs/distributed.md); torchrun runs train and validate data-parallel"
+            f"sparsearch {command} does not run under torchrun with several processes: a worker scores trials one "
+            "process each (start one per device); torchrun runs train, validate and a study's supernets data-parallel"
         )
 
 
@@ -560,9 +560,11 @@ def study(
     ] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Search a space under a FLOPs or latency budget: proxy accuracy up, target FLOPs down (Optuna)."""
-    _one_process("study")
+    """Search a space under a FLOPs or latency budget: proxy accuracy up, target FLOPs down (Optuna).
+
+    Under torchrun the job's processes train the supernets data-parallel; rank 0 then runs the trials."""
     from sparsearch.study import Progress, make_settings, run_study
+    from sparsearch.train.runtime import Distributed
 
     settings = make_settings(
         space,
@@ -583,7 +585,10 @@ def study(
         target_latency_batches=tuple(target_latency_batch or (1,)),
         objective=objective,
     )
-    progress = Progress(settings.n_trials, settings.cost_budget)  # the second objective's unit (FLOPs or ms)
+    runtime = _runtime(device) if Distributed.from_env() is not None else None
+    main_rank = runtime is None or runtime.is_main
+    # the second objective's unit (FLOPs or ms)
+    progress = Progress(settings.n_trials, settings.cost_budget) if main_rank else None
     run = run_study(
         settings,
         storage_url=storage,  # None: the defaults, as run_study names them
@@ -594,7 +599,10 @@ def study(
         progress=progress,
         heartbeat_s=heartbeat,
         artifact_store=artifact_store,
+        runtime=runtime,
     )
+    if run is None:  # a torchrun job's other ranks: rank 0 reports
+        return
     if json_out:
         typer.echo(_json({**run.summary, "report": str(run.report)}))
     else:

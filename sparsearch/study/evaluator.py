@@ -68,8 +68,11 @@ class Evaluator(ABC):
     name: ClassVar[str]  # the --eval value
     default_trials: ClassVar[int]  # trials when --trials is not given (about 10 minutes on 2 cores)
 
-    def __init__(self, settings: StudySettings, space: Space, device: torch.device, artifacts: Path, log=None) -> None:
+    def __init__(
+        self, settings: StudySettings, space: Space, device: torch.device, artifacts: Path, log=None, runtime=None
+    ) -> None:
         self.settings, self.space, self.device = settings, space, device
+        self.runtime = runtime  # a torchrun job's processes (prepare() trains the supernets data-parallel)
         self.artifacts = Path(artifacts)
         self.log = log or (lambda message: None)
         recipe = space.proxy.recipe(settings.data, settings.epochs)

@@ -24,6 +24,6 @@ def evaluator_class(name: str) -> type[Evaluator]:
         raise ConfigError(f"eval={name!r}; allowed: {', '.join(EVALUATORS)}") from None
 
 
-def make_evaluator(settings, space, device, artifacts, log=None) -> Evaluator:
-    """The evaluator of ``settings.eval`` for one study in this process."""
-    return evaluator_class(settings.eval)(settings, space, device, artifacts, log)
+def make_evaluator(settings, space, device, artifacts, log=None, runtime=None) -> Evaluator:
+    """The evaluator of ``settings.eval`` for one study in this process (``runtime``: a torchrun job's)."""
+    return evaluator_class(settings.eval)(settings, space, device, artifacts, log, runtime)

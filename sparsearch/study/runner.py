@@ -65,7 +65,8 @@ def run_study(
     artifact_store: str | Path | None = None,
     progress: Progress | None = None,
     heartbeat_s: int = HEARTBEAT_SECONDS,
-) -> StudyRun:
+    runtime=None,
+) -> StudyRun | None:
     """Create or resume the study, run it to its trial count (or ``timeout`` seconds), and summarise it.
 
     ``name`` and ``storage_url`` default as on the command line (``default-50GFLOPs`` in
@@ -73,12 +74,19 @@ def run_study(
     parsed it already. ``artifact_store``: the directory of the artifact store that shares the supernets
     (default: the one the study records, else ``<artifacts>/store``). A resumed study takes this run's
     :data:`~sparsearch.study.session.RUN_OPTIONS`; its other settings must be these.
+
+    Under ``torchrun`` (``runtime`` with several processes) every process runs this: the supernets are
+    trained data-parallel by all of them, then rank 0 alone runs the trials, the fine-tuning and the
+    summary, and the others return None.
     """
     name = name or default_study_name(settings.space, settings.budget)
     storage_url = storage_url or default_storage_url(name)
     if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs={jobs} must be a positive integer")
     check_int("jobs", jobs)
+    together = runtime is not None and runtime.world > 1
+    if together and jobs > 1:
+        raise ConfigError("--jobs starts worker processes; under torchrun give --jobs 1 (the job trains the supernets)")
     check_run_limits(timeout, heartbeat_s)
     if jobs > 1 and storage_url.startswith("sqlite") and sqlite_file(storage_url) is None:
         raise ConfigError(
@@ -87,13 +95,13 @@ def run_study(
         )
     start = time.perf_counter()
     deadline = None if timeout is None else time.time() + timeout
-    target = resolve_device(device)
+    target = runtime.device if runtime is not None else resolve_device(device)
     artifacts = Path(artifacts or Path("studies") / name)
     log = progress.message if progress is not None else None
     check_writable(artifacts / "pareto.json", "study summary")  # refused now, not after the search
     space = space or stored_space(settings.space_text, settings.space_source)
     # Refuse a space without k or fan-in (supernet mode) and data that does not load before anything is written.
-    evaluator = make_evaluator(settings, space, target, artifacts, log)
+    evaluator = make_evaluator(settings, space, target, artifacts, log, runtime if together else None)
     evaluator.data  # noqa: B018 (loads and checks the data; kept for the run)
     with setup_lock(storage_url):  # commands started together create one study and its N slots
         opened = open_study(storage_url, name, settings, space=space, heartbeat_s=heartbeat_s)
@@ -101,6 +109,11 @@ def run_study(
     study = opened.study
     evaluator.share(study, opened.storage, store_dir(study, artifact_store, artifacts / "store"))
     evaluator.prepare()  # supernets are trained once, here, before workers start
+    if together:
+        runtime.barrier()
+        if not runtime.is_main:
+            return None  # rank 0 runs the trials and the rest
+        evaluator.runtime = None  # scoring and fine-tuning: rank 0 alone
     children = []
     if jobs > 1:
         context = multiprocessing.get_context("spawn")

@@ -223,7 +223,10 @@ class Supernet:
                 "settings": settings.to_dict(),
                 "sampling": sampling.to_dict(),
             }
-            saving = Saving(save_at, save_every, identity, resume=saved_by(save_at, identity), generators=(generator,))
+            resume = saved_by(save_at, identity)
+            if runtime is not None:  # a job resumes as rank 0 finds (the state must be on a mount every process reads)
+                resume = bool(runtime.broadcast(int(resume)))
+            saving = Saving(save_at, save_every, identity, resume=resume, generators=(generator,))
         start = time.perf_counter()
         set_execution(model, "masked")  # the same outputs and gradients as sparse; faster for narrow paths
         try:

@@ -7,6 +7,7 @@ structure as one categorical parameter and its elastic knobs (k, fan-in) as the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,10 @@ class SupernetEvaluator(Evaluator):
     name = "supernet"
     default_trials = 100
 
-    def __init__(self, settings: StudySettings, space: Space, device: torch.device, artifacts: Path, log=None) -> None:
-        super().__init__(settings, space, device, artifacts, log)
+    def __init__(
+        self, settings: StudySettings, space: Space, device: torch.device, artifacts: Path, log=None, runtime=None
+    ) -> None:
+        super().__init__(settings, space, device, artifacts, log, runtime)
         self.structures = choose_structures(space, settings.supernets, settings.seed)
         self.sampling = Sampling(settings.sampling, settings.sandwich_random, settings.distill)
         self._supernets: dict[str, Supernet] = {}
@@ -68,8 +71,41 @@ class SupernetEvaluator(Evaluator):
         return {"supernets": settings.supernets}
 
     def prepare(self) -> None:
+        together = self.runtime is not None and self.runtime.world > 1
         for structure in self.structures:  # trained once, here, before workers start
-            self.supernet(structure)
+            if together:
+                self._prepare_together(structure)
+            else:
+                self.supernet(structure)
+
+    def _prepare_together(self, structure: Structure) -> None:
+        """In a torchrun job: rank 0 finds the supernet (memory, store, file) or, holding the study's
+        training lock, has every process train it data-parallel; rank 0 saves and publishes it."""
+        runtime = self.runtime
+        if not runtime.is_main:
+            if runtime.broadcast(0):  # rank 0 says whether they train it together
+                self._train_supernet(structure, self._path(structure))
+            return
+        label, path, shared = structure.label, self._path(structure), self.shared
+        if label in self._supernets or (shared is not None and shared.fetch(label, path)):
+            runtime.broadcast(0)
+            self.supernet(structure)  # from memory, or the download just made
+            return
+        lock = contextlib.nullcontext() if shared is None else shared.training_lock(label)
+        with lock:
+            fetched = shared is not None and shared.fetch(label, path)  # trained by a process we waited for
+            net = self._load_supernet(structure, path)
+            runtime.broadcast(1 if net is None and not fetched else 0)
+            if net is None and fetched:
+                raise ConfigError(f"supernet {label} in the artifact store was trained with other settings")
+            if net is None:
+                net = self._train_supernet(structure, path)
+            if shared is not None and not fetched:  # trained now, or saved here before the study had a store
+                shared.publish(label, path, net.train_seconds)
+        self._supernets[label] = net
+
+    def _path(self, structure: Structure) -> Path:
+        return self.artifacts / "supernets" / structure.label.replace(",", "_").replace("=", "-")
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         label = trial.suggest_categorical("structure", [s.label for s in self.structures])
@@ -91,7 +127,7 @@ class SupernetEvaluator(Evaluator):
         label = structure.label
         if label in self._supernets:
             return self._supernets[label]
-        path = self.artifacts / "supernets" / label.replace(",", "_").replace("=", "-")
+        path = self._path(structure)
         shared = self.shared
         if shared is not None and shared.fetch(label, path):
             net = self._load_supernet(structure, path)
@@ -129,7 +165,10 @@ class SupernetEvaluator(Evaluator):
             sampling=self.sampling,
             save_at=path.with_name(path.name + ".resume"),  # a killed study resumes the training from here
             save_every=SUPERNET_SAVE_EVERY,
+            runtime=self.runtime,
         )
+        if self.runtime is not None and not self.runtime.is_main:
+            return net  # rank 0 saves it
         net.save(path)
         self.log(f"supernet {structure.label} trained in {net.train_seconds:.0f} s")
         return net

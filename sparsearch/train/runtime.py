@@ -199,6 +199,16 @@ class Runtime:
         dist.all_reduce(t)
         return int(t.item()) == 0
 
+    def broadcast(self, value: int) -> int:
+        """Rank 0's ``value`` in every process of the job (``value`` itself outside one)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.long, device=self._comm_device)
+        dist.broadcast(t, src=0)
+        return int(t.item())
+
     def barrier(self) -> None:
         """Wait for every process of the job (a no-op outside one)."""
         if self.dist is None:
@@ -210,7 +220,11 @@ class Runtime:
 
     @contextlib.contextmanager
     def step_scope(self, model: nn.Module) -> Iterator[None]:
-        """A training step: batch statistics over the global batch when there are several processes."""
+        """A training step: in a ``torchrun`` job, batch statistics over the global batch (a run without
+        ``dist`` exchanges nothing, even in a process that has joined a process group for other reasons)."""
+        if self.dist is None:
+            yield
+            return
         from sparsearch.layers.batch_sync import global_batch
 
         with global_batch(model):

@@ -105,6 +105,7 @@ def test_the_uniform_partner_is_the_uniform_k_of_nearest_cost_and_the_interval_i
     assert welch_interval((0.5,), b) is None
 
 
+@pytest.mark.slow
 def test_validate_under_torchrun_trains_data_parallel_and_rank_0_stores(study) -> None:
     import os
     import subprocess

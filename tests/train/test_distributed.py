@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -78,6 +79,7 @@ def test_two_torchrun_processes_take_the_steps_one_process_takes(tmp_path: Path)
     )
 
 
+@pytest.mark.slow
 def test_a_longer_run_parts_no_more_than_a_thread_count_makes_it(tmp_path: Path) -> None:
     longer = ["--epochs", "1", "--steps-per-epoch", "6"]
     one = _train(tmp_path / "one", 1, *longer)
@@ -86,11 +88,11 @@ def test_a_longer_run_parts_no_more_than_a_thread_count_makes_it(tmp_path: Path)
     assert _difference(one, two) <= 2 * max(_difference(one, threads), 1e-6)
 
 
-def test_a_study_under_torchrun_with_several_processes_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_worker_under_torchrun_with_several_processes_is_refused_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sparsearch"]
     done = subprocess.run(
-        [*command, "study", "--budget", "1GFLOPs", "--space", "gateconnect_digits"],
+        [*command, "worker", "--storage", f"sqlite:///{tmp_path}/s.db", "--study-name", "s"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -98,4 +100,4 @@ def test_a_study_under_torchrun_with_several_processes_is_refused_in_one_line(tm
         cwd=tmp_path,
     )
     assert done.returncode != 0 and "does not run under torchrun with several processes" in done.stderr
-    assert not (tmp_path / "studies").exists()
+    assert not (tmp_path / "s.db").exists()

@@ -83,6 +83,7 @@ def test_a_program_runs_with_and_without_gradients(tmp_path) -> None:
     assert torch.allclose(program(x), expected, atol=1e-6)  # outside no_grad: once failed on baddbmm(out=)
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 def test_onnx_picks_the_same_paths_when_every_score_ties(tmp_path) -> None:
     """Zero gate weights: every path scores the same, so only the tie rule chooses; ONNX must agree."""
     model = build_task_model(ModelSpec.for_data(TOPK, "classification", tuple("0123456789"), 3)).eval()
@@ -106,6 +107,7 @@ def test_an_uncompacted_gateconnect_network_is_refused_and_its_compacted_form_ex
     assert export_checkpoint(tmp_path / "small", tmp_path / "out", "onnx")["checks"]["max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 def test_the_command_line(tmp_path, capsys) -> None:
     ckpt = _checkpoint(tmp_path, "topk", TOPK)
     assert main(["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "o"), "--json"]) == 0

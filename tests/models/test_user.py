@@ -225,6 +225,7 @@ def test_the_conversion_report_lists_blocks_and_gates() -> None:
     assert all(diff <= 1e-9 for diff in report["routings"].values())
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 def test_a_trained_factory_network_saves_loads_and_prunes_exactly(tmp_path) -> None:
     from sparsearch.compact.prune import PruneSettings, prune_checkpoint
     from sparsearch.train import default_settings, train_space

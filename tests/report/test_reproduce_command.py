@@ -36,6 +36,7 @@ def _trials(directory, name: str) -> list[tuple]:
     return [(t.number, t.params, t.values, t.user_attrs.get("feasible")) for t in study.trials]
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 def test_the_printed_reproduce_command_remakes_the_same_study(tmp_path, monkeypatch) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     for directory in (first, second):

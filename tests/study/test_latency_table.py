@@ -84,6 +84,7 @@ knobs:
 """
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 @pytest.mark.integration  # runs a study (make test, not make check)
 def test_a_latency_budget_never_trains_a_configuration_predicted_over_it(tmp_path, monkeypatch, capsys) -> None:
     import optuna
@@ -110,6 +111,7 @@ def test_a_latency_budget_never_trains_a_configuration_predicted_over_it(tmp_pat
     assert not loaded.get_trials()[0].user_attrs["feasible"]  # uniform k = C
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 @pytest.mark.integration  # runs a study (make test, not make check)
 def test_accuracy_against_predicted_latency_as_the_objectives(tmp_path, monkeypatch, capsys) -> None:
     import optuna

@@ -129,6 +129,7 @@ def test_train_mode_records_a_curve_and_full_validation_accuracy(tmp_path) -> No
     assert trial.user_attrs["proxy"]["split"] == "val"
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 def test_local_jobs_complete_exactly_the_queued_trials(tmp_path) -> None:
     settings = tiny_settings(_budget(), trials=8)
     run = run_study(

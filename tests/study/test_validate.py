@@ -74,6 +74,7 @@ def test_the_command_prints_the_figures_and_refuses_a_missing_study(study, tmp_p
     assert "at least 3" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # minutes of the default suite; runs in make test-slow
 def test_parallel_jobs_store_every_training(study) -> None:
     # Two processes train at once, each storing its own attribute: none is lost or overwritten.
     before = _runs(optuna.load_study(study_name="tiny", storage=study))

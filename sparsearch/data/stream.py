@@ -12,9 +12,10 @@ LongTensor of token ids (right-padding to the batch's longest question happens h
 ``takes_seed`` attribute is true is indexed with ``(index, seed)`` pairs: a per-item seed drawn from the
 batch order's generator, so random augmentation is reproducible whichever worker reads the item.
 
-An ``IterableDataset`` (with ``__len__``: the examples per pass) streams in its own order; it is read
-whole by every process, each keeping its share of every global batch, and cannot be shuffled, subset
-or indexed by sparsearch.
+An ``IterableDataset`` (with ``__len__``: the examples per pass) streams in its own order, read in the
+main process (in N workers each would yield the whole stream unless it split itself between them); it is
+read whole by every process of a ``torchrun`` job, each keeping its share of every global batch, and
+cannot be shuffled, subset or indexed by sparsearch.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ class StreamSplit:
         }
         if reading.workers:
             options["worker_init_fn"] = _worker_init
-        if self.iterable:
+        if self.iterable:  # read here: in N workers each would yield the whole stream, unless it split itself
+            options.update(num_workers=0, worker_init_fn=None)
             loader = DataLoader(self.dataset, batch_size=batch_size, **options)
             for i, (images, labels, tokens, lengths) in enumerate(self._read(loader)):
                 if i < reading.start:

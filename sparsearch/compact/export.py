@@ -12,7 +12,9 @@ Load them with::
     session = onnxruntime.InferenceSession("model.onnx")
     logits = session.run(None, {"images": images})[0]
 
-Top-k blocks export their sparse execution: only the chosen paths run. For ONNX the per-example 3×3 runs
+The exported network is the model's inference form (:mod:`sparsearch.models.inference`: batch norms folded
+into the weights, bias, residual and ReLU fused, each example's paths gathered whole). Top-k blocks export
+their sparse execution: only the chosen paths run. For ONNX the per-example 3×3 runs
 as nine shifted batched products (ONNX has no convolution whose group count follows the batch), and the
 choice of paths is a ranking by comparisons with the same tie rule as in PyTorch, so the exported
 network picks the same paths. CondConv layers export as their experts' convolutions weighted per example.
@@ -35,7 +37,8 @@ from torch import Tensor, nn
 from sparsearch.choices import EXPORT_FORMATS
 from sparsearch.data.base import NORMALISATION
 from sparsearch.errors import SparsearchError
-from sparsearch.layers import CondConv2d, CondLinear, GateConnectModule, TopKBottleneck
+from sparsearch.layers import CondConv2d, CondLinear, FusedTopKBottleneck, GateConnectModule, TopKBottleneck
+from sparsearch.models.inference import for_inference
 from sparsearch.safe_io import atomic_dir, atomic_file, refuse_foreign
 from sparsearch.train.model import ModelSpec
 
@@ -157,10 +160,14 @@ def _prepared(model: nn.Module, onnx: bool) -> nn.Module:
     copied = copy.deepcopy(model).eval()
     for m in copied.modules():
         if isinstance(m, TopKBottleneck):
-            m.execution, m.portable = "sparse", onnx
+            m.execution = "sparse"
+    shipped = for_inference(copied)  # folded norms, fused epilogues: what eval times
+    for m in shipped.modules():
+        if isinstance(m, FusedTopKBottleneck):
+            m.portable = onnx
         elif isinstance(m, CondConv2d | CondLinear) and onnx:
             m.execution = "experts"
-    return copied
+    return shipped
 
 
 def _dynamic(inputs: tuple[Tensor, ...]) -> tuple[dict[int, Any], ...]:

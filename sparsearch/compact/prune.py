@@ -36,6 +36,7 @@ from sparsearch.errors import ConfigError, SparsearchError
 from sparsearch.layers import GateConnectModule
 from sparsearch.models import SparseResNeXt
 from sparsearch.models.edits import Edit, apply_edits
+from sparsearch.models.inference import for_inference
 from sparsearch.safe_io import atomic_dir, refuse_foreign
 from sparsearch.train.checkpoint import (
     Checkpoint,
@@ -191,12 +192,13 @@ def _costs(model: nn.Module, example) -> dict[str, int]:
 
 
 def _latency(before: nn.Module, after: nn.Module, split, sizes: tuple[int, ...], device) -> list[dict[str, Any]]:
-    """The source and the compacted model, measured interleaved per batch size."""
+    """The source and the compacted model, measured interleaved per batch size, each in its inference form."""
+    before, after = for_inference(before), for_inference(after)
     rows = []
     for size in sizes:
         size = min(size, len(split))
         batch = split.batch(torch.arange(size)).to(device)
-        c = compare(forward(before, batch), forward(after, batch), cuda=device.type == "cuda")
+        c = compare(forward(before, batch), forward(after, batch), cuda=device.type == "cuda")  # inference forms
         rows.append(
             {
                 "batch": size,

@@ -4,6 +4,7 @@ from sparsearch.layers.balance import cv_squared
 from sparsearch.layers.branches import BranchModule, BranchTrunk, slice_bn
 from sparsearch.layers.condconv import CondConv2d, CondLinear
 from sparsearch.layers.controllers import Gates, ImageGate, QuestionGate, select_top_k
+from sparsearch.layers.fused_topk import FusedTopKBottleneck
 from sparsearch.layers.gateconnect import GateConnectModule, clip_gates_, split_gate_parameters
 from sparsearch.layers.routing import (
     Routing,
@@ -20,6 +21,7 @@ __all__ = [
     "BranchTrunk",
     "CondConv2d",
     "CondLinear",
+    "FusedTopKBottleneck",
     "GateConnectModule",
     "Gates",
     "ImageGate",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, channels_last, contiguous_format, nn
 
-__all__ = ["ChannelsLastMaxPool2d"]
+__all__ = ["ChannelsLastConvPool", "ChannelsLastMaxPool2d"]
 
 
 class ChannelsLastMaxPool2d(nn.MaxPool2d):
@@ -20,3 +20,17 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
         if x.dim() != 4 or x.is_contiguous(memory_format=channels_last):
             return super().forward(x)
         return super().forward(x.contiguous(memory_format=channels_last)).contiguous(memory_format=contiguous_format)
+
+
+class ChannelsLastConvPool(nn.Module):
+    """``pool(conv(x))`` with the convolution fed channels-last, so that it hands the pool a channels-last
+    tensor (no conversion of the larger, unpooled grid); the output is contiguous. An inference form of a
+    stem: the convolution computes the same sums in another order, the maximum is exact in any layout."""
+
+    def __init__(self, conv: nn.Conv2d, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.conv, self.pool = conv, pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x.contiguous(memory_format=channels_last))
+        return nn.MaxPool2d.forward(self.pool, y.contiguous(memory_format=channels_last)).contiguous()

@@ -36,7 +36,7 @@ from sparsearch.layers.condconv import CondConv2d
 from sparsearch.layers.controllers import Gates, ImageGate, QuestionGate
 from sparsearch.layers.routing import create_routing
 
-__all__ = ["EXECUTIONS", "TopKBottleneck"]
+__all__ = ["EXECUTIONS", "TopKBottleneck", "expert_weights", "shifted_conv3x3"]
 
 EXECUTIONS = ("sparse", "masked")
 
@@ -84,7 +84,7 @@ def _path_batch_norm(h: Tensor, channel: Tensor, member: Tensor, bn: nn.BatchNor
     return h * scale[channel][..., None] + shift[channel][..., None]
 
 
-def _shifted_conv3x3(h: Tensor, w: Tensor, stride: int) -> Tensor:
+def shifted_conv3x3(h: Tensor, w: Tensor, stride: int) -> Tensor:
     """A 3×3 convolution (padding 1) with its own kernel per item, as nine shifted batched products.
 
     Args:
@@ -92,7 +92,7 @@ def _shifted_conv3x3(h: Tensor, w: Tensor, stride: int) -> Tensor:
         w: (N, d, d, 3, 3) each item's kernel.
 
     Returns:
-        (1, N·d, H', W'): what the grouped convolution with the batch folded into the groups returns. The
+        (N, d, H'·W'): what the grouped convolution with the batch folded into the groups computes. The
         same multiply-adds in ops every runtime has (slices and ``bmm``; ONNX has no convolution whose
         group count follows the batch).
     """
@@ -105,7 +105,19 @@ def _shifted_conv3x3(h: Tensor, w: Tensor, stride: int) -> Tensor:
             patch = padded[:, :, dy : dy + stride * (ho - 1) + 1 : stride, dx : dx + stride * (wo - 1) + 1 : stride]
             term = torch.bmm(w[:, :, :, dy, dx], patch.reshape(n, d, ho * wo))
             out = term if out is None else out + term
-    return out.view(1, n * d, ho, wo)
+    return out
+
+
+def expert_weights(router: nn.Module | None, x: Tensor, active: int, experts: int) -> Tensor | None:
+    """(B, experts) CondConv routing weights of a block input, 0 past the ``active`` first experts; None for
+    plain path convolutions (no router)."""
+    if router is None:
+        return None
+    if active == experts:
+        return router(x.mean(dim=(2, 3))).weights
+    features = x.mean(dim=(2, 3))
+    alpha = features.new_ones(x.shape[0], 1) if active == 1 else router.normalise(router.logits(features)[:, :active])
+    return F.pad(alpha, (0, experts - active))
 
 
 class TopKBottleneck(nn.Module):
@@ -228,14 +240,7 @@ class TopKBottleneck(nn.Module):
     def expert_weights(self, x: Tensor) -> Tensor | None:
         """(B, experts) CondConv routing weights of the block input, 0 past the active count; None for
         plain path convolutions."""
-        if self.expert_router is None:
-            return None
-        n, router = self.active_experts, self.expert_router
-        if n == self.experts:
-            return router(x.mean(dim=(2, 3))).weights
-        features = x.mean(dim=(2, 3))
-        alpha = features.new_ones(x.shape[0], 1) if n == 1 else router.normalise(router.logits(features)[:, :n])
-        return F.pad(alpha, (0, self.experts - n))
+        return expert_weights(self.expert_router, x, self.active_experts, self.experts)
 
     @property
     def execution(self) -> str:
@@ -310,7 +315,8 @@ class TopKBottleneck(nn.Module):
         h = F.relu(_path_batch_norm(h, channel, member, self.bn_reduce))
         w_conv = self._rows(self.conv.weight.view(*lead, -1, d, 3, 3), channel, alpha)  # (B, k·d, d, 3, 3)
         if self.portable:
-            h = _shifted_conv3x3(h.reshape(b * k, d, hi, wi), w_conv.reshape(b * k, d, d, 3, 3), self.stride)
+            h = shifted_conv3x3(h.reshape(b * k, d, hi, wi), w_conv.reshape(b * k, d, d, 3, 3), self.stride)
+            h = h.view(1, b * k * d, (hi - 1) // self.stride + 1, (wi - 1) // self.stride + 1)
         else:
             h = F.conv2d(
                 h.reshape(1, b * k * d, hi, wi), w_conv.reshape(b * k * d, d, 3, 3), None, self.stride, 1, groups=b * k

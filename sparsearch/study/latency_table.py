@@ -2,8 +2,9 @@
 
 ``build_table`` measures, for every distinct block shape of the target (the first block of a stage and the
 others differ), each value of ``k`` and ``experts`` the space allows, with a gate (softmax: every routing
-function's cost is a small linear layer, the same for all of them), in eval mode, sparse execution, at one
-batch size and thread count; and the fixed part (stem and head). The predicted latency of a configuration
+function's cost is a small linear layer, the same for all of them), in its inference form (norms folded,
+epilogues fused: :mod:`sparsearch.models.inference`), sparse execution, at one batch size and thread count;
+and the fixed part (stem and head, in their inference form too). The predicted latency of a configuration
 is the fixed part plus its blocks' entries (:meth:`LatencyTable.predict`). ``validate`` measures random
 configurations end to end and reports the prediction error.
 
@@ -24,8 +25,9 @@ import torch
 
 from sparsearch.config import NetConfig, plan
 from sparsearch.errors import ConfigError
-from sparsearch.layers import TopKBottleneck
+from sparsearch.layers import FusedTopKBottleneck, TopKBottleneck
 from sparsearch.limits import read_capped
+from sparsearch.models.inference import for_inference
 from sparsearch.safe_io import write_text
 from sparsearch.spaces import Space
 from sparsearch.train.latency import forward, measure
@@ -120,7 +122,7 @@ def build_table(space: Space, batch: int = 1, min_run_time: float = 0.02, log=No
 
     net = build_model(config).eval()
     x = torch.randn(batch, config.in_channels, config.input_size, config.input_size)
-    stem = measure(forward(net.stem, x), min_run_time=min_run_time)
+    stem = measure(forward(for_inference(net.stem), x), min_run_time=min_run_time)
     features = net.stem(x)
     shapes: dict[str, Any] = {}
     inputs: dict[str, torch.Tensor] = {}
@@ -128,7 +130,7 @@ def build_table(space: Space, batch: int = 1, min_run_time: float = 0.02, log=No
         if _key(b) not in shapes:
             shapes[_key(b)], inputs[_key(b)] = b, features
         features = block(features)
-    head = measure(forward(net.head, features), min_run_time=min_run_time)
+    head = measure(forward(for_inference(net.head), features), min_run_time=min_run_time)
     blocks: dict[str, dict[str, float]] = {}
     for n, (key, b) in enumerate(shapes.items(), 1):
         s = b.stage
@@ -151,7 +153,8 @@ def build_table(space: Space, batch: int = 1, min_run_time: float = 0.02, log=No
             ).eval()
             for k in ks:
                 block.set_k(k)
-                row[f"{k},{e}"] = measure(forward(block, inputs[key]), min_run_time=min_run_time).ms
+                fused = FusedTopKBottleneck.from_block(block)
+                row[f"{k},{e}"] = measure(forward(fused, inputs[key]), min_run_time=min_run_time).ms
         blocks[key] = row
     return LatencyTable(space.name, batch, describe_machine(), stem.ms + head.ms, blocks)
 
@@ -212,7 +215,7 @@ def validate_table(table: LatencyTable, space: Space, configurations: int = 20, 
         values = {key: rng.choice(allowed) for key, allowed in params.items()}
         config = _gated(_target(space, values))
         torch.manual_seed(0)
-        model = build_model(config).eval()
+        model = for_inference(build_model(config))
         x = torch.randn(table.batch, config.in_channels, config.input_size, config.input_size)
         measured = measure(forward(model, x), min_run_time=0.2).ms
         predicted = table.predict(config)

@@ -2,9 +2,10 @@
 (its real input size), timed against the dense target interleaved in one process, at batch 1 and the
 study's other target batch sizes; stored with the study (``target_latency``) with the machine it ran on.
 
-Dense is the target with every knob off and its top-k blocks in masked execution: the plain network one
-would run without sparsearch. Weights are random (latency does not depend on them, but for which paths the
-gates pick, which does not change how many run).
+Both are timed in their inference form (:mod:`sparsearch.models.inference`: batch norms folded, epilogues
+fused), as an inference engine would run either. Dense is the target with every knob off and its top-k blocks
+in masked execution: the plain network one would run without sparsearch. Weights are random (latency does
+not depend on them, but for which paths the gates pick, which does not change how many run).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 
 from sparsearch.layers import TopKBottleneck
 from sparsearch.models import build_model, find_network
+from sparsearch.models.inference import for_inference
 from sparsearch.spaces import Space
 from sparsearch.study.pareto import pareto_front
 from sparsearch.study.progress import study_points
@@ -29,16 +31,17 @@ __all__ = ["ATTR", "build_for_timing", "measure_target_latency"]
 ATTR = "target_latency"
 
 
-def build_for_timing(config, dense: bool = False) -> torch.nn.Module:
-    """``config`` built (seed 0) in eval; with ``dense``, its top-k blocks in masked execution: the plain
-    network, one grouped convolution per block."""
+def build_for_timing(config, dense: bool = False, inference: bool = True) -> torch.nn.Module:
+    """``config`` built (seed 0) in eval, in its inference form unless ``inference`` is False
+    (:func:`~sparsearch.models.inference.for_inference`); with ``dense``, its top-k blocks in masked execution:
+    the plain network, one grouped convolution per block (with its norms folded too, in the inference form)."""
     torch.manual_seed(0)
     model = build_model(config).eval()
     if dense:
         for block in model.modules():
             if isinstance(block, TopKBottleneck):
                 block.execution = "masked"
-    return model
+    return for_inference(model) if inference else model
 
 
 def _call(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):

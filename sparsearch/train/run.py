@@ -23,6 +23,7 @@ from sparsearch.cost.walk import network_cost  # compacted models no longer matc
 from sparsearch.data import Datasets, is_plugin, load_data
 from sparsearch.errors import ConfigError
 from sparsearch.models.convert import from_torchvision, is_torchvision
+from sparsearch.models.inference import for_inference
 from sparsearch.safe_io import refuse_foreign
 from sparsearch.spaces import Space
 from sparsearch.train.checkpoint import (
@@ -240,8 +241,9 @@ def cost_dict(report) -> dict[str, int]:
 
 @torch.no_grad()
 def measure_latency(model: nn.Module, batch) -> Latency:
-    """Latency of one eval forward pass of ``batch`` (:func:`sparsearch.train.latency.measure`)."""
-    return measure(forward(model, batch), cuda=batch.images.is_cuda)
+    """Latency of one forward pass of ``batch`` through the inference form of ``model``
+    (:func:`sparsearch.models.inference.for_inference`, :func:`sparsearch.train.latency.measure`)."""
+    return measure(forward(for_inference(model), batch), cuda=batch.images.is_cuda)
 
 
 def model_flops(model: nn.Module, batch) -> int:
@@ -320,7 +322,8 @@ def evaluate_checkpoint(
     spec_data = datasets.spec
     chosen = datasets.split(split)
     runtime = Runtime(device, workers=workers)  # workers read data streamed from disk
-    result = evaluate(ckpt.model, chosen, datasets.task, batch_size, device, usage=True, runtime=runtime)
+    shipped = for_inference(ckpt.model)  # what an export runs: folded norms, fused epilogues
+    result = evaluate(shipped, chosen, datasets.task, batch_size, device, usage=True, runtime=runtime)
     names = list(ckpt.spec.classes)
     report = classification_report(
         result.labels.numpy(),
@@ -332,7 +335,7 @@ def evaluate_checkpoint(
     )
     latency_batch = min(latency_batch, len(chosen))
     batch = chosen.batch(torch.arange(latency_batch)).to(device)
-    latency = measure_latency(ckpt.model, batch)
+    latency = measure(forward(shipped, batch), cuda=batch.images.is_cuda)
     cost = network_cost(ckpt.model)
     return {
         "checkpoint": str(path),

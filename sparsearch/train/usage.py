@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsearch.layers import GateConnectModule, Routing, TopKBottleneck
+from sparsearch.layers import FusedTopKBottleneck, GateConnectModule, Routing, TopKBottleneck
 from sparsearch.layers.controllers import ImageGate, QuestionGate
 
 __all__ = ["RunningStats", "UsageRecorder"]
@@ -65,7 +65,7 @@ class UsageRecorder:
     def __enter__(self) -> UsageRecorder:
         gate_routings = {id(m.routing) for m in self.model.modules() if isinstance(m, ImageGate | QuestionGate)}
         for name, module in self.model.named_modules():
-            if isinstance(module, TopKBottleneck):
+            if isinstance(module, TopKBottleneck | FusedTopKBottleneck):  # trained, or in its inference form
                 sums = RunningStats()
                 self._topk[name] = (module, sums)
                 self._hooks.append(module.register_forward_hook(self._topk_hook(sums)))

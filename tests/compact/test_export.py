@@ -118,3 +118,30 @@ def test_the_command_line(tmp_path, capsys) -> None:
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["export", str(ckpt), "--out", str(tmp_path / "mine")]) == 2
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_exports_equal_the_network_in_training_form(tmp_path, fmt) -> None:
+    """The export runs the inference form (folded norms, fused epilogues); what it returns is what the
+    network as trained returns, CondConv experts and a projection shortcut included."""
+    config = layout(
+        "resnext", depth=[1, 1, 1, 1], cardinality=8, width=2, input_size=32, k=3, routing="sigmoid", experts=2
+    )
+    model = build_task_model(ModelSpec.for_data(config, "classification", tuple("0123456789"), 3)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 32, 32)
+    export = export_program if fmt == "pt2" else export_onnx
+    export(model, (x,), tmp_path / f"m.{fmt}")
+    fresh = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(fresh)
+    if fmt == "pt2":
+        got = torch.export.load(str(tmp_path / "m.pt2")).module()(fresh)
+    else:
+        session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+        got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: fresh.numpy()})[0])
+    assert (got.detach() - expected).abs().max().item() <= 1e-4

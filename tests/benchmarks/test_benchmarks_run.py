@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,3 +69,17 @@ def test_bench_loader_json() -> None:
     assert {"folder_images_per_s", "in_memory_images_per_s", "ratio"} <= set(result["training"])
     assert result["peak_rss"]["10x"]["examples"] == 10 * result["peak_rss"]["1x"]["examples"]
     assert {"main_ratio_10x_to_1x", "worker_ratio_10x_to_1x"} <= set(result["peak_rss"])
+
+
+@pytest.mark.slow
+def test_bench_gpu_runs_on_the_cpu_when_asked_and_refuses_without_cuda() -> None:
+    """The GPU script's figures need CUDA; on the CPU it checks itself (gather and grouped agree)."""
+    result = _run("bench_gpu.py", "--device", "cpu", "--dtypes", "float32", "--batches", "1", "3", "--rounds", "1",
+                  "--input-size", "64")  # fmt: skip
+    assert {(r["k"], r["batch"]) for r in result["rows"]} == {("C/4", 1), ("C/4", 3), ("C/8", 1), ("C/8", 3)}
+    assert all(r["diff"] <= 1e-3 and r["grouped_ms"] > 0 and r["gather_ms"] > 0 for r in result["rows"])
+    if not torch.cuda.is_available():
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py")], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "no CUDA" in done.stderr

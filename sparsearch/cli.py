@@ -545,6 +545,13 @@ def study(
             case_sensitive=False,
         ),
     ] = "sandwich",
+    sandwich_random: Annotated[
+        int, typer.Option(help="Sandwich sampling: random configurations per step besides the largest and smallest.")
+    ] = 1,
+    supernet_precision: Annotated[
+        Precision,
+        typer.Option(help="Supernet training arithmetic: 32, or autocast to bf16 (CPU or CUDA) or fp16 (CUDA)."),
+    ] = "32",
     score_examples: Annotated[
         int, typer.Option(help="Validation examples each configuration is scored on (0: all).")
     ] = 1000,
@@ -579,6 +586,8 @@ def study(
         seed=seed,
         supernets=supernets,
         sampling=sampling,
+        sandwich_random=sandwich_random,
+        supernet_precision=supernet_precision,
         score_examples=score_examples,
         finetune_steps=finetune_steps,
         finetune_top=finetune_top,

@@ -100,6 +100,8 @@ def for_inference(model: nn.Module, strategy: str = "gather") -> nn.Module:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     copied = copy.deepcopy(model).eval()
+    if isinstance(copied, TopKBottleneck):  # a block alone
+        return FusedTopKBottleneck.from_block(copied, strategy)
     for parent in list(copied.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, TopKBottleneck):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from sparsearch.choices import EVAL_MODES, OBJECTIVES, SAMPLING_RULES
+from sparsearch.choices import EVAL_MODES, OBJECTIVES, PRECISIONS, SAMPLING_RULES
 from sparsearch.cost.budget import Budget
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, check_int, shown
@@ -42,7 +42,10 @@ class StudySettings:
     supernets: int = _option(1, "--supernets")
     # supernet steps: "sandwich" (largest, smallest, random) or "uniform"
     sampling: str = _option("sandwich", "--sampling")
-    sandwich_random: int = 1  # sandwich: random configurations per step besides the largest and smallest
+    # sandwich: random configurations per step besides the largest and smallest
+    sandwich_random: int = _option(1, "--sandwich-random")
+    # supernet training arithmetic: "32", or autocast to "bf16" / "fp16" (scoring stays in float32)
+    supernet_precision: str = _option("32", "--supernet-precision")
     distill: bool = True  # sandwich: in-place distillation from the largest configuration
     # validation examples each configuration is scored on (0: all)
     score_examples: int = _option(1000, "--score-examples")
@@ -64,6 +67,8 @@ class StudySettings:
             raise ConfigError(f"eval={self.eval!r}; allowed: {', '.join(EVAL_MODES)}")
         if self.sampling not in SAMPLING_RULES:
             raise ConfigError(f"sampling={self.sampling!r}; allowed: {', '.join(SAMPLING_RULES)}")
+        if self.supernet_precision not in PRECISIONS:
+            raise ConfigError(f"supernet precision={shown(self.supernet_precision)}; allowed: {', '.join(PRECISIONS)}")
         if not isinstance(self.distill, bool):
             raise ConfigError(f"distill={self.distill!r} must be true or false")
         if self.sampler not in SAMPLERS:

@@ -134,6 +134,12 @@ def score_split(data: Datasets, examples: int) -> Split:
     return data.val.subset(torch.arange(examples))
 
 
+def _precision_record(precision: str) -> dict[str, str]:
+    """What a supernet's records say of its arithmetic: nothing for float32 (as every supernet trained
+    before the choice existed), else ``{"precision": ...}``."""
+    return {} if precision == "32" else {"precision": precision}
+
+
 @dataclass
 class Supernet:
     space: Space
@@ -144,6 +150,7 @@ class Supernet:
     settings: TrainSettings
     train_seconds: float
     sampling: Sampling = Sampling()
+    precision: str = "32"  # the training's arithmetic (Runtime.precision)
 
     @classmethod
     def train(
@@ -165,6 +172,7 @@ class Supernet:
         ``runtime``: precision, loader workers, the processes of a ``torchrun`` job. ``save_at``: a
         resumable state saved there every ``save_every`` steps, and resumed from when one is there."""
         settings = replace(settings, gate_phases=LEARN_GATES_THROUGHOUT)
+        precision = runtime.precision if runtime is not None else "32"
         elastic = elastic_parameters(space)
         largest, smallest = supernet_values(space)
         values = {**structure.values(space), **largest}
@@ -222,6 +230,7 @@ class Supernet:
                 "data": datasets.spec,
                 "settings": settings.to_dict(),
                 "sampling": sampling.to_dict(),
+                **_precision_record(precision),
             }
             resume = saved_by(save_at, identity)
             if runtime is not None:  # a job resumes as rank 0 finds (the state must be on a mount every process reads)
@@ -245,7 +254,8 @@ class Supernet:
             set_execution(model, "sparse")
         if saving is not None:
             saving.finished(runtime or Runtime(device))
-        net = cls(space, structure, model, spec, datasets, settings, time.perf_counter() - start, sampling)
+        seconds = time.perf_counter() - start
+        net = cls(space, structure, model, spec, datasets, settings, seconds, sampling, precision)
         configure(model, space, values)
         return net
 
@@ -300,6 +310,7 @@ class Supernet:
                 "space": self.space.name,
                 "settings": self.settings.to_dict(),
                 "sampling": self.sampling.to_dict(),
+                **_precision_record(self.precision),
                 "train_seconds": self.train_seconds,
             },
             data={"spec": self.data.spec, "input_size": self.spec.config.input_size},
@@ -315,9 +326,10 @@ class Supernet:
         data: Datasets,
         device,
         sampling: Sampling = Sampling(),
+        precision: str = "32",
     ) -> Supernet | None:
-        """The supernet saved at ``path`` if it was trained for the same space, structure, settings and
-        sampling."""
+        """The supernet saved at ``path`` if it was trained for the same space, structure, settings,
+        sampling and precision."""
         if not is_checkpoint(path):
             return None
         ckpt = load_checkpoint(path, device)
@@ -328,7 +340,9 @@ class Supernet:
             or recorded.get("space") != space.name
             or recorded.get("settings") != expected
             or recorded.get("sampling") != sampling.to_dict()
+            or recorded.get("precision", "32") != precision
         ):
             return None
         settings = TrainSettings.from_dict(recorded["settings"])
-        return cls(space, structure, ckpt.model, ckpt.spec, data, settings, float(recorded["train_seconds"]), sampling)
+        seconds = float(recorded["train_seconds"])
+        return cls(space, structure, ckpt.model, ckpt.spec, data, settings, seconds, sampling, precision)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from sparsearch.study.progress import study_points
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.structure import Structure, candidate_structures, choose_structures, elastic_parameters
 from sparsearch.study.supernet import Sampling, Supernet, score_split
+from sparsearch.train.runtime import Runtime
 
 __all__ = ["SupernetEvaluator"]
 
@@ -149,7 +151,23 @@ class SupernetEvaluator(Evaluator):
         return net
 
     def _load_supernet(self, structure: Structure, path: Path) -> Supernet | None:
-        return Supernet.load(path, self.space, structure, self.train_settings, self.data, self.device, self.sampling)
+        return Supernet.load(
+            path,
+            self.space,
+            structure,
+            self.train_settings,
+            self.data,
+            self.device,
+            self.sampling,
+            self.settings.supernet_precision,
+        )
+
+    def _training_runtime(self) -> Runtime | None:
+        """The study's runtime (a torchrun job's processes, or none) at the supernet's precision."""
+        precision = self.settings.supernet_precision
+        if precision == "32":
+            return self.runtime
+        return replace(self.runtime or Runtime(self.device), precision=precision)
 
     def _train_supernet(self, structure: Structure, path: Path) -> Supernet:
         self.log(
@@ -165,7 +183,7 @@ class SupernetEvaluator(Evaluator):
             sampling=self.sampling,
             save_at=path.with_name(path.name + ".resume"),  # a killed study resumes the training from here
             save_every=SUPERNET_SAVE_EVERY,
-            runtime=self.runtime,
+            runtime=self._training_runtime(),
         )
         if self.runtime is not None and not self.runtime.is_main:
             return net  # rank 0 saves it

@@ -150,3 +150,22 @@ def test_sequential_folds_conv_bn_and_moves_relu_after_the_pool() -> None:
     x = torch.randn(2, 3, 17, 17).double()
     with torch.no_grad():
         assert (fused(x) - seq(x)).abs().max().item() <= TOL
+
+
+def test_a_block_alone_and_a_user_sequential() -> None:
+    block = _block("softmax", 2)
+    fused = for_inference(block)
+    assert isinstance(fused, FusedTopKBottleneck) and isinstance(block, TopKBottleneck)  # the source unchanged
+    x, _ = _inputs(16)
+    with torch.no_grad():
+        assert (fused(x) - block(x)).abs().max().item() <= TOL
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, groups=1), nn.BatchNorm2d(8, affine=False), nn.ReLU())
+    seq = seq.double().eval()
+    seq[1].running_mean.uniform_(-0.5, 0.5)
+    seq[1].running_var.uniform_(0.5, 1.5)
+    fused = for_inference(seq)
+    assert [type(m) for m in fused] == [nn.Conv2d, nn.ReLU]
+    x = torch.randn(2, 3, 9, 9).double()
+    with torch.no_grad():
+        assert (fused(x) - seq(x)).abs().max().item() <= TOL

@@ -31,6 +31,8 @@ def test_run_options_change_only_what_is_given() -> None:
         ({"epochs": 0}, "epochs=0"),
         ({"lr": -1.0}, "lr=-1.0"),
         ({"score_examples": -1}, "score_examples=-1"),
+        ({"supernet_precision": "fp8"}, "supernet precision='fp8'"),
+        ({"sandwich_random": -1}, "sandwich_random=-1"),
     ],
 )
 def test_bad_settings_are_refused(overrides, message) -> None:

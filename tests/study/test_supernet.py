@@ -146,3 +146,22 @@ def test_set_k_refuses_out_of_range() -> None:
         block.set_k(5)
     block.set_k(4)
     assert block.k == block.gate.k == 4
+
+
+def test_a_supernet_trained_in_bf16_is_recorded_so_and_loads_only_as_such(tmp_path) -> None:
+    """The cheaper study recipe (``--supernet-precision bf16``): a float32 study does not take a bfloat16
+    supernet for its own, nor the reverse; a float32 supernet records nothing new (older ones still load)."""
+    from sparsearch.train.runtime import Runtime
+
+    space = tiny_space()
+    settings = default_settings("classification", epochs=1, steps_per_epoch=2, seed=0)
+    structure = candidate_structures(space)[0]
+    net = Supernet.train(space, structure, settings, CPU, runtime=Runtime(CPU, precision="bf16"))
+    assert net.precision == "bf16"
+    path = net.save(tmp_path / "net")
+    assert Supernet.load(path, space, structure, net.settings, net.data, CPU) is None
+    loaded = Supernet.load(path, space, structure, net.settings, net.data, CPU, precision="bf16")
+    assert loaded is not None and loaded.precision == "bf16"
+    plain = Supernet.train(space, structure, settings, CPU).save(tmp_path / "plain")
+    assert Supernet.load(plain, space, structure, net.settings, net.data, CPU) is not None
+    assert Supernet.load(plain, space, structure, net.settings, net.data, CPU, precision="bf16") is None

@@ -6,8 +6,9 @@ and computes what it computes, in fewer passes over the activations:
 
 - each batch norm becomes a scale on its convolution's output rows and a bias (running statistics);
 - the reduce and the 3×3 add their bias inside the product (``baddbmm``, the convolution's bias) and
-  take their ReLU in place; the expand's shift joins the shortcut's bias, and the paths are added to the
-  residual inside the expand product: one pass over the output for the whole epilogue;
+  take their ReLU in place; the expand's shift joins the residual (the projection's bias, or one add to an
+  identity shortcut), the paths are accumulated into the residual inside the expand product, then one
+  in-place ReLU: three passes over the output for the epilogue (six in the training form's eval);
 - the path weights are stored path-major, ``(C, d, ...)``, so an example's k paths are k contiguous
   slabs: one gather of whole paths per weight instead of a gather of k·d rows and, for the batch norms,
   of their per-channel statistics;

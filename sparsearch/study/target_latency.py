@@ -29,6 +29,7 @@ from sparsearch.train.machine import describe_machine
 __all__ = ["ATTR", "build_for_timing", "measure_target_latency"]
 
 ATTR = "target_latency"
+FORM = "inference"  # what is timed; figures stored before the inference form existed are timed again
 
 
 def build_for_timing(config, dense: bool = False, inference: bool = True) -> torch.nn.Module:
@@ -56,11 +57,16 @@ def measure_target_latency(
     study: optuna.Study, settings: StudySettings, space: Space, log=None, rounds: int = 2
 ) -> dict[str, Any]:
     """Measure the Pareto configurations and the feasible references that are not measured yet on this
-    machine; returns (and stores) ``{"machine", "batches", "trials": {number: {batch: figures}}}``."""
+    machine in the inference form; returns (and stores) ``{"machine", "batches", "form", "trials": {number:
+    {batch: figures}}}``."""
     machine = describe_machine()
     batches = list(settings.target_latency_batches)
     stored = study.user_attrs.get(ATTR) or {}
-    same = stored.get("machine", {}).get("cpu") == machine["cpu"] and stored.get("batches") == batches
+    same = (
+        stored.get("machine", {}).get("cpu") == machine["cpu"]
+        and stored.get("batches") == batches
+        and stored.get("form") == FORM
+    )
     done: dict[str, Any] = dict(stored.get("trials", {})) if same else {}
     trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     chosen = [p.number for p in pareto_front(study_points(study))] + [
@@ -87,5 +93,5 @@ def measure_target_latency(
                     "threads": c.candidate.threads,
                 }
             done[str(number)] = figures
-            study.set_user_attr(ATTR, {"machine": machine, "batches": batches, "trials": done})
-    return {"machine": machine, "batches": batches, "trials": done}
+            study.set_user_attr(ATTR, {"machine": machine, "batches": batches, "form": FORM, "trials": done})
+    return {"machine": machine, "batches": batches, "form": FORM, "trials": done}

@@ -120,7 +120,7 @@ def test_the_command_line(tmp_path, capsys) -> None:
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
-@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+@pytest.mark.parametrize("fmt", ["pt2", pytest.param("onnx", marks=pytest.mark.slow)])  # onnx: 15 s, test-slow
 def test_exports_equal_the_network_in_training_form(tmp_path, fmt) -> None:
     """The export runs the inference form (folded norms, fused epilogues); what it returns is what the
     network as trained returns, CondConv experts and a projection shortcut included."""

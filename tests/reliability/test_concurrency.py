@@ -133,6 +133,7 @@ def test_workers_complete_exactly_the_requested_trials(storage, tmp_path) -> Non
     assert (tmp_path / "report" / "pareto.png").is_file() and (tmp_path / "report" / "index.md").is_file()
 
 
+@pytest.mark.slow  # 40 s of the default suite over both storages; runs in make test-slow (and in CI)
 def test_identical_study_commands_started_at_once_share_one_study(storage, tmp_path) -> None:
     url, args = storage
     space = write_tiny(tmp_path)
@@ -199,6 +200,7 @@ def test_kill_9_mid_trial_loses_nothing_and_the_trial_is_retried(storage, tmp_pa
     assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)  # ... and re-run
 
 
+@pytest.mark.slow  # 31 s; runs in make test-slow (and in CI)
 def test_the_password_never_appears(postgres_url, pg_database, tmp_path) -> None:
     # The test server trusts local connections, so it accepts any password: the URL carries one.
     url = pg_database.replace("postgres@", "postgres:s3cret-pw@")

@@ -190,6 +190,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(fault
     assert run.summary["trials"]["fail"] == 1 and run.summary["trials"]["complete"] == 4
 
 
+@pytest.mark.slow  # 30 s; runs in make test-slow (and in CI)
 def test_kill_9_of_a_validation_keeps_its_finished_trainings(tmp_path) -> None:
     import json
     import signal

@@ -18,7 +18,7 @@ $(BIN)/sparsearch: pyproject.toml
 study: $(BIN)/sparsearch
 	$(BIN)/sparsearch study --budget 50GFLOPs
 
-# Every test but the slow tier (13 min 7 s on 2 idle AMD EPYC cores); CI runs it, then `make test-slow`
+# Every test but the slow tier (12 min 36 s on 2 idle AMD EPYC cores); CI runs it, then `make test-slow`
 # (13 min 30 s there).
 test: $(BIN)/sparsearch
 	$(BIN)/ruff check .

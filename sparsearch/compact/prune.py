@@ -198,7 +198,7 @@ def _latency(before: nn.Module, after: nn.Module, split, sizes: tuple[int, ...],
     for size in sizes:
         size = min(size, len(split))
         batch = split.batch(torch.arange(size)).to(device)
-        c = compare(forward(before, batch), forward(after, batch), cuda=device.type == "cuda")  # inference forms
+        c = compare(forward(before, batch), forward(after, batch), cuda=device.type == "cuda")
         rows.append(
             {
                 "batch": size,

@@ -160,7 +160,8 @@ def load_space(path: str | Path) -> Space:
 class _BoundedLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` with bounds, checked while composing (before anything is built): nesting depth,
     aliases, and the size of the document with every alias expanded (a few hundred bytes of aliases of
-    aliases otherwise stand for billions of elements)."""
+    aliases otherwise stand for billions of elements); and no key written twice in one mapping (YAML
+    forbids it, PyYAML lets the last one win)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -189,6 +190,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 if isinstance(n, yaml.SequenceNode):
                     sizes[id(n)] = 1 + sum(expanded(c) for c in n.value)
                 elif isinstance(n, yaml.MappingNode):
+                    _unique_keys(n)
                     sizes[id(n)] = 1 + sum(expanded(k) + expanded(v) for k, v in n.value)
                 else:
                     sizes[id(n)] = 1
@@ -205,6 +207,22 @@ class _Bound(Exception):
     """A space file beyond a bound of :class:`_BoundedLoader`."""
 
 
+class _DuplicateKey(Exception):
+    """A space file with a key written twice in one mapping."""
+
+
+def _unique_keys(node: yaml.MappingNode) -> None:
+    """Refuse a scalar key written twice in ``node`` (a merge key ``<<`` may repeat)."""
+    first: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+            continue
+        line = key.start_mark.line + 1
+        if key.value in first:
+            raise _DuplicateKey(f"key {key.value!r} written twice in one mapping (lines {first[key.value]} and {line})")
+        first[key.value] = line
+
+
 MAX_YAML_NODES = 100_000
 
 
@@ -219,6 +237,8 @@ def parse_space(text: str, source: str = "<space>", *, trust: bool = False) -> S
         data = loader.get_single_data()
     except _Bound as err:
         raise ConfigError(f"{source}: refused: the YAML is {err}") from None
+    except _DuplicateKey as err:
+        raise ConfigError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

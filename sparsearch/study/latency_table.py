@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from sparsearch import strict_json
 from sparsearch.config import NetConfig, plan
 from sparsearch.errors import ConfigError
 from sparsearch.layers import FusedTopKBottleneck, TopKBottleneck
@@ -182,9 +183,9 @@ def load_table(path: str | Path) -> LatencyTable:
         raise ConfigError(f"{path}: no latency table there; measure one with sparsearch latency-table SPACE")
     raw = read_capped(path, 16 << 20, "latency table")  # a regular file within the cap, or one line
     try:
-        data = json.loads(raw)
-    except ValueError as err:  # not UTF-8 JSON
-        raise ConfigError(f"{path}: not a sparsearch latency table ({type(err).__name__})") from None
+        data = strict_json.loads(raw)
+    except ValueError as err:  # not UTF-8 JSON, or a key written twice
+        raise ConfigError(f"{path}: not a sparsearch latency table ({type(err).__name__}: {err})") from None
     return table_from_dict(data, str(path))
 
 

@@ -95,6 +95,17 @@ def _ckpt(edit: Callable[[dict], None] | None = None, weights: Callable[[dict], 
     return setup
 
 
+def _ckpt_text(edit: Callable[[str], str]):
+    """A checkpoint whose config.json text is edited (what a dict cannot hold: a key written twice)."""
+
+    def setup(d: Path) -> None:
+        _ckpt()(d)
+        path = d / "ckpt" / "config.json"
+        path.write_text(edit(path.read_text()))
+
+    return setup
+
+
 USER_CONFIG = {
     "family": "user",
     "factory": "hostile_factory:make",
@@ -174,6 +185,21 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         _ckpt(lambda m: m["model"].update(classes=10)),
         ["eval", "ckpt"],
         "classes must be a list of names",
+    ),
+    (
+        "config.json key written twice",
+        _ckpt_text(lambda text: text.replace("{", '{"format": "something-else",\n', 1)),
+        ["eval", "ckpt"],
+        "key 'format' written twice in one object, first at line 1",
+    ),
+    (
+        "yaml key written twice",
+        _write(
+            "space.yaml",
+            "name: a\ntarget: {model: gateconnect_cifar}\nknobs:\n  fan_in: {choices: [1]}\nname: b\n",
+        ),
+        ["flops", "space.yaml"],
+        "key 'name' written twice in one mapping (lines 1 and 5)",
     ),
     # 2. bounds before work
     (

@@ -19,21 +19,13 @@ import torch
 from torch import Tensor
 
 from sparsearch.data.base import Datasets, Split
-from sparsearch.data.images import resize_uint8
+from sparsearch.data.images import as_uint8, resize_uint8
 from sparsearch.data.stream import StreamSplit, item_image
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX
 from sparsearch.user_code import call_user_function
 
 __all__ = ["load_plugin"]
-
-
-def _to_uint8(images: Tensor, where: str) -> Tensor:
-    if images.dtype == torch.uint8:
-        return images
-    if not images.is_floating_point():
-        raise ConfigError(f"{where}: images must be uint8 or floating point, got {images.dtype}")
-    return (images * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 def _tensor(value: Any) -> Any:
@@ -70,7 +62,7 @@ def _split(value: Any, where: str, input_size: int) -> Split | StreamSplit:
         raise ConfigError(
             f"{where}: label {int(labels.max()):,} is beyond the {MAX['classes']:,} classes a data set may have"
         )
-    return Split(resize_uint8(_to_uint8(images, where), input_size), labels.long())
+    return Split(resize_uint8(as_uint8(images, where), input_size), labels.long())
 
 
 def _stream(dataset: torch.utils.data.Dataset, where: str, input_size: int) -> StreamSplit:

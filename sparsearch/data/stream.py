@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from sparsearch.data.base import Batch, Reading, batch_indices, normalise
-from sparsearch.data.images import resize_uint8
+from sparsearch.data.images import as_uint8, resize_uint8
 from sparsearch.errors import ConfigError
 
 __all__ = ["StreamSplit", "item_image"]
@@ -48,10 +48,7 @@ def item_image(image: Any, size: int, where: str) -> Tensor:
         image = torch.as_tensor(np.asarray(image))
     if image.dim() != 3:
         raise ConfigError(f"{where}: an image must be (C, H, W), got shape {tuple(image.shape)}")
-    if image.dtype != torch.uint8:
-        if not image.is_floating_point():
-            raise ConfigError(f"{where}: images must be uint8 or floating point, got {image.dtype}")
-        image = (image * 255.0).round().clamp(0, 255).to(torch.uint8)
+    image = as_uint8(image, where)
     if image.shape[-2:] != (size, size):
         image = resize_uint8(image[None], size)[0]
     return image

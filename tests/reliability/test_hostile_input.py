@@ -175,6 +175,26 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         "failed: RuntimeError: boom",
     ),
     (
+        "plug-in images full of NaN",
+        _plugin(
+            "def make(input_size, seed):\n"
+            "    part = (torch.full((8, 3, 8, 8), float('nan')), torch.arange(8) % 2)\n"
+            "    return part, part, part\n"
+        ),
+        [*TRAIN, "--data", "hostile_plugin:make", "--out", "run"],
+        "data plug-in 'hostile_plugin:make', train: image 0 holds nan; floating-point images must be finite",
+    ),
+    (
+        "plug-in images of height 0",
+        _plugin(
+            "def make(input_size, seed):\n"
+            "    part = (torch.zeros(8, 3, 0, 8), torch.arange(8) % 2)\n"
+            "    return part, part, part\n"
+        ),
+        [*TRAIN, "--data", "hostile_plugin:make", "--out", "run"],
+        "data plug-in 'hostile_plugin:make', train: images must not be empty, got shape (8, 3, 0, 8)",
+    ),
+    (
         "plug-in takes no arguments",
         _plugin("def make():\n    return None\n"),
         [*TRAIN, "--data", "hostile_plugin:make", "--out", "run"],

@@ -1,6 +1,6 @@
 """JSON read strictly: a key written twice in one object is an error, not "the last one wins".
 
-``loads(raw)`` is ``json.loads`` but for that: a duplicate key raises ``json.JSONDecodeError`` naming the key
+``parse_json(raw)`` is ``json.loads`` but for that: a duplicate key raises ``json.JSONDecodeError`` naming the key
 and the line of its first writing, positioned at its second (so the message ends with that line and
 column, as every JSON error does), and the callers that turn JSON errors into one-line input errors need
 nothing new.
@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["loads"]
+__all__ = ["parse_json"]
 
 
 class _Duplicate(Exception):
@@ -30,7 +30,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def loads(raw: str | bytes) -> Any:
+def parse_json(raw: str | bytes) -> Any:
     """``json.loads(raw)``, refusing a key written twice in one object (see the module docstring)."""
     try:
         return json.loads(raw, object_pairs_hook=_pairs)

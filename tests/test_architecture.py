@@ -21,6 +21,7 @@ FLOORS = [
         "errors",
         "choices",
         "limits",
+        "strict_json",
         "user_code",
         "version",
     },

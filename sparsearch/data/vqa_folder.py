@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sparsearch import strict_json
 from sparsearch.data.base import Datasets
 from sparsearch.data.easy_vqa import build_vocab, encode_questions
 from sparsearch.data.image_folder import decode, packed, unpacked
@@ -33,6 +32,7 @@ from sparsearch.data.split import stratified_split
 from sparsearch.data.stream import StreamSplit
 from sparsearch.errors import ConfigError
 from sparsearch.limits import MAX, read_capped
+from sparsearch.strict_json import parse_json
 
 __all__ = ["Questions", "load_vqa_folder"]
 
@@ -58,7 +58,7 @@ def _records(root: Path, name: str) -> list[tuple[str, str, str]]:
     """(image path, question, answer) of ``root/name``, checked."""
     path = root / name
     try:
-        data = strict_json.loads(read_capped(path, MAX["questions_file_bytes"], "questions file"))
+        data = parse_json(read_capped(path, MAX["questions_file_bytes"], "questions file"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, list) or not data:

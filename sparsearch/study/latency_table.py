@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 
-from sparsearch import strict_json
 from sparsearch.config import NetConfig, plan
 from sparsearch.errors import ConfigError
 from sparsearch.layers import FusedTopKBottleneck, TopKBottleneck
@@ -31,6 +30,7 @@ from sparsearch.limits import read_capped
 from sparsearch.models.inference import for_inference
 from sparsearch.safe_io import write_text
 from sparsearch.spaces import Space
+from sparsearch.strict_json import parse_json
 from sparsearch.train.latency import forward, measure
 from sparsearch.train.machine import describe_machine
 
@@ -183,7 +183,7 @@ def load_table(path: str | Path) -> LatencyTable:
         raise ConfigError(f"{path}: no latency table there; measure one with sparsearch latency-table SPACE")
     raw = read_capped(path, 16 << 20, "latency table")  # a regular file within the cap, or one line
     try:
-        data = strict_json.loads(raw)
+        data = parse_json(raw)
     except ValueError as err:  # not UTF-8 JSON, or a key written twice
         raise ConfigError(f"{path}: not a sparsearch latency table ({type(err).__name__}: {err})") from None
     return table_from_dict(data, str(path))

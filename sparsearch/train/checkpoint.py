@@ -23,11 +23,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from sparsearch import strict_json
 from sparsearch.errors import SparsearchError
 from sparsearch.limits import MAX, read_capped
 from sparsearch.models.edits import Edit, EditError, apply_edits
 from sparsearch.safe_io import atomic_dir, file_sha256, refuse_foreign
+from sparsearch.strict_json import parse_json
 from sparsearch.train.model import ModelSpec, build_task_model
 from sparsearch.version import __version__
 
@@ -189,7 +189,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: not a sparsearch checkpoint ({name} is missing)")
     try:
-        meta = strict_json.loads(read_capped(path / CONFIG_FILE, MAX["json_file_bytes"], "checkpoint's config.json"))
+        meta = parse_json(read_capped(path / CONFIG_FILE, MAX["json_file_bytes"], "checkpoint's config.json"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

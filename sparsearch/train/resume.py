@@ -25,10 +25,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from sparsearch import strict_json
 from sparsearch.errors import SparsearchError
 from sparsearch.limits import MAX, read_capped
 from sparsearch.safe_io import atomic_dir, refuse_foreign
+from sparsearch.strict_json import parse_json
 from sparsearch.version import __version__
 
 __all__ = ["FORMAT", "ResumeError", "Resumed", "Saving", "is_resume_state", "resume_path", "saved_by"]
@@ -59,7 +59,7 @@ def saved_by(path: Path, identity: dict[str, Any]) -> bool:
     if not is_resume_state(path):
         return False
     try:
-        record = strict_json.loads(read_capped(path / STATE_JSON, MAX["json_file_bytes"], "resumable state"))
+        record = parse_json(read_capped(path / STATE_JSON, MAX["json_file_bytes"], "resumable state"))
     except (SparsearchError, json.JSONDecodeError, UnicodeDecodeError):
         return False
     return isinstance(record, dict) and record.get("run") == json.loads(json.dumps(identity))
@@ -154,7 +154,7 @@ class Saving:
         if not is_resume_state(path):
             raise ResumeError(f"{path}: no resumable state to resume from (a run saves one every --save-every steps)")
         try:
-            record = strict_json.loads(read_capped(path / STATE_JSON, MAX["json_file_bytes"], "resumable state"))
+            record = parse_json(read_capped(path / STATE_JSON, MAX["json_file_bytes"], "resumable state"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ResumeError(f"{path / STATE_JSON}: not valid JSON ({err})") from None
         if not isinstance(record, dict) or record.get("format") != FORMAT:

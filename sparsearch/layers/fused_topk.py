@@ -43,9 +43,13 @@ STRATEGIES = ("gather", "grouped")
 
 
 def fold_batch_norm(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """(scale, shift) of an eval-mode batch norm: ``bn(y) == y * scale + shift`` per channel."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    """(scale, shift) of an eval-mode batch norm: ``bn(y) == y * scale + shift`` per channel (a norm without
+    affine parameters scales by 1 and shifts by 0 before its statistics)."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = bn.weight * scale
+    shift = -bn.running_mean * scale
+    return scale, shift if bn.bias is None else shift + bn.bias
 
 
 class FusedTopKBottleneck(nn.Module):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from sparsearch.layers import TopKBottleneck
-from sparsearch.layers.fused_topk import STRATEGIES, FusedTopKBottleneck
+from sparsearch.layers.fused_topk import STRATEGIES, FusedTopKBottleneck, fold_batch_norm
 from sparsearch.layers.pool import ChannelsLastConvPool
 
 __all__ = ["STRATEGIES", "for_inference"]
@@ -33,14 +33,12 @@ __all__ = ["STRATEGIES", "for_inference"]
 
 def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """``bn(conv(x))`` as one convolution (eval-mode statistics)."""
-    weight = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
-    bias = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
-    scale = weight / torch.sqrt(bn.running_var + bn.eps)
-    before = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     folded = copy.deepcopy(conv)
     with torch.no_grad():
+        scale, shift = fold_batch_norm(bn)
+        bias = shift if conv.bias is None else conv.bias * scale + shift
         folded.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
-        folded.bias = nn.Parameter((before - bn.running_mean) * scale + bias, requires_grad=False)
+        folded.bias = nn.Parameter(bias, requires_grad=False)
     return folded
 
 

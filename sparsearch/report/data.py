@@ -63,7 +63,7 @@ def load_report_data(name: str, storage_url: str) -> dict[str, Any]:
     database = sqlite_file(storage_url)
     if database is not None and not database.is_file():  # opening it would create an empty file
         raise ConfigError(f"no study {name!r}: {database} does not exist (give its --storage)")
-    opened = open_study(storage_url, name, None)
+    opened = open_study(storage_url, name, None, read_only=True)
     return report_data(opened.study, opened.settings, storage_url, space=opened.space)
 
 

@@ -64,16 +64,20 @@ def open_study(
     *,
     space: Space | None = None,
     heartbeat_s: int = HEARTBEAT_SECONDS,
+    read_only: bool = False,
 ) -> OpenStudy:
     """Load study ``name``, or create it from ``settings`` (None: it must exist, as for a worker).
 
     A study that exists must have been created with the same settings, but for :data:`RUN_OPTIONS`.
-    ``space``: the space of ``settings`` when the caller has parsed it already.
+    ``space``: the space of ``settings`` when the caller has parsed it already. ``read_only`` (with
+    ``settings`` None): the storage refuses writes and its files are left as they were.
     """
     check_study_name(name)
+    if read_only and settings is not None:
+        raise ValueError("a study opened read-only is never created")
     if settings is None:  # only `study` creates; the others find the study first, changing nothing
         require_study(storage_url, name)
-    storage = open_storage(storage_url, heartbeat_s)
+    storage = open_storage(storage_url, heartbeat_s, read_only=read_only)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         existing = optuna.load_study(study_name=name, storage=storage)

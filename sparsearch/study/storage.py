@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +41,7 @@ __all__ = [
     "default_storage_url",
     "heartbeat",
     "open_storage",
+    "read_only_sqlite",
     "redact",
     "require_study",
     "setup_lock",
@@ -135,12 +138,19 @@ def check_run_limits(timeout: float | None, heartbeat_s: int) -> None:
         raise ConfigError(f"--heartbeat {heartbeat_s}: give a positive number of seconds, at most {MAX['heartbeat']:,}")
 
 
-def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
-    """An RDB storage with heartbeats and retry of stale trials; errors name the URL without password."""
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS, *, read_only: bool = False) -> RDBStorage:
+    """An RDB storage with heartbeats and retry of stale trials; errors name the URL without password.
+
+    ``read_only``: for commands that only read a study that exists. A SQLite file is then neither created
+    nor switched to WAL, every connection refuses writes (``PRAGMA query_only``), and, once the caller
+    disposes of the engine, the file and its directory are byte- and name-identical to before (see
+    :func:`read_only_sqlite`)."""
     check_url(url)
     engine_kwargs: dict = {}
     database = sqlite_file(url)
-    if url.startswith("sqlite"):
+    if read_only and database is not None:
+        engine_kwargs = {"creator": read_only_sqlite(database), "poolclass": _null_pool()}
+    elif url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         if database is not None:
             _make_directory(url, database.parent)
@@ -158,7 +168,7 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_SECONDS) -> RDBStorage:
             )
     except Exception as err:  # SQLAlchemy errors, a missing driver, a refused connection
         raise _cannot_connect(url, err) from None
-    if database is not None:  # a file that other processes may share
+    if database is not None and not read_only:  # a file that other processes may share
         _serialise_sqlite(storage.engine)
         with contextlib.closing(storage.engine.raw_connection()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -184,13 +194,13 @@ def require_study(url: str, name: str) -> None:
     if database is not None:
         if not database.is_file():
             raise ConfigError(f"no study named {name!r} in {redact(url)} ({database} does not exist)")
-        check = f"sqlite:///file:{database.resolve()}?mode=ro&uri=true"
+        engine_kwargs: dict = {"creator": read_only_sqlite(database)}
     elif url.startswith("sqlite"):
         raise ConfigError(f"no study named {name!r} in {redact(url)} (an in-memory database starts empty)")
     else:
-        check = url
+        engine_kwargs = {}
     try:
-        engine = sqlalchemy.create_engine(check, poolclass=sqlalchemy.pool.NullPool)
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
         with engine.connect() as conn:
             if not sqlalchemy.inspect(conn).has_table("studies"):
                 raise ConfigError(f"no study named {name!r} in {redact(url)} (it holds no Optuna study at all)")
@@ -204,6 +214,31 @@ def require_study(url: str, name: str) -> None:
         raise _cannot_connect(url, err) from None
     if found is None:
         raise ConfigError(f"no study named {name!r} in {redact(url)}")
+
+
+def read_only_sqlite(database: Path) -> Callable[[], sqlite3.Connection]:
+    """A connection factory for reading ``database`` and changing nothing, sidecars included.
+
+    SQLite's own read-only open (``mode=ro``) cannot be used: on a WAL-mode file it creates the ``-wal``
+    and ``-shm`` sidecars and, being unable to write, cannot remove them when it closes. These connections
+    are opened read-write on a file that must exist (``mode=rw``: never created) with ``query_only`` on,
+    so no statement writes; the last one to close removes the sidecars it made, as any writer would.
+    A file the user may not write is still opened (read only) by SQLite.
+    """
+    uri = f"file:{urllib.parse.quote(str(database.resolve()))}?mode=rw"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_S, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    return connect
+
+
+def _null_pool():
+    import sqlalchemy
+
+    return sqlalchemy.pool.NullPool
 
 
 def _serialise_sqlite(engine) -> None:

@@ -157,8 +157,9 @@ def _shared_cifar(d: Path) -> None:
     (d / "c" / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"]}, protocol=2))
 
 
-def _other_sqlite(d: Path) -> None:
+def _other_sqlite(d: Path, journal: str = "DELETE") -> None:
     con = sqlite3.connect(d / "app.db")
+    con.execute(f"PRAGMA journal_mode={journal}")
     con.execute("CREATE TABLE notes (text TEXT)")
     con.execute("INSERT INTO notes VALUES ('mine')")
     con.commit()
@@ -309,6 +310,24 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         "report on another application's database",
         _other_sqlite,
         ["report", "x", "--storage", "sqlite:///app.db"],
+        "no study named 'x' in sqlite:///app.db (it holds no Optuna study at all)",
+    ),
+    (
+        "report on another application's WAL-mode database",
+        lambda d: _other_sqlite(d, "WAL"),
+        ["report", "x", "--storage", "sqlite:///app.db"],
+        "no study named 'x' in sqlite:///app.db (it holds no Optuna study at all)",
+    ),
+    (
+        "validate on another application's WAL-mode database",
+        lambda d: _other_sqlite(d, "WAL"),
+        ["validate", "x", "--storage", "sqlite:///app.db"],
+        "no study named 'x' in sqlite:///app.db (it holds no Optuna study at all)",
+    ),
+    (
+        "worker on another application's WAL-mode database",
+        lambda d: _other_sqlite(d, "WAL"),
+        ["worker", "--storage", "sqlite:///app.db", "--study-name", "x"],
         "no study named 'x' in sqlite:///app.db (it holds no Optuna study at all)",
     ),
     (

@@ -156,3 +156,26 @@ def test_a_validated_study_shows_its_fidelity(study, tmp_path) -> None:
     assert f"| Kendall τ, study score vs stand-alone accuracy | {result['kendall']['value']:+.2f}" in page
     assert result["verdict"] in page and result["machine"]["cpu"] in page
     assert "sparsearch validate tiny --configs 3 --seeds 1 --epochs 1" in page
+
+
+@pytest.mark.parametrize("journal", ["WAL", "DELETE"])
+def test_report_leaves_the_study_directory_byte_and_name_identical(study, tmp_path, journal) -> None:
+    """`report` only reads: the database keeps its bytes and journal mode, and no -wal/-shm/-journal
+    sidecar is left beside it (a WAL-mode file opened with SQLite's own read-only mode would keep them)."""
+    import sqlite3
+
+    from tests.reliability.test_bad_input import snapshot
+
+    _, url, root = study
+    here = tmp_path / "studies"
+    here.mkdir()
+    source, copy = sqlite3.connect(url.removeprefix("sqlite:///")), sqlite3.connect(here / "tiny.db")
+    source.backup(copy)  # the study's storage may still be open in this process: its WAL included
+    assert copy.execute(f"PRAGMA journal_mode={journal}").fetchone()[0].upper() == journal
+    source.close()
+    copy.close()
+    before = snapshot(here)
+    assert sorted(before) == ["tiny.db"]
+    assert main(["report", "tiny", "--storage", f"sqlite:///{here}/tiny.db", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report.json").is_file()
+    assert snapshot(here) == before

@@ -2,8 +2,8 @@
 
 Every command ends in one line when it fails, with a documented exit code: 2 for input it cannot use
 (``error: ...``), 3 for a bug (``internal error: ...``; ``--debug`` or ``SPARSEARCH_DEBUG=1`` prints
-the traceback), 130 when interrupted (Ctrl-C) and 143 when terminated (SIGTERM); temporaries are
-removed on the way out in every case.
+the traceback), 4 when the study's storage fails under a command (a full disk, a server gone), 130 when
+interrupted (Ctrl-C) and 143 when terminated (SIGTERM); temporaries are removed on the way out in every case.
 """
 
 from __future__ import annotations
@@ -717,7 +717,7 @@ def worker(
     typer.echo(f"worker ran {done} trial(s) of study {study_name}")
 
 
-EXIT_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 3, 130, 143
+EXIT_INPUT, EXIT_BUG, EXIT_STORAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 3, 4, 130, 143
 DEBUG_ENV = "SPARSEARCH_DEBUG"
 
 
@@ -764,7 +764,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("error", "the input is nested too deeply to read", EXIT_INPUT)
     except MemoryError:
         return _fail("error", "out of memory: the input asks for more than this machine has", EXIT_INPUT)
-    except Exception as err:  # a bug: say so, and how to see where
+    except Exception as err:  # a storage that failed under the command, or a bug: say so, and how to see where
+        from sparsearch.study.storage import storage_failure
+
+        if (line := storage_failure(err)) is not None:
+            return _fail("error", line, EXIT_STORAGE)
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
         hint = "" if os.environ.get(DEBUG_ENV) else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"

@@ -30,6 +30,7 @@ __all__ = [
     "fsync_file",
     "move_into_place",
     "refuse_foreign",
+    "save_tensors",
     "write_text",
 ]
 
@@ -41,6 +42,18 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def save_tensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, with its write failures (a full disk, the file-size limit) raised
+    as the :class:`OSError` they are, so the writer around it reports them as a :class:`WriteError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as err:
+        raise OSError(str(err)) from err
 
 
 def fsync_file(path: Path) -> None:

@@ -30,9 +30,9 @@ from sparsearch.study.settings import StudySettings, default_study_name
 from sparsearch.study.storage import (
     HEARTBEAT_SECONDS,
     check_run_limits,
+    creating,
     default_storage_url,
     redact,
-    setup_lock,
     sqlite_file,
 )
 from sparsearch.study.summary import summarize, write_summary
@@ -103,7 +103,7 @@ def run_study(
     # Refuse a space without k or fan-in (supernet mode) and data that does not load before anything is written.
     evaluator = make_evaluator(settings, space, target, artifacts, log, runtime if together else None)
     evaluator.data  # noqa: B018 (loads and checks the data; kept for the run)
-    with setup_lock(storage_url):  # commands started together create one study and its N slots
+    with creating(storage_url):  # together: one study and its N slots; all or nothing
         opened = open_study(storage_url, name, settings, space=space, heartbeat_s=heartbeat_s)
         top_up(opened.study, settings.n_trials)
     study = opened.study

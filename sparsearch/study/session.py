@@ -25,6 +25,7 @@ from sparsearch.study.structure import references
 __all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "metric_names", "open_study", "study_settings"]
 
 ATTR = "sparsearch"  # study user attribute holding the StudySettings
+CREATED = "created"  # ... and the time of creation, written last: a study without it is half made
 # Options a re-run of a study may change; any other difference is a different study.
 RUN_OPTIONS = ("trials", "finetune_steps", "finetune_top", "target_latency_batches")
 
@@ -48,6 +49,16 @@ def _name_metrics(study: optuna.Study, settings: StudySettings) -> None:
     with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2; its storage is plain
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(metric_names(settings))
+
+
+def _half_made(study: optuna.Study) -> bool:
+    """A study whose creation stopped midway (a storage that failed, a process killed): sparsearch's
+    settings without the ``created`` stamp written last, or an empty study with no attribute or trial at
+    all. Another tool's study (with attributes or trials of its own) is never taken for one."""
+    attrs = study.user_attrs
+    if ATTR in attrs:
+        return CREATED not in attrs
+    return not attrs and not study.get_trials(deepcopy=False)
 
 
 def study_settings(study: optuna.Study) -> StudySettings:
@@ -83,6 +94,14 @@ def open_study(
         existing = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         existing = None
+    if existing is not None and _half_made(existing):
+        if settings is None:
+            raise ConfigError(
+                f"study {name!r} in {redact(storage_url)} is half made (being made now, or its making failed); "
+                "run the same `sparsearch study` command again to make it"
+            )
+        optuna.delete_study(study_name=name, storage=storage)  # under the set-up lock: made again, whole
+        existing = None
     if existing is None:
         if settings is None:
             raise ConfigError(f"no study named {name!r} in {redact(storage_url)}")
@@ -98,9 +117,9 @@ def open_study(
             return open_study(storage_url, name, settings, space=space, heartbeat_s=heartbeat_s)
         study.set_user_attr(ATTR, settings.to_dict())
         _name_metrics(study, settings)
-        study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
         for ref in reference_params(settings, space)[: settings.n_trials]:
             study.enqueue_trial(ref["params"], user_attrs={"reference": ref["name"]})
+        study.set_user_attr(CREATED, time.strftime("%Y-%m-%dT%H:%M:%S"))  # last: the study is whole
         return OpenStudy(study, settings, space, storage)
     stored = study_settings(existing)
     if settings is not None:

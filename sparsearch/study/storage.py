@@ -38,6 +38,7 @@ __all__ = [
     "check_study_name",
     "check_url",
     "claim_waiting_trial",
+    "creating",
     "default_storage_url",
     "heartbeat",
     "open_storage",
@@ -46,6 +47,7 @@ __all__ = [
     "require_study",
     "setup_lock",
     "sqlite_file",
+    "storage_failure",
 ]
 
 HEARTBEAT_SECONDS = 10  # a running trial records a heartbeat this often
@@ -278,6 +280,29 @@ def _make_directory(url: str, directory: Path) -> Path:
     return directory
 
 
+def storage_failure(err: BaseException) -> str | None:
+    """The one line for a storage that failed under a running command (a full disk, the file-size limit,
+    a server that went away), or None when ``err`` is not one: Optuna's ``StorageInternalError`` or a
+    database driver's error, found along the exception's causes. The driver's own first line is kept, any
+    password in it masked."""
+    import sqlalchemy.exc
+
+    seen = err
+    found = None
+    while seen is not None and found is None:
+        if isinstance(seen, sqlalchemy.exc.DBAPIError | optuna.exceptions.StorageInternalError):
+            found = seen
+        seen = seen.__cause__ or seen.__context__
+    if found is None:
+        return None
+    driver = getattr(found, "orig", None) or found.__cause__ or found
+    reason = str(driver).strip().splitlines()[0] if str(driver).strip() else type(driver).__name__
+    return (
+        f"the study's storage failed ({redact(reason)}); what it had committed is kept: "
+        "run the same command again to resume once the storage is back"
+    )
+
+
 def _cannot_connect(url: str, err: Exception) -> StorageError:
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
     return StorageError(f"storage {redact(url)}: cannot connect ({redact_message(reason, url)})")
@@ -304,6 +329,40 @@ def setup_lock(url: str) -> Iterator[None]:
             yield
         finally:
             held.discard(url)
+
+
+@contextlib.contextmanager
+def creating(url: str) -> Iterator[None]:
+    """Hold the set-up lock while a study is created or resumed, all or nothing: when the block fails
+    (an I/O error, a full disk, the file-size limit, a signal) and the SQLite file did not exist before,
+    the file, its sidecars (``-wal``, ``-shm``, ``-journal``) and the directories made for it are removed,
+    so no half-made database is left for the next run or another tool to find."""
+    database = sqlite_file(url)
+    if database is None:
+        with setup_lock(url):
+            yield
+        return
+    made = [d for d in (database.parent, *database.parent.parents) if not d.exists()]
+    with setup_lock(url):
+        existed = database.exists()
+        try:
+            yield
+        except BaseException:
+            if not existed:
+                _remove_database(database)
+                for directory in made:  # innermost first; only where nothing else was put
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
+            raise
+
+
+def _remove_database(database: Path) -> None:
+    import gc
+
+    gc.collect()  # a failed RDBStorage's engine: its connections closed before the file goes
+    for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-journal"))):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 @contextlib.contextmanager

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sparsearch.errors import SparsearchError
 from sparsearch.limits import MAX, read_capped
 from sparsearch.models.edits import Edit, EditError, apply_edits
-from sparsearch.safe_io import atomic_dir, file_sha256, refuse_foreign
+from sparsearch.safe_io import atomic_dir, file_sha256, refuse_foreign, save_tensors
 from sparsearch.strict_json import parse_json
 from sparsearch.train.model import ModelSpec, build_task_model
 from sparsearch.version import __version__
@@ -155,10 +155,7 @@ def write_checkpoint_files(directory: Path, model: nn.Module, spec: ModelSpec, *
     """Write the weights and config.json of a checkpoint into the existing, empty ``directory`` (synced by
     the caller's :func:`~sparsearch.safe_io.atomic_dir`, which swaps it into place)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    try:
-        save_file(state, directory / WEIGHTS_FILE, metadata={"format": FORMAT})
-    except SafetensorError as err:  # safetensors reports some write failures as its own error
-        raise OSError(str(err)) from err
+    save_tensors(state, directory / WEIGHTS_FILE, metadata={"format": FORMAT})
     record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

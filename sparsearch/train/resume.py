@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sparsearch.errors import SparsearchError
 from sparsearch.limits import MAX, read_capped
-from sparsearch.safe_io import atomic_dir, refuse_foreign
+from sparsearch.safe_io import atomic_dir, refuse_foreign, save_tensors
 from sparsearch.strict_json import parse_json
 from sparsearch.version import __version__
 
@@ -229,7 +229,7 @@ class Saving:
         }
         refuse_foreign(self.path, is_resume_state, "a sparsearch resumable state", ResumeError)
         with atomic_dir(self.path, "resumable state") as tmp:
-            save_file(tensors, str(tmp / STATE_TENSORS))
+            save_tensors(tensors, tmp / STATE_TENSORS)
             (tmp / STATE_JSON).write_text(json.dumps(record, indent=1))
 
     def finished(self, runtime) -> None:

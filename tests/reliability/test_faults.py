@@ -219,3 +219,37 @@ def test_kill_9_of_a_validation_keeps_its_finished_trainings(tmp_path) -> None:
     after = stored()
     assert len(after) == 8 and {k: after[k] for k in kept} == kept  # finished trainings kept as they were
     assert json.loads(done.stdout)["configurations"] == 4
+
+
+def test_a_study_that_cannot_be_created_leaves_nothing_and_one_made_is_whole(tmp_path) -> None:
+    """All or nothing: under file-size limits that stop the SQLite file at each stage of its making
+    (tables, the study, its settings, its queued trials, then the run), a limit hit while the study is
+    made leaves no database and no directory (exit 2); one hit later leaves a whole study that resumes
+    (exit 2 or 4, one line). Never a half-made database."""
+    import optuna
+
+    from tests.study.helpers import write_tiny
+
+    space = write_tiny(tmp_path)
+    args = ["study", "--budget", str(_budget()), "--space", str(space), "--trials", "4", "--supernets", "1"]
+    outcomes = set()
+    for kib in (8, 16, 24, 32, 48, 64, 96, 128, 160):
+        work = tmp_path / f"w{kib}"
+        work.mkdir()
+        done = _cli(args, work, max_file_bytes=kib * 1024)
+        assert done.returncode in (2, 4), (kib, done.stderr)
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, (kib, done.stderr)
+        assert "Traceback" not in done.stderr
+        left = sorted(str(p.relative_to(work)) for p in work.rglob("*"))
+        databases = list(work.glob("studies/*.db"))
+        if not databases:
+            assert left == [], (kib, left)  # not even the studies/ directory
+            outcomes.add("nothing")
+            continue
+        assert not [p for p in work.glob("studies/*.db-*")], left  # no sidecar: the storage was closed
+        (database,) = databases
+        study = optuna.load_study(study_name=database.stem, storage=f"sqlite:///{database}")
+        assert "sparsearch" in study.user_attrs and "created" in study.user_attrs, kib
+        assert len(study.trials) == 4, kib  # every slot queued: the study resumes as asked
+        outcomes.add("whole")
+    assert outcomes == {"nothing", "whole"}, outcomes  # both sides of the boundary were met

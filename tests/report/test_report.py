@@ -166,7 +166,7 @@ def test_report_leaves_the_study_directory_byte_and_name_identical(study, tmp_pa
 
     from tests.reliability.test_bad_input import snapshot
 
-    _, url, root = study
+    _, url, _ = study
     here = tmp_path / "studies"
     here.mkdir()
     source, copy = sqlite3.connect(url.removeprefix("sqlite:///")), sqlite3.connect(here / "tiny.db")

@@ -202,3 +202,27 @@ def test_optuna_dashboard_shows_the_metric_names_and_each_trials_budget_constrai
     assert any(v[0] > 0 for v in shown.values()) and any(v[0] <= 0 for v in shown.values())
     # Optuna itself still sees one feasibility: both records hold the same number
     assert all(set(t.constraints.values()) == {t.constraints["budget"]} for t in run.study.get_trials())
+
+
+def test_a_half_made_study_is_made_again_whole_and_workers_refuse_it(tmp_path) -> None:
+    """A study whose making stopped midway (settings written, the queue and the ``created`` stamp not):
+    a worker refuses it in one line; the next `study` deletes it and makes it whole."""
+    import optuna
+
+    from sparsearch.errors import ConfigError
+    from sparsearch.study.session import ATTR, open_study
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    settings = tiny_settings(_budget(), trials=4)
+    half = optuna.create_study(study_name="s", storage=url, directions=["maximize", "minimize"])
+    half.set_user_attr(ATTR, settings.to_dict())
+    half.enqueue_trial({"conv2.k": 1})
+    with pytest.raises(ConfigError, match="is half made"):
+        open_study(url, "s", None)
+    opened = open_study(url, "s", settings)
+    assert "created" in opened.study.user_attrs
+    assert [t.user_attrs.get("reference") for t in opened.study.trials][:1] == ["uniform k = C"]
+    # Another tool's study is never taken for a half-made one.
+    optuna.create_study(study_name="theirs", storage=url).set_user_attr("mine", 1)
+    with pytest.raises(ConfigError, match="not created by sparsearch"):
+        open_study(url, "theirs", settings)

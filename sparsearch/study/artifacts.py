@@ -26,23 +26,35 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 
-from sparsearch.errors import ConfigError
+from sparsearch.errors import ConfigError, WriteError
 from sparsearch.safe_io import atomic_dir, file_sha256, refuse_foreign
 from sparsearch.study.storage import beating
 from sparsearch.train.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_checkpoint
 
-__all__ = ["LOCK_BEAT_SECONDS", "LOCK_STALE_SECONDS", "RECORD_PREFIX", "STORE_ATTR", "SharedSupernets", "store_dir"]
+__all__ = [
+    "LOCK_BEAT_SECONDS",
+    "LOCK_STALE_SECONDS",
+    "RECORD_PREFIX",
+    "STORE_ATTR",
+    "SharedSupernets",
+    "WholeWrites",
+    "store_dir",
+]
 
 STORE_ATTR = "artifact_store"  # study user attribute: the artifact store's directory (absolute)
 RECORD_PREFIX = (
     "supernet:"  # + structure label: study user attribute {files: {name: {artifact_id, sha256, bytes}}, ...}
 )
 FILES = (CONFIG_FILE, WEIGHTS_FILE)
+# The weights first: a disk that fills up fails there, before any file of the supernet is recorded
+# (Optuna records each upload in the study once its file is whole).
+UPLOAD_ORDER = (WEIGHTS_FILE, CONFIG_FILE)
 LOCK_BEAT_SECONDS = 10.0
 LOCK_STALE_SECONDS = 60.0
 WAIT_POLL_SECONDS = 2.0
@@ -74,8 +86,8 @@ class SharedSupernets:
         self._first_seen: dict[str, float] = {}  # locks seen without a beat yet, by name
 
     @functools.cached_property
-    def store(self) -> FileSystemArtifactStore:
-        return FileSystemArtifactStore(str(self.directory))  # refuses artifact ids that leave its directory
+    def store(self) -> WholeWrites:
+        return WholeWrites(FileSystemArtifactStore(str(self.directory)))  # refuses ids that leave its directory
 
     def record(self, label: str) -> dict[str, Any] | None:
         """What the study records of the supernet ``label`` (re-read from the storage), or None."""
@@ -136,11 +148,17 @@ class SharedSupernets:
                 "mount it here or give --artifact-store DIR"
             ) from None
         files = {}
-        for name in FILES:
+        for name in UPLOAD_ORDER:
             path = local / name
-            artifact_id = upload_artifact(
-                artifact_store=self.store, file_path=str(path), study_or_trial=self.study, storage=self.storage
-            )
+            try:
+                artifact_id = upload_artifact(
+                    artifact_store=self.store, file_path=str(path), study_or_trial=self.study, storage=self.storage
+                )
+            except OSError as err:  # a full disk: the partial file is gone (WholeWrites), nothing recorded
+                raise WriteError(
+                    f"supernet {label}: cannot upload {name} to the artifact store {self.directory} "
+                    f"({err.strerror or err}); nothing was recorded"
+                ) from None
             files[name] = {"artifact_id": artifact_id, "sha256": file_sha256(path), "bytes": path.stat().st_size}
         self.study.set_user_attr(
             RECORD_PREFIX + label, {"files": files, "train_seconds": train_seconds, "by": _holder()}
@@ -181,6 +199,28 @@ class SharedSupernets:
             self.log(f"removing the stale lock {name} (holder {lock.user_attrs.get('holder')})")
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=name, storage=self.storage)
+
+
+class WholeWrites:
+    """An artifact store whose writes are whole or absent: a write that fails (a full disk) removes what
+    it wrote, so no artifact id ever names a partial file. Reads and removals pass through."""
+
+    def __init__(self, store: FileSystemArtifactStore) -> None:
+        self._store = store
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self._store.open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        try:
+            self._store.write(artifact_id, content_body)
+        except BaseException:
+            with contextlib.suppress(ArtifactNotFound, OSError):
+                self._store.remove(artifact_id)
+            raise
+
+    def remove(self, artifact_id: str) -> None:
+        self._store.remove(artifact_id)
 
 
 def _holder() -> str:

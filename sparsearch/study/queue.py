@@ -27,7 +27,14 @@ from sparsearch.study.evaluators import make_evaluator
 from sparsearch.study.samplers import make_sampler
 from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
-from sparsearch.study.storage import HEARTBEAT_SECONDS, check_run_limits, claim_waiting_trial, heartbeat
+from sparsearch.study.storage import (
+    HEARTBEAT_SECONDS,
+    Outage,
+    check_run_limits,
+    claim_waiting_trial,
+    heartbeat,
+    storage_failure,
+)
 from sparsearch.train.loop import resolve_device
 
 __all__ = ["require_named_plugin", "run_worker", "top_up", "work"]
@@ -48,28 +55,46 @@ def top_up(study: optuna.Study, trials: int) -> int:
     return max(0, missing)
 
 
-def _run_one(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, evaluator: Evaluator) -> None:
+def _tell(study: optuna.Study, trial: optuna.Trial, outage: Outage, log, **how) -> None:
+    """Tell the trial's end, waiting out a storage outage. A trial that a peer failed meanwhile (its heartbeat
+    stopped during the outage) is left as it is: its queued copy runs instead, so nothing is done twice."""
+    while True:
+        try:
+            state = study.tell(trial, skip_if_finished=True, **how).state
+            break
+        except Exception as err:
+            if storage_failure(err) is None:
+                raise
+            outage.wait(err)
+    outage.over()
+    if state != how.get("state", TrialState.COMPLETE) and log is not None:
+        log(f"trial {trial.number} was failed by a peer while it ran (no heartbeat reached the storage); its copy runs")
+
+
+def _run_one(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, evaluator: Evaluator, outage, log) -> None:
     try:
         values = evaluator(trial)
     except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
+        _tell(study, trial, outage, log, state=TrialState.PRUNED)
     except Exception as err:  # the trial fails with its reason; the study goes on
+        if storage_failure(err) is not None:  # not the trial's fault: it goes stale and its copy runs
+            raise
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
         trial.set_user_attr("error", reason[:500])
-        study.tell(trial, state=TrialState.FAIL)
+        _tell(study, trial, outage, log, state=TrialState.FAIL)
     except BaseException:  # interrupted (Ctrl-C, SIGTERM): fail it, queue its copy, and stop
         trial.set_user_attr("error", "interrupted")
-        frozen = study.tell(trial, state=TrialState.FAIL)
+        frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         callback = storage.get_heartbeat_stale_trial_callback()  # queue its copy, as for a stale trial
-        if callback is not None:
+        if callback is not None and frozen.state == TrialState.FAIL:
             callback(study, frozen)
         raise
     else:
         if not all(math.isfinite(v) for v in values):  # Optuna would fail it too, without saying why
             trial.set_user_attr("error", f"non-finite objective values {list(values)}")
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, outage, log, state=TrialState.FAIL)
             return
-        study.tell(trial, list(values))
+        _tell(study, trial, outage, log, values=list(values))
 
 
 def work(
@@ -81,34 +106,69 @@ def work(
     wait: bool = False,
     on_trial=None,
     poll_s: float = 2.0,
+    log=None,
 ) -> int:
     """Claim and run queued trials of ``study`` (opened on ``storage``) until none is left (``wait``: and
-    none is running anywhere), or the deadline passes. Returns the number of trials this worker ran."""
-    study_id = storage.get_study_id_from_name(study.study_name)
+    none is running anywhere), or the deadline passes. Returns the number of trials this worker ran.
+
+    A storage that stops answering (a server restarting) is waited for with bounded back-off
+    (:class:`~sparsearch.study.storage.Outage`, said in one line); a trial it interrupted goes stale and
+    its queued copy runs."""
+    outage = Outage(log)
+    study_id = _retrying(lambda: storage.get_study_id_from_name(study.study_name), outage)
     interval = storage.get_heartbeat_interval() or HEARTBEAT_SECONDS
     done = 0
     while deadline is None or time.time() < deadline:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, and queued again
-        trial_id = claim_waiting_trial(storage, study_id)
-        if trial_id is None:
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if not wait or not running:
-                break
-            time.sleep(poll_s)
+        try:
+            ran = _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log)
+        except Exception as err:
+            if storage_failure(err) is None:
+                raise
+            outage.wait(err)
             continue
-        # The study reads the storage through Optuna's cache, which learns of trials when it reads them:
-        # read once, so that it knows the trial just claimed (a worker that has not read since it started
-        # would otherwise fail on the trial's first parameter).
-        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        trial = optuna.Trial(study, trial_id)
-        with heartbeat(storage, trial_id, interval):
-            _run_one(study, storage, trial, evaluator)
-        done += 1
-        if on_trial is not None:
-            on_trial(study)
+        outage.over()
+        if ran is None:
+            break
+        if ran:
+            done += 1
+            if on_trial is not None:
+                _retrying(lambda: on_trial(study), outage)
     return done
+
+
+def _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log) -> bool | None:
+    """Run the next queued trial: True when one ran, False when waiting for running ones, None when done."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, and queued again
+    trial_id = claim_waiting_trial(storage, study_id)
+    if trial_id is None:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not wait or not running:
+            return None
+        time.sleep(poll_s)
+        return False
+    # The study reads the storage through Optuna's cache, which learns of trials when it reads them:
+    # read once, so that it knows the trial just claimed (a worker that has not read since it started
+    # would otherwise fail on the trial's first parameter).
+    study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    trial = optuna.Trial(study, trial_id)
+    with heartbeat(storage, trial_id, interval):
+        _run_one(study, storage, trial, evaluator, outage, log)
+    return True
+
+
+def _retrying(call, outage: Outage):
+    while True:
+        try:
+            result = call()
+        except Exception as err:
+            if storage_failure(err) is None:
+                raise
+            outage.wait(err)
+            continue
+        outage.over()
+        return result
 
 
 def require_named_plugin(name: str, settings: StudySettings, data: str | None) -> None:
@@ -155,7 +215,7 @@ def run_worker(
     evaluator.share(
         opened.study, opened.storage, store_dir(opened.study, artifact_store, artifacts / "store", record=False)
     )
-    return work(opened.study, opened.storage, evaluator, deadline=deadline)
+    return work(opened.study, opened.storage, evaluator, deadline=deadline, log=log)
 
 
 def child_worker(

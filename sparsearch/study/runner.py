@@ -125,7 +125,7 @@ def run_study(
             child.start()
     on_trial = progress.update if progress is not None else None
     try:
-        work(study, opened.storage, evaluator, deadline=deadline, wait=True, on_trial=on_trial)
+        work(study, opened.storage, evaluator, deadline=deadline, wait=True, on_trial=on_trial, log=log)
     finally:
         for child in children:
             child.join()

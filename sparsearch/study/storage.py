@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ from sparsearch.limits import MAX
 
 __all__ = [
     "HEARTBEAT_SECONDS",
+    "OUTAGE_LIMIT_S",
+    "Outage",
     "StorageError",
     "beating",
     "check_run_limits",
@@ -40,6 +43,7 @@ __all__ = [
     "claim_waiting_trial",
     "creating",
     "default_storage_url",
+    "failure_reason",
     "heartbeat",
     "open_storage",
     "read_only_sqlite",
@@ -54,6 +58,7 @@ HEARTBEAT_SECONDS = 10  # a running trial records a heartbeat this often
 GRACE_FACTOR = 3  # ... and is stale after this many missed beats
 SQLITE_TIMEOUT_S = 60  # how long a writer waits for another process's lock
 MAX_RETRY = 3  # a trial whose worker died is re-run at most this many times
+OUTAGE_LIMIT_S = 600  # a worker waits this long for a storage that stopped answering, then gives up
 LOCK_KEY = 0x5350_4152  # PostgreSQL advisory lock of sparsearch's set-up ("SPAR")
 
 
@@ -285,6 +290,18 @@ def storage_failure(err: BaseException) -> str | None:
     a server that went away), or None when ``err`` is not one: Optuna's ``StorageInternalError`` or a
     database driver's error, found along the exception's causes. The driver's own first line is kept, any
     password in it masked."""
+    reason = failure_reason(err)
+    if reason is None:
+        return None
+    return (
+        f"the study's storage failed ({reason}); what it had committed is kept: "
+        "run the same command again to resume once the storage is back"
+    )
+
+
+def failure_reason(err: BaseException) -> str | None:
+    """The storage's own first line for ``err`` (password masked), or None when ``err`` is not a storage
+    failure (see :func:`storage_failure`)."""
     import sqlalchemy.exc
 
     seen = err
@@ -297,10 +314,7 @@ def storage_failure(err: BaseException) -> str | None:
         return None
     driver = getattr(found, "orig", None) or found.__cause__ or found
     reason = str(driver).strip().splitlines()[0] if str(driver).strip() else type(driver).__name__
-    return (
-        f"the study's storage failed ({redact(reason)}); what it had committed is kept: "
-        "run the same command again to resume once the storage is back"
-    )
+    return redact(reason)
 
 
 def _cannot_connect(url: str, err: Exception) -> StorageError:
@@ -408,12 +422,50 @@ def claim_waiting_trial(storage: RDBStorage, study_id: int) -> int | None:
     """
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        # Beat before the claim: a worker killed between its claim and its heartbeat thread's first beat
+        # would leave a RUNNING trial that Optuna never finds stale (it has no heartbeat), and the study
+        # would wait for it for ever. Beating first, the claimed trial is stale a grace period after death.
+        with contextlib.suppress(optuna.exceptions.StorageInternalError):  # a peer's beat at the same time
+            storage.record_heartbeat(trial_id)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 return trial_id
         except optuna.exceptions.UpdateFinishedTrialError:  # another worker claimed and finished it
             continue
     return None
+
+
+class Outage:
+    """Bounded exponential back-off while the storage is unreachable (a server restarting, a network
+    cut): :meth:`wait` says so in one line the first time, sleeps 1, 2, 4 ... up to ``cap_s`` seconds between
+    attempts, and gives up (raising the storage's error) once ``limit_s`` seconds have passed without
+    the storage answering; :meth:`over` says how long it lasted, once it answers again."""
+
+    def __init__(self, log: Callable[[str], None] | None, limit_s: float = OUTAGE_LIMIT_S, cap_s: float = 30.0) -> None:
+        self.log, self.limit_s, self.cap_s = log or (lambda line: None), limit_s, cap_s
+        self.since: float | None = None
+        self.attempts = 0
+        self.outages = 0
+
+    def wait(self, err: BaseException) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since, self.attempts = now, 0
+            self.outages += 1
+            self.log(
+                f"the study's storage does not answer ({failure_reason(err)}); retrying with back-off "
+                f"(1 s doubling up to {self.cap_s:g} s) for at most {self.limit_s:g} s"
+            )
+        if now - self.since > self.limit_s:
+            raise err
+        delay = min(self.cap_s, 2.0**self.attempts, max(0.0, self.since + self.limit_s - now) + 0.01)
+        self.attempts += 1
+        time.sleep(delay)
+
+    def over(self) -> None:
+        if self.since is not None:
+            self.log(f"the study's storage answers again after {time.monotonic() - self.since:.0f} s")
+            self.since = None
 
 
 def heartbeat(storage: RDBStorage, trial_id: int, interval_s: float) -> contextlib.AbstractContextManager[None]:

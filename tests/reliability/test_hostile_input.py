@@ -431,8 +431,8 @@ def _slow_save_then(signum: int, tmp_path: Path) -> tuple[subprocess.CompletedPr
     assert main([*TRAIN, "--out", str(work / "run")]) == 0
     before = snapshot(work)
     code = (
-        "import sys, time\nimport sparsearch.train.checkpoint as c\nreal = c.save_file\n"
-        "def slow(*a, **k):\n    real(*a, **k)\n    time.sleep(60)\nc.save_file = slow\n"
+        "import sys, time\nimport sparsearch.train.checkpoint as c\nreal = c.save_tensors\n"
+        "def slow(*a, **k):\n    real(*a, **k)\n    time.sleep(60)\nc.save_tensors = slow\n"
         "from sparsearch.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     process = subprocess.Popen(

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sparsearch.errors import ConfigError
+from sparsearch.errors import ConfigError, WriteError
 from sparsearch.study import artifacts as shared_module
 from sparsearch.study import open_study, run_study, run_worker
 from sparsearch.study.artifacts import RECORD_PREFIX, STORE_ATTR, SharedSupernets
@@ -32,6 +32,15 @@ def study(tmp_path_factory):
     return run, url, root
 
 
+def _the_record(run) -> str:
+    """The key of the one supernet the study trained (tests below add copies of its record, suffixed)."""
+    (key,) = [k for k in run.study.user_attrs if k.startswith(RECORD_PREFIX) and not k.endswith(COPY)]
+    return key
+
+
+COPY = "-copy"
+
+
 def _no_training(*args, **kwargs):
     raise AssertionError("a supernet was trained")
 
@@ -45,7 +54,7 @@ def _queue_a_copy_of_a_scored_trial(run) -> optuna.trial.FrozenTrial:
 def test_the_study_records_its_store_and_each_supernet_file_with_its_sha256(study) -> None:
     run, url, root = study
     assert run.study.user_attrs[STORE_ATTR] == str((root / "tiny" / "store").absolute())
-    (key,) = [k for k in run.study.user_attrs if k.startswith(RECORD_PREFIX)]
+    key = _the_record(run)
     label = key.removeprefix(RECORD_PREFIX)
     local = root / "tiny" / "supernets" / label.replace(",", "_").replace("=", "-")
     files = run.study.user_attrs[key]["files"]
@@ -76,7 +85,7 @@ def test_a_worker_in_a_fresh_directory_scores_a_queued_trial_exactly_and_trains_
 
 def test_a_damaged_store_is_refused_by_its_sha256(study, tmp_path, monkeypatch) -> None:
     run, url, root = study
-    (key,) = [k for k in run.study.user_attrs if k.startswith(RECORD_PREFIX)]
+    key = _the_record(run)
     label = key.removeprefix(RECORD_PREFIX)
     meta = run.study.user_attrs[key]["files"]["model.safetensors"]
     store = tmp_path / "copy-of-the-store"
@@ -138,3 +147,52 @@ def test_one_process_at_a_time_holds_a_supernets_training_lock(tmp_path, monkeyp
         pass
     assert any("removing the stale lock" in line for line in said)
     assert optuna.get_all_study_names(url) == ["s"]
+
+
+def test_a_record_pointing_outside_the_store_is_refused(study, tmp_path) -> None:
+    run, url, root = study
+    key = _the_record(run)
+    label = key.removeprefix(RECORD_PREFIX)
+    secret = tmp_path / "secret"
+    secret.write_text("not yours")
+    opened = open_study(url, "tiny", None)
+    record = opened.study.user_attrs[key]
+    for outside in ("../../secret", str(secret), "../" * 20 + str(secret).lstrip("/")):
+        record["files"]["config.json"]["artifact_id"] = outside
+        opened.study.set_user_attr(key + COPY, record)
+        shared = SharedSupernets(opened.study, opened.storage, root / "tiny" / "store", lambda line: None)
+        with pytest.raises(ConfigError, match=r"cannot download config\.json from the artifact store"):
+            shared.fetch(label + COPY, tmp_path / "here")
+        assert not (tmp_path / "here").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs), mounted for the test: writes past it fail with ENOSPC."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()}): needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_an_upload_to_a_full_store_fails_whole_and_records_nothing(study, small_disk) -> None:
+    run, url, root = study
+    key = _the_record(run)
+    label = key.removeprefix(RECORD_PREFIX)
+    local = root / "tiny" / "supernets" / label.replace(",", "_").replace("=", "-")
+    opened = open_study(url, "tiny", None)
+    study_id = opened.storage.get_study_id_from_name("tiny")
+    before = opened.storage.get_study_user_attrs(study_id), opened.storage.get_study_system_attrs(study_id)
+    filler = small_disk / "filler"  # the disk nearly full: the weights cannot fit, whatever their size
+    filler.write_bytes(b"\0" * (256 * 1024 - 8 * 1024))
+    shared = SharedSupernets(opened.study, opened.storage, small_disk / "store", lambda line: None)
+    with pytest.raises(WriteError, match=r"cannot upload model\.safetensors to the artifact store .*No space left"):
+        shared.publish(label + COPY, local, 1.0)
+    assert sorted(p.name for p in small_disk.rglob("*")) == ["filler", "store"]  # no partial file
+    fresh = open_study(url, "tiny", None).storage  # read again, past any cache
+    assert (fresh.get_study_user_attrs(study_id), fresh.get_study_system_attrs(study_id)) == before  # no record

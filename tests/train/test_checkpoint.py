@@ -124,7 +124,7 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint_intact(
         Path(filename).write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_module, "save_file", disk_full)
+    monkeypatch.setattr(checkpoint_module, "save_tensors", disk_full)
     model, spec = _model()
     with pytest.raises(WriteError, match=r"cannot write the checkpoint \(No space left on device\); the previous"):
         save_checkpoint(saved, model, spec)

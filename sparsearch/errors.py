@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "SparsearchError", "WriteError"]
+__all__ = ["ConfigError", "SparsearchError", "WriteError", "one_line"]
 
 
 class SparsearchError(Exception):
-    """An error the user can fix (bad input, missing file); the CLI prints its message on one line."""
+    """An error the user can fix (bad input, missing file); the CLI prints its message on one line.
+
+    The message is one line by construction: a character that would break it or hide in it (a newline
+    or another control character, a line separator, a lone surrogate) from a user's value quoted in it
+    is written as its escape (``\\n``, ``\\u2028``)."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (one_line(args[0]), *args[1:])
+        super().__init__(*args)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable written as its escape (spaces kept)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class ConfigError(SparsearchError, ValueError):

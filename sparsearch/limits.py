@@ -28,6 +28,7 @@ MAX = {
     "json_file_bytes": 16 << 20,  # a checkpoint's config.json
     "questions_file_bytes": 2 << 30,  # a VQA directory's questions JSON (VQA v2's are some hundred MB)
     "files": 50_000_000,  # image files of a directory data set
+    "image_pixels": 89_478_485,  # an image file's width x height: Pillow's own cap (a decompression bomb past it)
     "yaml_depth": 64,  # nesting of a space file
     "yaml_aliases": 256,  # aliases (*name) in a space file
     "classes": 1_000_000,  # classes of a classifier, labels of a data set
@@ -80,8 +81,11 @@ def read_capped(path: Path, cap: int, what: str) -> bytes:
         raise ConfigError(f"{path}: cannot read the {what} (No such file or directory)")
     if not path.is_file():
         raise ConfigError(f"{path}: cannot read the {what} (not a regular file)")
-    with path.open("rb") as f:
-        data = f.read(cap + 1)
+    try:
+        with path.open("rb") as f:
+            data = f.read(cap + 1)
+    except OSError as err:  # unreadable, a directory swapped in, an I/O error
+        raise ConfigError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
     if len(data) > cap:
         raise ConfigError(f"{path}: the {what} is larger than the {cap:,}-byte cap")
     return data

@@ -87,43 +87,83 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class PostgresServer:
+    """A real PostgreSQL server in a temporary directory, which a test may stop and start again (same data,
+    same port). Run as the postgres user where the tests run as root (PostgreSQL refuses root)."""
+
+    def __init__(self) -> None:
+        initdb, self.pg_ctl = _binary("initdb"), _binary("pg_ctl")
+        if initdb is None or self.pg_ctl is None:
+            pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed; apt-get install postgresql")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            pytest.skip("the psycopg driver is not installed (pip install 'sparsearch[postgres]')")
+        self.root = Path(tempfile.mkdtemp(prefix="sparsearch-pg-"))
+        self.data = self.root / "data"
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            if shutil.which("runuser") is None:
+                pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+            shutil.chown(self.root, "postgres")
+            os.chmod(self.root, 0o700)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.port = _free_port()
+        subprocess.run(
+            [*self.prefix, initdb, "-D", str(self.data), "--auth=trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on"
+        subprocess.run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.root / "log"),
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server: ``immediate`` is a crash (no checkpoint; recovery at the next start)."""
+        subprocess.run([*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"], capture_output=True)
+
+    def remove(self) -> None:
+        self.stop()
+        time.sleep(0.2)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed; apt-get install postgresql")
+    server = PostgresServer()
+    server.start()
     try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("the psycopg driver is not installed (pip install 'sparsearch[postgres]')")
-    root = Path(tempfile.mkdtemp(prefix="sparsearch-pg-"))
-    data = root / "data"
-    # PostgreSQL refuses to run as root: run it as the postgres user where we are root.
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        shutil.chown(root, "postgres")
-        os.chmod(root, 0o700)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run(
-        [*prefix, initdb, "-D", str(data), "--auth=trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=on"
-    subprocess.run(
-        [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server.url
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        time.sleep(0.2)
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
+
+
+@pytest.fixture
+def postgres_server():
+    """A server of the test's own, to stop and start again."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,22 @@ def decode(path: str, size: int, seed: int | None) -> Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise ConfigError(f"{path}: cannot decode the image ({err})") from None
-    w, h = image.size
+        with warnings.catch_warnings():  # Pillow warns past its pixel cap, and raises past twice that
+            warnings.simplefilter("ignore", UserWarning)  # a damaged file's tags: it decodes, or it is refused
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                w, h = opened.size  # from the header: checked before any pixel is decoded
+                if w * h > MAX["image_pixels"]:
+                    raise Image.DecompressionBombError(f"{w}x{h}")
+                if w < 1 or h < 1:
+                    raise ValueError(f"an image of {w}x{h} pixels")
+                image = opened.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ConfigError(
+            f"{path}: the image has more than {MAX['image_pixels']:,} pixels (a decompression bomb?)"
+        ) from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as err:
+        raise ConfigError(f"{path}: cannot decode the image ({_first_line(err)})") from None
     if seed is None:
         scale = size / min(w, h)
         image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
@@ -68,6 +80,11 @@ def decode(path: str, size: int, seed: int | None) -> Tensor:
         if rng.random() < 0.5:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def packed(paths: list[str]) -> np.ndarray:
@@ -116,15 +133,40 @@ def _files(root: Path, classes: list[str], strict: bool) -> tuple[list[str], lis
         folder = root / name
         if not folder.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            for f in sorted(filenames):
-                if f.lower().endswith(EXTENSIONS):
-                    paths.append(os.path.join(dirpath, f))
-                    labels.append(index[name])
-                    if len(paths) > MAX["files"]:
-                        raise ConfigError(f"{root}: more than {MAX['files']:,} image files")
+        for path in _walk(folder):
+            paths.append(path)
+            labels.append(index[name])
+            if len(paths) > MAX["files"]:
+                raise ConfigError(f"{root}: more than {MAX['files']:,} image files")
     return paths, labels
+
+
+def _walk(folder: Path) -> list[str]:
+    """The image files under ``folder``, sorted, depth first. Symbolic links to directories are not
+    followed (no loops); a file named as an image that is not a regular file (a broken link, a link loop,
+    a FIFO, which would block the reader) and a directory that cannot be read are one-line errors."""
+    found: list[str] = []
+    stack = [str(folder)]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as err:
+            raise ConfigError(f"{directory}: cannot read the directory ({err.strerror or err})") from None
+        subdirectories = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirectories.append(entry.path)
+            elif entry.name.lower().endswith(EXTENSIONS):
+                try:
+                    regular = entry.is_file()  # follows the link: False for a broken one
+                except OSError:  # a link loop
+                    regular = False
+                if not regular:
+                    raise ConfigError(f"{entry.path}: not a regular file (a broken link, a link loop or a device)")
+                found.append(entry.path)
+        stack.extend(reversed(subdirectories))
+    return found
 
 
 def load_image_folder(path: str, input_size: int, val_fraction: float, seed: int) -> Datasets:

@@ -23,12 +23,20 @@ def stratified_split(labels: Tensor, fraction: float, seed: int, groups: Tensor 
         raise ConfigError(f"validation fraction {fraction} must be between 0 and 1")
     y = labels.numpy()
     index = np.arange(len(y))
-    if groups is None:
-        counts = np.bincount(y)
-        stratify = y if counts[counts > 0].min() >= 2 else None  # a class with one example cannot be split
-        train, val = train_test_split(index, test_size=fraction, stratify=stratify, random_state=seed)
-    else:
-        folds = max(2, round(1.0 / fraction))
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-        train, val = next(splitter.split(index, y, groups.numpy()))
+    try:
+        if groups is None:
+            counts = np.bincount(y)
+            classes = int((counts > 0).sum())
+            n_val = int(np.ceil(fraction * len(y)))
+            # A class with one example, or a side smaller than the class count, cannot be stratified.
+            can = counts[counts > 0].min() >= 2 and classes <= min(n_val, len(y) - n_val)
+            train, val = train_test_split(index, test_size=fraction, stratify=y if can else None, random_state=seed)
+        else:
+            folds = max(2, round(1.0 / fraction))
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+            train, val = next(splitter.split(index, y, groups.numpy()))
+    except ValueError as err:  # too few examples (or images) for two sides
+        raise ConfigError(
+            f"cannot split {len(y):,} examples into training and validation sides ({str(err).splitlines()[0]})"
+        ) from None
     return torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(val))

@@ -31,7 +31,7 @@ from sparsearch.data.image_folder import decode, packed, unpacked
 from sparsearch.data.split import stratified_split
 from sparsearch.data.stream import StreamSplit
 from sparsearch.errors import ConfigError
-from sparsearch.limits import MAX, read_capped
+from sparsearch.limits import MAX, read_capped, shown
 from sparsearch.strict_json import parse_json
 
 __all__ = ["Questions", "load_vqa_folder"]
@@ -65,6 +65,7 @@ def _records(root: Path, name: str) -> list[tuple[str, str, str]]:
         raise ConfigError(f"{path}: expected a non-empty list of questions")
     out = []
     resolved = root.resolve()
+    checked: dict[str, str] = {}
     for i, item in enumerate(data):
         where = f"{path}, question {i}"
         if (
@@ -74,11 +75,26 @@ def _records(root: Path, name: str) -> list[tuple[str, str, str]]:
         ):
             raise ConfigError(f"{where}: needs 'image' and 'question' strings")
         answer = _answer(item, where)
-        image = (root / item["image"]).resolve()
-        if not image.is_relative_to(resolved):
-            raise ConfigError(f"{where}: image {item['image']!r} is outside {root}")
-        out.append((str(image), item["question"], answer))
+        image = _image(root, resolved, item["image"], where, checked)
+        out.append((image, item["question"], answer))
     return out
+
+
+def _image(root: Path, resolved: Path, name: str, where: str, checked: dict[str, str]) -> str:
+    """The question's image, inside ``root`` and a regular file (each checked once)."""
+    if name in checked:
+        return checked[name]
+    try:
+        image = (root / name).resolve()
+        regular = image.is_file()
+    except (OSError, RuntimeError, ValueError) as err:  # a link loop (RuntimeError), a NUL in the name
+        raise ConfigError(f"{where}: image {shown(name)} cannot be resolved ({err})") from None
+    if not image.is_relative_to(resolved):
+        raise ConfigError(f"{where}: image {shown(name)} is outside {root}")
+    if not regular:
+        raise ConfigError(f"{where}: image {shown(name)} is not a regular file (missing, or a device)")
+    checked[name] = str(image)
+    return checked[name]
 
 
 def _answer(item: dict[str, Any], where: str) -> str:

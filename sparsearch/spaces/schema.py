@@ -19,6 +19,7 @@ Every error names the file and the key, and says what is allowed; unknown keys a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -232,9 +233,14 @@ def parse_space(text: str, source: str = "<space>", *, trust: bool = False) -> S
     (:func:`~sparsearch.config.trust_factory`)."""
     if len(text) > MAX["space_file_bytes"]:
         raise ConfigError(f"{source}: the space is larger than the {MAX['space_file_bytes']:,}-byte cap")
-    loader = _BoundedLoader(text)  # a SafeLoader: plain data only, no tags that construct objects
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # a SafeLoader: plain data only, no tags that construct objects
         data = loader.get_single_data()
+    except yaml.reader.ReaderError as err:  # a control character (the reader checks them all first)
+        raise ConfigError(
+            f"{source}: not YAML text: character #x{err.character:04x} at position {err.position} is not allowed"
+        ) from None
     except _Bound as err:
         raise ConfigError(f"{source}: refused: the YAML is {err}") from None
     except _DuplicateKey as err:
@@ -248,7 +254,8 @@ def parse_space(text: str, source: str = "<space>", *, trust: bool = False) -> S
             problem += f" ({context} at line {opened.line + 1})"
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     v = _Validator(source)
     data = v.mapping(data, "", _TOP, required={"name", "target", "knobs"})
     name = v.string(data["name"], "name")
@@ -505,5 +512,10 @@ class _Validator:
             self.fail("knobs.routing.stages", "must cover every stage that searches k")
 
 
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
+def _join(prefix: str, key: object) -> str:
+    """``prefix.key``; a key that is not a plain name (a newline in it, not a string) quoted as Python would."""
+    name = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else shown(key)
+    return f"{prefix}.{name}" if prefix else name
+
+
+_PLAIN_KEY = re.compile(r"[\w.\-+]{1,100}", re.ASCII)

@@ -166,6 +166,45 @@ def _other_sqlite(d: Path, journal: str = "DELETE") -> None:
     con.close()
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels in a few dozen bytes (no pixel data to speak of)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def _folder(extra: Callable[[Path], None]) -> Callable[[Path], None]:
+    """An image folder of two classes of small images, and ``extra`` done to its class ``a``."""
+
+    def setup(d: Path) -> None:
+        from PIL import Image
+
+        for name, colour in (("a", (200, 0, 0)), ("b", (0, 0, 200))):
+            (d / "imgs" / name).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (12, 12), colour).save(d / "imgs" / name / f"{i}.png")
+        extra(d / "imgs" / "a")
+
+    return setup
+
+
+def _vqa_folder(image: str, edit: Callable[[Path], None] = lambda root: None) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        root = d / "vqa"
+        root.mkdir()
+        (root / "train.json").write_text(json.dumps([{"image": image, "question": "what is it?", "answer": "x"}]))
+        edit(root)
+
+    return setup
+
+
 # (id, setup(workdir) or None, arguments, what the line says)
 CASES: list[tuple[str, Callable | None, list[str], str]] = [
     # 1. errors of any kind are one line with a documented code
@@ -386,6 +425,39 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         None,
         ["study", "--budget", "50GFLOPs", "--jobs", "2", "--storage", "sqlite:///:memory:"],
         "cannot share it",
+    ),
+    # 9. data folders: bombs, loops, devices, wrong encodings
+    (
+        "image folder: a decompression bomb",
+        _folder(lambda a: (a / "bomb.png").write_bytes(_png_header(40_000, 40_000))),
+        [*TRAIN, "--data", "folder:imgs", "--out", "run"],
+        "bomb.png: the image has more than 89,478,485 pixels (a decompression bomb?)",
+    ),
+    (
+        "image folder: a link loop",
+        _folder(lambda a: (a / "loop.png").symlink_to("loop.png")),
+        [*TRAIN, "--data", "folder:imgs", "--out", "run"],
+        "loop.png: not a regular file (a broken link, a link loop or a device)",
+    ),
+    (
+        "image folder: a FIFO named as an image",
+        _folder(lambda a: os.mkfifo(a / "pipe.png")),
+        [*TRAIN, "--data", "folder:imgs", "--out", "run"],
+        "pipe.png: not a regular file (a broken link, a link loop or a device)",
+    ),
+    (
+        "VQA folder: an image that is a link loop",
+        _vqa_folder("loop.png", lambda root: (root / "loop.png").symlink_to("loop.png")),
+        ["train", "--space", "default", "--data", "vqa-folder:vqa", "--epochs", "1", "--out", "run"],
+        "image 'loop.png' cannot be resolved",
+    ),
+    (
+        "VQA folder: questions not in UTF-8",
+        _vqa_folder(
+            "x.png", lambda root: (root / "train.json").write_bytes('[{"question": "caf\xe9"}]'.encode("latin-1"))
+        ),
+        ["train", "--space", "default", "--data", "vqa-folder:vqa", "--epochs", "1", "--out", "run"],
+        "train.json: not valid JSON ('utf-8' codec can't decode byte 0xe9",
     ),
 ]
 SECRETS = ("s3cretQ", "s3c", "ret9")

@@ -1,0 +1,58 @@
+"""What the fuzzers (tests/reliability/test_fuzz.py) and the hostile-input cases found, each kept as a
+regular test: every one ended in a traceback or a message of several lines before its fix."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from sparsearch.data.split import stratified_split
+from sparsearch.errors import ConfigError, one_line
+from sparsearch.spaces import parse_space
+
+SPACE = "name: s\ntarget: {model: clevr_cnn, input_size: 32}\nknobs:\n  k: {per: stage, min: 1, max: cardinality}\n"
+
+
+def _refused(text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_space(text, "fuzz.yaml")
+    message = str(caught.value)
+    assert message.isprintable(), message  # one line: no newline, no control character
+    return message
+
+
+def test_a_control_character_in_a_space_file_is_one_line() -> None:
+    # yaml's reader refused it in its constructor, outside the parser's error handling: a traceback
+    assert _refused("\x1f") == "fuzz.yaml: not YAML text: character #x001f at position 0 is not allowed"
+
+
+def test_a_key_with_a_newline_is_quoted() -> None:
+    # it was written as it is: "fuzz.yaml: \n: unknown key"
+    assert _refused("? '\n\n  '\n: null\n" + SPACE).startswith("fuzz.yaml: '\\n': unknown key; allowed: ")
+
+
+def test_a_target_argument_with_a_newline_is_one_line() -> None:
+    # the layout's TypeError quoted the argument's name raw: "got an unexpected keyword argument '\n'"
+    message = _refused(SPACE.replace("input_size: 32}", 'input_size: 32, "a\\nb": 1}'))
+    assert message.endswith("clevr_cnn() got an unexpected keyword argument 'a\\nb'"), message
+
+
+def test_every_error_message_is_one_line_by_construction() -> None:
+    err = ConfigError("value 'a\nb\u2028c\ud800' is bad")
+    assert str(err) == "value 'a\\nb\\u2028c\\ud800' is bad" and str(err).isprintable()
+    assert str(pickle.loads(pickle.dumps(err))) == str(err)  # as a DataLoader worker sends it back
+    assert one_line("café, 12 × 3") == "café, 12 × 3"
+
+
+@pytest.mark.parametrize("labels", [[0, 1], [0, 1, 2, 0], [0, 0, 1, 1, 2, 2]])
+def test_a_split_too_small_to_stratify_is_still_made(labels: list[int]) -> None:
+    # scikit-learn refused: "The test_size = 1 should be greater or equal to the number of classes = 2"
+    train, val = stratified_split(torch.tensor(labels), 0.25, seed=0)
+    assert len(train) and len(val) and sorted([*train.tolist(), *val.tolist()]) == list(range(len(labels)))
+
+
+def test_one_example_cannot_be_split_and_says_so() -> None:
+    with pytest.raises(ConfigError, match=r"cannot split 1 examples into training and validation sides"):
+        stratified_split(torch.tensor([0]), 0.25, seed=0)

@@ -14,10 +14,8 @@ class SparsearchError(Exception):
     or another control character, a line separator, a lone surrogate) from a user's value quoted in it
     is written as its escape (``\\n``, ``\\u2028``)."""
 
-    def __init__(self, *args: object) -> None:
-        if args and isinstance(args[0], str):
-            args = (one_line(args[0]), *args[1:])
-        super().__init__(*args)
+    def __str__(self) -> str:
+        return one_line(super().__str__())  # ``args`` keep the message as given (a worker's traceback in it)
 
 
 def one_line(text: str) -> str:

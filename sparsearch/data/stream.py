@@ -183,8 +183,8 @@ class StreamSplit:
         worker's traceback in its message) as one line."""
         try:
             yield from loader
-        except ConfigError as err:
-            raise ConfigError(_last_line(str(err))) from None
+        except ConfigError as err:  # its message as given: str() would write the traceback's newlines as escapes
+            raise ConfigError(_last_line(str(err.args[0]) if err.args else str(err))) from None
         except (RuntimeError, OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as err:
             raise ConfigError(f"{self.where}: reading a batch failed ({_last_line(str(err))})") from None
 

@@ -19,7 +19,14 @@ from sparsearch.spaces.registry import stored_space
 from sparsearch.study.evaluators import evaluator_class
 from sparsearch.study.samplers import make_sampler
 from sparsearch.study.settings import StudySettings
-from sparsearch.study.storage import HEARTBEAT_SECONDS, check_study_name, open_storage, redact, require_study
+from sparsearch.study.storage import (
+    HEARTBEAT_SECONDS,
+    check_study_name,
+    open_storage,
+    optuna_logging,
+    redact,
+    require_study,
+)
 from sparsearch.study.structure import references
 
 __all__ = ["ATTR", "RUN_OPTIONS", "OpenStudy", "metric_names", "open_study", "study_settings"]
@@ -89,7 +96,7 @@ def open_study(
     if settings is None:  # only `study` creates; the others find the study first, changing nothing
         require_study(storage_url, name)
     storage = open_storage(storage_url, heartbeat_s, read_only=read_only)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna_logging()
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -14,6 +14,7 @@ Passwords never leave this module: :func:`redact` is used for every URL that is 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sqlite3
@@ -46,6 +47,7 @@ __all__ = [
     "failure_reason",
     "heartbeat",
     "open_storage",
+    "optuna_logging",
     "read_only_sqlite",
     "redact",
     "require_study",
@@ -466,6 +468,29 @@ class Outage:
         if self.since is not None:
             self.log(f"the study's storage answers again after {time.monotonic() - self.since:.0f} s")
             self.since = None
+
+
+class _FirstLine(logging.Filter):
+    """Optuna's warnings on one line: a database error it falls back from (a server restarting) is logged
+    with the statement and its parameters, some ten lines; the first says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage().strip()
+        record.msg, record.args = redact(text.splitlines()[0] if text else text), None
+        return True
+
+
+def optuna_logging() -> None:
+    """Optuna's own messages: warnings and errors only, each on one line of stderr (once per process)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    library = logging.getLogger("optuna")
+    if any(isinstance(f, _FirstLine) for h in library.handlers for f in h.filters):
+        return
+    optuna.logging.disable_default_handler()
+    handler = logging.StreamHandler()  # stderr, as Optuna's own handler
+    handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
+    handler.addFilter(_FirstLine())
+    library.addHandler(handler)
 
 
 def heartbeat(storage: RDBStorage, trial_id: int, interval_s: float) -> contextlib.AbstractContextManager[None]:

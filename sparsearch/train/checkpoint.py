@@ -244,6 +244,21 @@ def _check_finite(weights: Path, state: dict[str, Tensor]) -> None:
             )
 
 
+def _build(path: Path, spec: ModelSpec, meta: CheckpointMeta, device: str) -> nn.Module:
+    """The checkpoint's model (compacted as it records), built on ``device``."""
+    try:
+        with torch.device(device):
+            model = build_task_model(spec)  # refused before allocation when config.json asks for a huge model
+    except (SparsearchError, ValueError) as err:
+        raise CheckpointError(f"{path / CONFIG_FILE}: cannot build its model ({err})") from None
+    if meta.compaction is not None:  # a compacted model: the source model with its structural edits
+        try:
+            apply_edits(model, meta.compaction.edits)
+        except SparsearchError as err:
+            raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the compacted model ({err})") from None
+    return model
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     """The model of a checkpoint directory, in eval mode, with its config.json."""
     path = Path(path)
@@ -258,16 +273,19 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
         spec = ModelSpec.from_dict(record.get("model"))
     except SparsearchError as err:
         raise CheckpointError(f"{path / CONFIG_FILE}: {err}") from None
+    # The model's shapes first, on the meta device (no memory): a config.json that asks for a model larger
+    # than its weights file holds is refused before the model is allocated, as are weights of other shapes.
+    declared = _header_shapes(weights)
     try:
-        model = build_task_model(spec)  # refused before allocation when config.json asks for a huge model
-    except (SparsearchError, ValueError) as err:
-        raise CheckpointError(f"{path / CONFIG_FILE}: cannot build its model ({err})") from None
-    if meta.compaction is not None:  # a compacted model: the source model with its structural edits
-        try:
-            apply_edits(model, meta.compaction.edits)
-        except SparsearchError as err:
-            raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the compacted model ({err})") from None
-    _check_shapes(path, model.state_dict(), _header_shapes(weights))  # before a byte of the tensors is read
+        skeleton = _build(path, spec, meta, "meta")
+    except CheckpointError:
+        raise
+    except Exception:  # a user's factory that cannot build on the meta device: checked once built below
+        skeleton = None
+    if skeleton is not None:
+        _check_shapes(path, skeleton.state_dict(), declared)
+    model = _build(path, spec, meta, "cpu")
+    _check_shapes(path, model.state_dict(), declared)  # before a byte of the tensors is read
     try:
         state = load_file(weights)
     except (SafetensorError, OSError) as err:

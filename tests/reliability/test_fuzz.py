@@ -67,6 +67,7 @@ def one_line_or_value(parser: str, call, *args):
 @pytest.fixture(scope="module", autouse=True)
 def _figures():
     yield
+    FIGURES["process"] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "seed": SEED}
     print(json.dumps(FIGURES, indent=1))
     if os.environ.get("SPARSEARCH_FUZZ_FIGURES"):
         Path(os.environ["SPARSEARCH_FUZZ_FIGURES"]).write_text(json.dumps(FIGURES, indent=1) + "\n")

@@ -309,6 +309,17 @@ CASES: list[tuple[str, Callable | None, list[str], str]] = [
         "the cap is 2,000,000,000",
     ),
     (
+        "config.json a model of 2.7 GB its weights do not hold",
+        _ckpt(
+            lambda m: [
+                s.update(out_channels=c)
+                for s, c in zip(m["model"]["config"]["stages"], (8_192, 16_384, 32_768), strict=True)
+            ]
+        ),
+        ["eval", "ckpt"],
+        "config.json does not match the weights",
+    ),
+    (
         "plug-in label 2^40",
         _plugin(
             "def make(input_size, seed):\n    x = torch.zeros(4, 3, 8, 8)\n"

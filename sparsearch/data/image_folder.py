@@ -115,10 +115,22 @@ class ImageFiles(Dataset):
 
 
 def _classes(root: Path) -> list[str]:
+    """The class directories of ``root`` (links to directories included), sorted."""
     try:
-        return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        entries = list(os.scandir(root))
     except OSError as err:
         raise ConfigError(f"{root}: cannot read the directory ({err.strerror})") from None
+    names = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()  # follows a link
+        except OSError as err:  # a link loop
+            raise ConfigError(f"{entry.path}: cannot read it ({err.strerror})") from None
+        if is_dir:
+            names.append(entry.name)
+    return sorted(names)
 
 
 def _files(root: Path, classes: list[str], strict: bool) -> tuple[list[str], list[int]]:
@@ -178,6 +190,11 @@ def load_image_folder(path: str, input_size: int, val_fraction: float, seed: int
     classes = _classes(train_root)
     if not classes:
         raise ConfigError(f"data folder:{path}: no class sub-directories in {train_root}")
+    if len(classes) < 2:
+        raise ConfigError(
+            f"data folder:{path}: one class sub-directory ({classes[0]}) in {train_root}; "
+            "a classifier needs two or more"
+        )
     paths, labels = _files(train_root, classes, strict=False)
     if not paths:
         raise ConfigError(f"data folder:{path}: no image files ({', '.join(EXTENSIONS)}) under {train_root}")

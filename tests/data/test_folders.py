@@ -68,6 +68,24 @@ def test_train_val_test_directories_and_a_foreign_class_is_named(tmp_path: Path)
         load_data(f"folder:{root}", input_size=12)
 
 
+def test_class_directories_that_loop_or_stand_alone_are_refused(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs", per_class=2)
+    (root / "loop").symlink_to("loop")
+    with pytest.raises(ConfigError, match=r"imgs/loop: cannot read it \(Too many levels of symbolic links\)"):
+        load_data(f"folder:{root}", input_size=12)
+    (root / "loop").unlink()
+    (root / "red" / "up").symlink_to("..")  # a link to a directory inside a class: not followed
+    d = load_data(f"folder:{root}", input_size=12, val_fraction=0.5)
+    assert len(d.train) + len(d.val) == 6
+    alone = make_folder(tmp_path / "alone", per_class=2)
+    for name in ("green", "blue"):
+        for f in (alone / name).iterdir():
+            f.unlink()
+        (alone / name).rmdir()
+    with pytest.raises(ConfigError, match=r"one class sub-directory \(red\) .*a classifier needs two or more"):
+        load_data(f"folder:{alone}", input_size=12)
+
+
 def test_a_broken_image_is_named_in_one_line_from_a_worker(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "imgs", per_class=2)
     (root / "red" / "bad.png").write_bytes(b"not a png")

@@ -5,8 +5,12 @@ a damaged store is refused; one process at a time trains a supernet."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -166,33 +170,74 @@ def test_a_record_pointing_outside_the_store_is_refused(study, tmp_path) -> None
         assert not (tmp_path / "here").exists()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 256 KiB file system (tmpfs), mounted for the test: writes past it fail with ENOSPC."""
-    import subprocess
+FULL_STORE = """
+import resource, sys
+from pathlib import Path
+from sparsearch.errors import WriteError
+from sparsearch.study import open_study
+from sparsearch.study.artifacts import SharedSupernets
+url, store, label, local = sys.argv[1:]
+half = (Path(local) / "model.safetensors").stat().st_size // 2
+opened = open_study(url, "tiny", None)
+shared = SharedSupernets(opened.study, opened.storage, Path(store), lambda line: None)
+resource.setrlimit(resource.RLIMIT_FSIZE, (half, half))  # no file may grow past half the weights from here
+try:
+    shared.publish(label, Path(local), 1.0)
+except WriteError as err:
+    sys.exit(f"error: {err}")
+"""
 
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+
+def _tmpfs(directory: Path) -> bool:
+    """Mount a real 256 KiB file system (tmpfs) at ``directory``, filled but for 8 KiB; False where not allowed."""
+    directory.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(directory)], capture_output=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()}): needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        return False
+    (directory / "filler").write_bytes(b"\0" * (256 * 1024 - 8 * 1024))
+    return True
 
 
-def test_an_upload_to_a_full_store_fails_whole_and_records_nothing(study, small_disk) -> None:
+@pytest.mark.parametrize("limit", ["a full tmpfs", "the file-size limit"])
+def test_an_upload_to_a_full_store_fails_whole_and_records_nothing(study, tmp_path, limit: str) -> None:
+    """The store's disk refuses the weights partway: on a real 256 KiB tmpfs filled but for 8 KiB (where
+    this machine lets the test mount one, as root), and under the operating system's file-size limit
+    (RLIMIT_FSIZE, which any process may lower), in a process of its own."""
     run, url, root = study
-    key = _the_record(run)
-    label = key.removeprefix(RECORD_PREFIX)
+    label = _the_record(run).removeprefix(RECORD_PREFIX)
     local = root / "tiny" / "supernets" / label.replace(",", "_").replace("=", "-")
     opened = open_study(url, "tiny", None)
     study_id = opened.storage.get_study_id_from_name("tiny")
     before = opened.storage.get_study_user_attrs(study_id), opened.storage.get_study_system_attrs(study_id)
-    filler = small_disk / "filler"  # the disk nearly full: the weights cannot fit, whatever their size
-    filler.write_bytes(b"\0" * (256 * 1024 - 8 * 1024))
-    shared = SharedSupernets(opened.study, opened.storage, small_disk / "store", lambda line: None)
-    with pytest.raises(WriteError, match=r"cannot upload model\.safetensors to the artifact store .*No space left"):
-        shared.publish(label + COPY, local, 1.0)
-    assert sorted(p.name for p in small_disk.rglob("*")) == ["filler", "store"]  # no partial file
+    disk = tmp_path / "disk"
+    if limit == "a full tmpfs":
+        if not _tmpfs(disk):
+            pytest.skip("cannot mount a tmpfs here (needs root and the right to mount)")
+        shared = SharedSupernets(opened.study, opened.storage, disk / "store", lambda line: None)
+        try:
+            with pytest.raises(WriteError) as caught:
+                shared.publish(label + COPY, local, 1.0)
+            message, left = str(caught.value), sorted(p.name for p in disk.rglob("*"))
+        finally:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+        assert left == ["filler", "store"], left  # no partial file
+        assert "(No space left on device); nothing was recorded" in message, message
+        assert "cannot upload model.safetensors to the artifact store" in message, message
+    else:
+        disk.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-c", FULL_STORE, url, str(disk / "store"), label + COPY, str(local)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            timeout=300,
+        )
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "(File too large); nothing was recorded" in done.stderr, done.stderr
+        assert "cannot upload model.safetensors to the artifact store" in done.stderr, done.stderr
+        assert sorted(p.name for p in disk.rglob("*")) == ["store"]  # no partial file
+    assert "cannot upload model.safetensors to the artifact store" in (
+        message if limit == "a full tmpfs" else done.stderr
+    )
     fresh = open_study(url, "tiny", None).storage  # read again, past any cache
     assert (fresh.get_study_user_attrs(study_id), fresh.get_study_system_attrs(study_id)) == before  # no record

@@ -9,9 +9,13 @@ no longer counts as a slot).
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import functools
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -29,15 +33,17 @@ from sparsearch.study.session import open_study
 from sparsearch.study.settings import StudySettings
 from sparsearch.study.storage import (
     HEARTBEAT_SECONDS,
+    MAX_RETRY,
     Outage,
     check_run_limits,
     claim_waiting_trial,
     heartbeat,
+    setup_lock,
     storage_failure,
 )
 from sparsearch.train.loop import resolve_device
 
-__all__ = ["require_named_plugin", "run_worker", "top_up", "work"]
+__all__ = ["ORPHAN_AGE_S", "requeue_orphans", "require_named_plugin", "run_worker", "top_up", "work"]
 
 
 def _slots(study: optuna.Study) -> int:
@@ -107,20 +113,22 @@ def work(
     on_trial=None,
     poll_s: float = 2.0,
     log=None,
+    guard: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> int:
     """Claim and run queued trials of ``study`` (opened on ``storage``) until none is left (``wait``: and
     none is running anywhere), or the deadline passes. Returns the number of trials this worker ran.
 
     A storage that stops answering (a server restarting) is waited for with bounded back-off
     (:class:`~sparsearch.study.storage.Outage`, said in one line); a trial it interrupted goes stale and
-    its queued copy runs."""
+    its queued copy runs. ``guard``: the study's set-up lock, under which a failed trial whose copy was
+    never queued is queued once the queue is empty (:func:`requeue_orphans`)."""
     outage = Outage(log)
     study_id = _retrying(lambda: storage.get_study_id_from_name(study.study_name), outage)
     interval = storage.get_heartbeat_interval() or HEARTBEAT_SECONDS
     done = 0
     while deadline is None or time.time() < deadline:
         try:
-            ran = _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log)
+            ran = _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log, guard)
         except Exception as err:
             if storage_failure(err) is None:
                 raise
@@ -136,7 +144,7 @@ def work(
     return done
 
 
-def _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log) -> bool | None:
+def _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log, guard) -> bool | None:
     """Run the next queued trial: True when one ran, False when waiting for running ones, None when done."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -144,6 +152,13 @@ def _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, l
     trial_id = claim_waiting_trial(storage, study_id)
     if trial_id is None:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running and guard is not None:
+            queued, young = requeue_orphans(study, storage, guard, log)
+            if queued:
+                return False
+            if young and wait:
+                time.sleep(poll_s)
+                return False
         if not wait or not running:
             return None
         time.sleep(poll_s)
@@ -156,6 +171,45 @@ def _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, l
     with heartbeat(storage, trial_id, interval):
         _run_one(study, storage, trial, evaluator, outage, log)
     return True
+
+
+ORPHAN_AGE_S = 30.0  # a failed trial without a copy this long after its end lost its copy for good
+
+
+def requeue_orphans(study: optuna.Study, storage: RDBStorage, guard, log=None) -> tuple[int, int]:
+    """Queue the copy that a failed trial should have and lacks; returns (queued, too recent to tell).
+
+    A trial whose worker died is failed by a peer, which then queues its copy: two writes. A peer killed
+    between them leaves a failed trial without a copy, and the study would end a trial short. Once the
+    queue is empty and nothing runs, such a trial (failed by a stale heartbeat or an interruption, not by
+    its own error, within the retry limit, and ended over :data:`ORPHAN_AGE_S` ago, so no peer is still
+    between the two writes) gets its copy, under the study's set-up lock so that two processes doing this
+    at once queue one copy."""
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if callback is None:
+        return 0, 0
+    queued = young = 0
+    with guard():
+        trials = study.get_trials(deepcopy=False)
+        replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+        now = datetime.datetime.now()
+        for t in trials:
+            orphan = (
+                t.state == TrialState.FAIL
+                and t.number not in replaced
+                and t.user_attrs.get("error") in (None, "interrupted")
+                and len(t.system_attrs.get("retry_history", [])) < MAX_RETRY
+            )
+            if not orphan:
+                continue
+            if t.datetime_complete is not None and (now - t.datetime_complete).total_seconds() < ORPHAN_AGE_S:
+                young += 1
+                continue
+            callback(study, t)
+            queued += 1
+            if log is not None:
+                log(f"trial {t.number} failed without its copy queued (its peer died in between); queued it now")
+    return queued, young
 
 
 def _retrying(call, outage: Outage):
@@ -215,7 +269,8 @@ def run_worker(
     evaluator.share(
         opened.study, opened.storage, store_dir(opened.study, artifact_store, artifacts / "store", record=False)
     )
-    return work(opened.study, opened.storage, evaluator, deadline=deadline, log=log)
+    guard = functools.partial(setup_lock, storage_url)
+    return work(opened.study, opened.storage, evaluator, deadline=deadline, log=log, guard=guard)
 
 
 def child_worker(

@@ -8,6 +8,7 @@ stale ones before it finishes.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sparsearch.study.storage import (
     creating,
     default_storage_url,
     redact,
+    setup_lock,
     sqlite_file,
 )
 from sparsearch.study.summary import summarize, write_summary
@@ -125,7 +127,8 @@ def run_study(
             child.start()
     on_trial = progress.update if progress is not None else None
     try:
-        work(study, opened.storage, evaluator, deadline=deadline, wait=True, on_trial=on_trial, log=log)
+        guard = functools.partial(setup_lock, storage_url)  # a lost copy is queued under it (requeue_orphans)
+        work(study, opened.storage, evaluator, deadline=deadline, wait=True, on_trial=on_trial, log=log, guard=guard)
     finally:
         for child in children:
             child.join()

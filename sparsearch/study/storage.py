@@ -34,6 +34,7 @@ from sparsearch.limits import MAX
 
 __all__ = [
     "HEARTBEAT_SECONDS",
+    "MAX_RETRY",
     "OUTAGE_LIMIT_S",
     "Outage",
     "StorageError",

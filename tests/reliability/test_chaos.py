@@ -227,9 +227,9 @@ def _check(driver: Driver, figures: dict) -> None:
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     copies: dict[int, list[int]] = {}
-    for t in trials:
-        if "failed_trial" in t.system_attrs:
-            copies.setdefault(t.system_attrs["failed_trial"], []).append(t.number)
+    for t in trials:  # a copy's retry history ends with the trial it copies (failed_trial names the first)
+        if t.system_attrs.get("retry_history"):
+            copies.setdefault(t.system_attrs["retry_history"][-1], []).append(t.number)
     slots = {root(t) for t in trials}
     done_roots = [root(t) for t in done]
     lost = sorted(slots - set(done_roots))

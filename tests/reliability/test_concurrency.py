@@ -133,6 +133,60 @@ def test_workers_complete_exactly_the_requested_trials(storage, tmp_path) -> Non
     assert (tmp_path / "report" / "pareto.png").is_file() and (tmp_path / "report" / "index.md").is_file()
 
 
+def test_a_failed_trial_whose_copy_was_lost_is_queued_once(tmp_path) -> None:
+    """A peer killed between failing a dead worker's trial and queueing its copy leaves a failed trial
+    without one: once the queue is empty, the workers queue it, once, and the study reaches its count."""
+    import datetime
+    import functools
+
+    from sparsearch.study.queue import requeue_orphans
+    from sparsearch.study.storage import setup_lock
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    opened = open_study(url, "s", tiny_settings(_budget(), eval="train", trials=3, stop_peers=100))
+    top_up(opened.study, 2)
+    waiting = len(opened.study.get_trials(states=(TrialState.WAITING,)))
+    ended = datetime.datetime.now() - datetime.timedelta(minutes=5)
+    orphan = optuna.trial.FrozenTrial(  # failed by a stale heartbeat five minutes ago; no copy was queued
+        number=-1,
+        state=TrialState.FAIL,
+        value=None,
+        datetime_start=ended,
+        datetime_complete=ended,
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    opened.study.add_trial(orphan)
+    recent = optuna.trial.FrozenTrial(  # and one that failed a moment ago: its peer may be queueing it now
+        number=-1,
+        state=TrialState.FAIL,
+        value=None,
+        datetime_start=datetime.datetime.now(),
+        datetime_complete=datetime.datetime.now(),
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={"retry_history": [97, 98, 99]},
+        intermediate_values={},
+        trial_id=-1,
+    )  # past the retry limit: never queued again
+    opened.study.add_trial(recent)
+    worker = _cli("worker", "--storage", url, "--study-name", "s", "--device", "cpu", "--seed")
+    outputs = _finish(_start([[*worker, str(i)] for i in range(2)], tmp_path))
+    trials = _trials(url)
+    (number,) = [t.number for t in trials if t.datetime_complete == ended]
+    copies = [t for t in trials if t.system_attrs.get("retry_history", [None])[-1] == number]
+    assert len(copies) == 1 and copies[0].state == TrialState.COMPLETE, [t.system_attrs for t in trials]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == waiting + 1  # those queued, and the copy
+    assert sum("queued it now" in err for _, err in outputs) == 1
+    guard = functools.partial(setup_lock, url)
+    assert requeue_orphans(opened.study, open_storage(url), guard) == (0, 0)  # nothing left to queue
+
+
 @pytest.mark.slow  # 40 s of the default suite over both storages; runs in make test-slow (and in CI)
 def test_identical_study_commands_started_at_once_share_one_study(storage, tmp_path) -> None:
     url, args = storage

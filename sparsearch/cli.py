@@ -9,6 +9,7 @@ interrupted (Ctrl-C) and 143 when terminated (SIGTERM); temporaries are removed 
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import math
 import os
@@ -745,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     handled = (signal.SIGTERM, signal.SIGINT) if _main_thread() else ()
     previous = {signum: signal.signal(signum, _terminate) for signum in handled}
+    previous_hook = sys.unraisablehook
+    if handled:
+        sys.unraisablehook = functools.partial(_deliver_again, previous_hook)
     try:
         result = app(args=args or ["--help"], prog_name="sparsearch", standalone_mode=False)
     except typer.Exit as stop:
@@ -776,7 +780,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
     return result if isinstance(result, int) else 0
+
+
+def _deliver_again(previous_hook, unraisable) -> None:
+    """A signal whose :class:`Terminated` was raised inside a finaliser or a weakref callback (a library's
+    clean-up, run by the garbage collector wherever the program is), where Python ignores exceptions:
+    send it again a moment later (from a thread: sent from here, it would be handled here and ignored
+    again), so that it is raised where the program goes on, instead of being lost."""
+    if isinstance(unraisable.exc_value, Terminated):
+        import threading
+
+        again = threading.Timer(0.05, os.kill, (os.getpid(), unraisable.exc_value.signum))
+        again.daemon = True
+        again.start()
+        return
+    previous_hook(unraisable)
 
 
 def _main_thread() -> bool:

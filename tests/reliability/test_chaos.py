@@ -60,6 +60,7 @@ class Driver:
         self.started = 0
         self.last_start = 0.0
         self.log_of: dict[int, Path] = {}
+        self.trace = (tmp / "driver.log").open("w")  # when the driver saw what (kept with the test's files)
         self.refused = 0  # processes started while the server was away: refused in one line, started again
         self.kills: list[tuple[float, int, str]] = []
         self.values: dict[int, tuple] = {}  # every COMPLETE trial's values, as first seen
@@ -72,8 +73,8 @@ class Driver:
         self.last_start = time.time()
         self.log_of[slot] = self.logs / f"{slot}-{self.started:03d}.log"
         log = self.log_of[slot].open("w")
-        self.processes[slot] = subprocess.Popen(
-            command, cwd=self.tmp, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True
+        self.processes[slot] = subprocess.Popen(  # niced: the driver keeps its pace on a busy machine
+            command, cwd=self.tmp, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=_nice
         )
 
     def trials(self) -> list[optuna.trial.FrozenTrial] | None:
@@ -86,6 +87,19 @@ class Driver:
             if self.storage is not None:
                 self.storage.engine.dispose()
             self.storage = None
+            return None
+
+    def done(self) -> int | None:
+        """Trials finished (complete or stopped early), counted by the server; None while it is away."""
+        import sqlalchemy
+
+        try:
+            if self.storage is None:
+                self.storage = open_storage(self.url)
+            with self.storage.engine.connect() as conn:
+                query = "SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
+                return int(conn.execute(sqlalchemy.text(query)).scalar())
+        except Exception:
             return None
 
     def observe(self) -> list[optuna.trial.FrozenTrial] | None:
@@ -120,6 +134,10 @@ class Driver:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _nice() -> None:
+    os.nice(5)
 
 
 def _study_exists(driver: Driver) -> bool:
@@ -171,16 +189,21 @@ def _run(driver: Driver, server, start: float) -> dict:
     # When to kill: after so many trials done, drawn at random over the run (not by the clock, so that a
     # faster or slower machine meets as many kills).
     points = sorted(driver.rng.sample(range(10, int(TRIALS * 0.95)), KILLS))
+    observed = 0.0
     while True:
         assert time.time() - start < LIMIT_S, "the study did not finish in time"
-        trials = driver.observe()
+        if time.time() - observed > 2:  # every completed trial's values, read whole every 2 s
+            driver.observe()
+            observed = time.time()
         for slot, process in list(driver.processes.items()):
             if process.poll() not in (None, 0):  # only one refused at its start, by the server away, is restarted
                 assert restarted_at is not None and driver.refused_at_start(slot), (slot, process.returncode)
                 driver.start(slot)
         if driver.processes[0].poll() == 0:  # the study is done
             break
-        done = sum(1 for t in trials or [] if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+        done = driver.done() or 0
+        driver.trace.write(f"{time.time() - start:7.1f} s: {done} done, {len(driver.kills)} kills\n")
+        driver.trace.flush()
         if restarted_at is None and done >= TRIALS * 0.4:
             # No kill for 10 s first: a process starting while the server is away cannot connect, and
             # says so (exit 2), as it should; the ones running wait the restart out.

@@ -305,6 +305,8 @@ def example_inputs(spec: ModelSpec, width: int = PROGRAM_WORDS) -> tuple[Tensor,
 
 
 def _is_export(path: Path) -> bool:
+    if not (path / CONTRACT_FILE).is_file():  # a FIFO in its place would block the read
+        return False
     try:
         return json.loads((path / CONTRACT_FILE).read_text())["format"] == "sparsearch-export"
     except (OSError, ValueError, KeyError, TypeError):

@@ -23,6 +23,8 @@ __all__ = ["FORMAT", "load_report_data", "report_data", "write_report"]
 
 
 def _is_report(path: Path) -> bool:
+    if not (path / "report.json").is_file():  # a FIFO in its place would block the read
+        return False
     try:
         return json.loads((path / "report.json").read_text(encoding="utf-8")).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):

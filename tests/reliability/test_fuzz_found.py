@@ -56,3 +56,16 @@ def test_a_split_too_small_to_stratify_is_still_made(labels: list[int]) -> None:
 def test_one_example_cannot_be_split_and_says_so() -> None:
     with pytest.raises(ConfigError, match=r"cannot split 1 examples into training and validation sides"):
         stratified_split(torch.tensor([0]), 0.25, seed=0)
+
+
+def test_a_fifo_in_place_of_an_outputs_record_is_not_read(tmp_path) -> None:
+    # `report --out DIR` and `export --out DIR` read DIR's record to tell whether DIR is theirs to replace:
+    # a FIFO there blocked that read for ever; it is not theirs
+    import os
+
+    from sparsearch.compact.export import CONTRACT_FILE, _is_export
+    from sparsearch.report import _is_report
+
+    os.mkfifo(tmp_path / "report.json")
+    os.mkfifo(tmp_path / CONTRACT_FILE)
+    assert not _is_report(tmp_path) and not _is_export(tmp_path)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from sparsearch.errors import ConfigError
 
 __all__ = ["Budget", "budget_text", "format_flops", "latency_budget_text", "parse_budget", "parse_latency_budget"]
 
+MAX_BUDGET_FLOPS = 10**18  # FLOPs per example: a million TFLOPs, far past any network's
 _PREFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _NUMBER = r"([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
 _BUDGET = re.compile(rf"^\s*{_NUMBER}\s*(?:([kmgt]?)(flops|macs))?\s*$", re.IGNORECASE)
@@ -38,10 +39,15 @@ def parse_budget(text: str) -> int:
             raise ConfigError(f"budget {text!r}: add a unit, e.g. {number}{prefix}FLOPs or {number}{prefix}MACs")
         raise ConfigError(f"budget {text!r} not understood; {_FORMS}")
     number, prefix, unit = match.groups()
-    value = float(number) * _PREFIX[(prefix or "").upper()] * (2 if (unit or "").lower() == "macs" else 1)
-    if not math.isfinite(value) or value < 1:
-        raise ConfigError(f"budget {text!r} must be a positive, finite amount of at least 1 FLOP; {_FORMS}")
-    return round(value)
+    amount = Decimal(number)  # exact: the budget a study carries reads back from its text (budget_text)
+    if amount.adjusted() <= 30:  # a larger exponent is past the cap whatever the prefix
+        amount = amount * _PREFIX[(prefix or "").upper()] * (2 if (unit or "").lower() == "macs" else 1)
+    if not 1 <= amount <= MAX_BUDGET_FLOPS:
+        raise ConfigError(
+            f"budget {text!r} must be a positive, finite amount of at least 1 FLOP and at most "
+            f"{MAX_BUDGET_FLOPS:.0e} FLOPs; {_FORMS}"
+        )
+    return int(amount.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def format_flops(flops: float, unit: str = "FLOPs") -> str:

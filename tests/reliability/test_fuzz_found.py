@@ -69,3 +69,18 @@ def test_a_fifo_in_place_of_an_outputs_record_is_not_read(tmp_path) -> None:
     os.mkfifo(tmp_path / "report.json")
     os.mkfifo(tmp_path / CONTRACT_FILE)
     assert not _is_report(tmp_path) and not _is_export(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["51E100", "9007199254740993FLOPs", "1.0000000000000001e18"])
+def test_a_budget_reads_back_as_itself_or_is_refused(text: str) -> None:
+    # read through a float, 51E100 FLOPs was accepted and printed as a number that read back as another;
+    # 2**53 + 1 FLOPs became 2**53: budgets are read exactly now, and capped at 10^18 FLOPs
+    from sparsearch.cost.budget import MAX_BUDGET_FLOPS, Budget
+
+    try:
+        budget = Budget.parse(text)
+    except ConfigError as err:
+        assert "at most 1e+18 FLOPs" in str(err)
+        return
+    assert Budget.parse(budget.text) == budget and budget.amount <= MAX_BUDGET_FLOPS
+    assert budget.amount == 9007199254740993

@@ -18,8 +18,8 @@ $(BIN)/sparsearch: pyproject.toml
 study: $(BIN)/sparsearch
 	$(BIN)/sparsearch study --budget 50GFLOPs
 
-# Every test but the slow tier (9 min 45 s on 2 idle AMD EPYC cores); CI runs it, then `make test-slow`
-# (11 min 35 s there, the chaos run and the fuzzers included).
+# Every test but the slow tier (10 min 8 s on 2 idle AMD EPYC cores); CI runs it, then `make test-slow`
+# (12 min 14 s there, the chaos run and the fuzzers included).
 test: $(BIN)/sparsearch
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m "not slow" --durations=15

@@ -64,15 +64,7 @@ def top_up(study: optuna.Study, trials: int) -> int:
 def _tell(study: optuna.Study, trial: optuna.Trial, outage: Outage, log, **how) -> None:
     """Tell the trial's end, waiting out a storage outage. A trial that a peer failed meanwhile (its heartbeat
     stopped during the outage) is left as it is: its queued copy runs instead, so nothing is done twice."""
-    while True:
-        try:
-            state = study.tell(trial, skip_if_finished=True, **how).state
-            break
-        except Exception as err:
-            if storage_failure(err) is None:
-                raise
-            outage.wait(err)
-    outage.over()
+    state = _retrying(lambda: study.tell(trial, skip_if_finished=True, **how).state, outage)
     if state != how.get("state", TrialState.COMPLETE) and log is not None:
         log(f"trial {trial.number} was failed by a peer while it ran (no heartbeat reached the storage); its copy runs")
 
@@ -127,14 +119,9 @@ def work(
     interval = storage.get_heartbeat_interval() or HEARTBEAT_SECONDS
     done = 0
     while deadline is None or time.time() < deadline:
-        try:
-            ran = _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log, guard)
-        except Exception as err:
-            if storage_failure(err) is None:
-                raise
-            outage.wait(err)
-            continue
-        outage.over()
+        ran = _retrying(
+            lambda: _next(study, storage, evaluator, study_id, interval, wait, poll_s, outage, log, guard), outage
+        )
         if ran is None:
             break
         if ran:
@@ -213,6 +200,7 @@ def requeue_orphans(study: optuna.Study, storage: RDBStorage, guard, log=None) -
 
 
 def _retrying(call, outage: Outage):
+    """``call()``, called again while the storage does not answer (``outage`` says so and backs off)."""
     while True:
         try:
             result = call()

@@ -448,13 +448,11 @@ class Outage:
         self.log, self.limit_s, self.cap_s = log or (lambda line: None), limit_s, cap_s
         self.since: float | None = None
         self.attempts = 0
-        self.outages = 0
 
     def wait(self, err: BaseException) -> None:
         now = time.monotonic()
         if self.since is None:
             self.since, self.attempts = now, 0
-            self.outages += 1
             self.log(
                 f"the study's storage does not answer ({failure_reason(err)}); retrying with back-off "
                 f"(1 s doubling up to {self.cap_s:g} s) for at most {self.limit_s:g} s"

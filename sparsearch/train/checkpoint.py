@@ -12,6 +12,7 @@ that needs pickle code is refused, and the code never runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 from dataclasses import dataclass
@@ -276,15 +277,15 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     # The model's shapes first, on the meta device (no memory): a config.json that asks for a model larger
     # than its weights file holds is refused before the model is allocated, as are weights of other shapes.
     declared = _header_shapes(weights)
+    skeleton = None
     if getattr(spec.config, "family", None) != "user":  # a user's factory runs once, and may not know meta
-        try:
+        with contextlib.suppress(Exception):  # the build below says what is wrong
             skeleton = _build(path, spec, meta, "meta")
-        except Exception:  # the build below says what is wrong
-            skeleton = None
-        if skeleton is not None:
-            _check_shapes(path, skeleton.state_dict(), declared)
+    if skeleton is not None:
+        _check_shapes(path, skeleton.state_dict(), declared)
     model = _build(path, spec, meta, "cpu")
-    _check_shapes(path, model.state_dict(), declared)  # before a byte of the tensors is read
+    if skeleton is None:
+        _check_shapes(path, model.state_dict(), declared)  # before a byte of the tensors is read
     try:
         state = load_file(weights)
     except (SafetensorError, OSError) as err:
